@@ -1,0 +1,33 @@
+# Two commands on a fresh machine (see README.md):
+#   make demo   install into .venv, then run the benchmark on the synthetic cohorts
+#   make test   install into .venv (with the test extras), then run the test suite
+#
+# torch is installed first and on its own, so that nothing pulls a multi-GB CUDA build
+# on a CPU machine. GPU users override TORCH, e.g.
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+CONSTRAINTS := workflow/envs/constraints.txt
+PIP := $(VENV)/bin/python -m pip
+
+.PHONY: demo test install clean-venv
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[test,contour]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/calf demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from calf.cli import main
+
+raise SystemExit(main())

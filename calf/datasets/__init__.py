@@ -1,0 +1,1 @@
+"""Dataset adapters: find every case of a release in its real folder layout."""

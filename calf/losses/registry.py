@@ -1,0 +1,82 @@
+"""Every loss of the benchmark under one name, and losses named by import path."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from calf.losses import baselines
+from calf.losses.calf_loss import CALFLoss, CALFRegionLoss
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {
+    # CALF (SPEC.md sections 2-3)
+    "calf": CALFLoss,
+    "calf_region": CALFRegionLoss,
+    # the authors' baselines (SPEC.md section 4)
+    "bce": baselines.BCELoss,
+    "dice": baselines.DiceLoss,
+    "iou": baselines.IoULoss,
+    "tversky": baselines.TverskyLoss,
+    "focal": baselines.FocalLoss,
+    "combo": baselines.ComboLoss,
+    # the standard definitions, MONAI's losses on logits
+    "monai_dice": baselines.monai_loss("DiceLoss", sigmoid=True),
+    "monai_dicece": baselines.monai_loss("DiceCELoss", sigmoid=True),
+    "monai_focal": baselines.monai_loss("FocalLoss", gamma=2.0, alpha=0.25),
+    "monai_tversky": baselines.monai_loss("TverskyLoss", sigmoid=True, alpha=0.7, beta=0.3),
+}
+
+
+def register_loss(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Add a loss under ``name`` (for plugins and tests); names are unique."""
+    if name in LOSSES:
+        raise ValueError(f"loss name {name!r} is already registered")
+    LOSSES[name] = factory
+
+
+def _import_object(path: str):
+    module_name, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"cannot import loss {path!r}: {err}") from None
+
+
+def _from_import_path(path: str, kwargs: dict) -> nn.Module:
+    cls = _import_object(path)
+    if not callable(cls):
+        raise ValueError(f"loss {path!r} is not a class or factory")
+    # the suite's networks emit logits: a loss that can apply the sigmoid itself does so
+    # unless the caller chose an activation
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    activation_keys = {"sigmoid", "softmax", "other_act"}
+    if "sigmoid" in params and not activation_keys & set(kwargs):
+        kwargs = {"sigmoid": True, **kwargs}
+    module = cls(**kwargs)
+    if not callable(module):
+        raise ValueError(f"loss {path!r} did not build a callable loss")
+    return baselines.WrappedLoss(module, definition=f"import:{path}")
+
+
+def build_loss(name: str, **kwargs) -> nn.Module:
+    """Build a loss by registered name (see ``LOSSES``) or by import path.
+
+    ``build_loss("calf", scope="dataset", skewness=1.8, kurtosis=2.4)``;
+    ``build_loss("monai.losses.GeneralizedDiceLoss")`` (``sigmoid=True`` is added for losses
+    that take it, since the suite's networks emit logits).
+    """
+    try:
+        if name in LOSSES:
+            return LOSSES[name](**kwargs)
+        if "." in name:
+            return _from_import_path(name, dict(kwargs))
+    except TypeError as err:
+        raise ValueError(f"loss {name!r}: {err}") from None
+    known = ", ".join(sorted(LOSSES))
+    raise ValueError(f"unknown loss {name!r}; known losses: {known}; or give an import path")
