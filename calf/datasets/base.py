@@ -22,3 +22,6 @@ class Case:
     patient_id: str
     images: dict[str, Path] = field(hash=False)
     mask: Path
+    # the label values this release's masks may hold (anything > 0 is tumour); a mask
+    # value outside this set is an error naming the file
+    valid_labels: tuple[int, ...] = (0, 1, 2, 3, 4)
