@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from calf import __version__
@@ -30,6 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def available() -> list[str]:
+    """The registered commands whose module is present in this version."""
+    return [
+        name
+        for name, (module, _) in COMMANDS.items()
+        if importlib.util.find_spec(f"calf.commands.{module}") is not None
+    ]
+
+
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calf",
@@ -38,26 +48,20 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"calf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+    for name in available():
+        sub.add_parser(name, help=COMMANDS[name][1], add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
+    if not argv or argv[0] not in available():
         # --help, --version, or an unknown command: argparse prints and exits
         _top_parser().parse_args(argv)
         return 2
     name = argv[0]
     module_name, help_text = COMMANDS[name]
-    try:
-        module = importlib.import_module(f"calf.commands.{module_name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"calf.commands.{module_name}":
-            raise
-        print(f"calf {name}: not available in this version", file=sys.stderr)
-        return 2
+    module = importlib.import_module(f"calf.commands.{module_name}")
     parser = argparse.ArgumentParser(prog=f"calf {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
