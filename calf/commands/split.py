@@ -1,0 +1,154 @@
+"""``calf split``: patient-grouped folds over slice stores, and ratio-filtered training sets.
+
+Two actions:
+
+- ``calf split folds --store S [--store S2 ...] --out splits_final.json
+  [--folds 5 | --holdout 0.1] [--seed 12345] [--crosswalk CSV ...]
+  [--crosswalk-column COLUMN=DATASET ...]`` writes nnU-Net's ``splits_final.json`` shape
+  (keys ``dataset/case_id`` with several stores).
+- ``calf split select --store S [...] --splits splits_final.json --fold F
+  [--ratio natural|0.25] [--seed 12345] --out train.csv`` writes the training slices of one
+  fold, filtered to a tumour-slice ratio.
+
+The logic and its documentation (crosswalk format included) live in ``calf.split``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from calf.split import DEFAULT_SEED
+
+CROSSWALK_HELP = """crosswalk CSV: every row links the IDs in its chosen columns.
+  A column named after a loaded dataset (e.g. upenn_gbm, brats) holds that dataset's
+  case or patient IDs (case-insensitive, leading zeros in numbers ignored); IDs that
+  match nothing are ignored. Other headers: --crosswalk-column COLUMN=DATASET. A name
+  that is no loaded dataset (e.g. brats2021) only chains rows of several files.
+  TCIA's BraTS2021_MappingToTCIA (saved as CSV), for UPENN-GBM:
+    --crosswalk-column 'PatientID on TCIA Radiology Portal=upenn_gbm'
+    --crosswalk-column 'BraTS2021 ID=brats'
+  UCSF-PDGM's metadata CSV: --crosswalk-column ID=ucsf_pdgm --crosswalk-column 'BraTS21 ID=brats'
+"""
+
+
+def _seed(text: str) -> int:
+    """A seed numpy and scikit-learn accept: an integer in [0, 2**32)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer") from None
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"seed {seed} is outside [0, 2**32)")
+    return seed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    folds = actions.add_parser(
+        "folds",
+        help="write patient-grouped folds (or one holdout split) as splits_final.json",
+        description="Patient-grouped k-fold cross-validation, or the authors' single "
+        "patient-level holdout split, over one or more slice stores. Cases of one patient "
+        "(and of subjects linked by a crosswalk) never straddle a split.",
+        epilog=CROSSWALK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    folds.add_argument(
+        "--store",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="slice store directory (repeat to pool datasets)",
+    )
+    folds.add_argument("--out", required=True, metavar="JSON", help="splits file to write")
+    mode = folds.add_mutually_exclusive_group()
+    mode.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    mode.add_argument(
+        "--holdout",
+        type=float,
+        metavar="FRACTION",
+        help="one train/test split with this fraction of patients in test (e.g. 0.1)",
+    )
+    folds.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
+    folds.add_argument(
+        "--crosswalk",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="CSV linking patient IDs across datasets (repeatable; see calf.split)",
+    )
+    folds.add_argument(
+        "--crosswalk-column",
+        action="append",
+        default=[],
+        metavar="COLUMN=DATASET",
+        help="also use crosswalk column COLUMN, as IDs of DATASET (repeatable; columns "
+        "named after the loaded datasets are always used)",
+    )
+    folds.add_argument("--force", action="store_true", help="replace an existing --out file")
+
+    select = actions.add_parser(
+        "select",
+        help="write the (ratio-filtered) training slices of one fold as CSV",
+        description="The training slices of one fold of a splits file, optionally subsampled "
+        "so that tumour slices make up a given fraction (all of the scarcer group kept).",
+    )
+    select.add_argument(
+        "--store",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="slice store directory (repeat for a pooled splits file)",
+    )
+    select.add_argument("--splits", required=True, metavar="JSON", help="splits_final.json")
+    select.add_argument("--fold", type=int, required=True, help="fold number, from 0")
+    select.add_argument(
+        "--ratio",
+        default="natural",
+        help="tumour-slice fraction in (0, 1), or 'natural' (default): no filtering",
+    )
+    select.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
+    select.add_argument("--out", required=True, metavar="CSV", help="training-set CSV to write")
+    select.add_argument("--force", action="store_true", help="replace an existing --out file")
+
+
+def _folds(args: argparse.Namespace) -> int:
+    from calf import split
+
+    split.check_writable(args.out, args.force)
+    index = split.read_indexes(args.store)
+    columns = (
+        split.parse_crosswalk_columns(args.crosswalk_column) if args.crosswalk_column else None
+    )
+    crosswalks = [(path, split.read_crosswalk(path)) for path in args.crosswalk]
+    splits = split.make_splits(
+        index,
+        folds=args.folds,
+        holdout=args.holdout,
+        seed=args.seed,
+        crosswalks=crosswalks,
+        crosswalk_columns=columns,
+    )
+    split.write_splits(splits, args.out, overwrite=args.force)
+    n_cases = len(splits[0]["train"]) + len(splits[0]["val"])
+    print(f"wrote {len(splits)} fold(s) over {n_cases} cases to {args.out}")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from calf import split
+
+    split.check_writable(args.out, args.force)
+    ratio = split.parse_ratio(args.ratio)
+    splits = split.read_splits(args.splits)
+    index = split.read_indexes(args.store)
+    rows = split.training_set(index, splits, args.fold, ratio, args.seed, source=args.splits)
+    split.write_training_set(rows, args.out, overwrite=args.force)
+    n_tumour = int((rows["area"] > 0).sum())
+    print(f"wrote {len(rows)} training slices ({n_tumour} with tumour) to {args.out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _folds(args) if args.action == "folds" else _select(args)

@@ -1,0 +1,547 @@
+"""Patient-grouped folds over slice stores, and tumour-ratio filtered training sets.
+
+Three steps, each a function on DataFrames (``calf split`` is a thin CLI over them):
+
+1. **Cases.** ``read_indexes`` loads the ``index.parquet`` of one or more slice stores (one
+   row per image slice, ``row`` = the row's position in its store); ``case_table`` reduces it
+   to one row per case with the case's key in the splits file: the bare ``case_id`` for one
+   dataset, ``"<dataset>/<case_id>"`` when several datasets are pooled.
+2. **Groups and splits.** Every case of one patient falls on one side of every split; with
+   a crosswalk (below) so do the cases of one subject found in two releases.
+   ``kfold_splits`` (scikit-learn's ``StratifiedGroupKFold``, stratified on dataset and on
+   whether the case has tumour slices) and ``holdout_split`` (``GroupShuffleSplit``, the
+   authors' single ~90/10 patient-level split) return nnU-Net's ``splits_final.json`` shape:
+   a list with one ``{"train": [keys], "val": [keys]}`` per fold.
+3. **Training set.** ``training_set`` takes the training slices of one fold and, for a
+   ratio r, ``filter_ratio`` keeps every slice of the scarcer group (tumour-present slices,
+   area > 0, or tumour-free ones) and a seeded random subset of the other, as large as r
+   allows (SPEC.md section 5). The subset size is rounded down, as in the authors' code, so
+   the subsampled group never exceeds its share. Each image slice (one modality of one
+   axial slice) is one sample, as the authors counted them.
+
+Crosswalk files link patient IDs across (or within) datasets. A crosswalk is a CSV; each
+chosen ID column is assigned a *namespace*, and all IDs in one row are linked:
+
+- a namespace equal to a loaded dataset's name matches that dataset's case IDs and patient
+  IDs (case-insensitive, ignoring leading zeros in numbers, so ``UCSF-PDGM-004`` matches
+  ``UCSF-PDGM-0004``); values that match nothing (subjects not loaded, placeholders,
+  other collections' IDs) are ignored;
+- any other namespace holds intermediate IDs that only chain rows together, so that two
+  files sharing a column (e.g. BraTS 2021 IDs) link through it; such a column must hold
+  real IDs only, since rows sharing a value are linked.
+
+The columns whose header is a loaded dataset's name are always used, each as that
+dataset's namespace (a CSV with header ``upenn_gbm,brats`` needs no options); further
+columns are named ``COLUMN=NAMESPACE``. TCIA's ``BraTS2021_MappingToTCIA.xlsx`` (saved
+as CSV) links UPENN-GBM scans with ``"PatientID on TCIA Radiology Portal=upenn_gbm"`` and
+``"BraTS2021 ID=brats"``; UCSF-PDGM's ``UCSF-PDGM-metadata`` CSV links its patients with
+``"ID=ucsf_pdgm"`` and ``"BraTS21 ID=brats"``. If the BraTS store uses 2023+ names, map the
+2021 ID columns to a free namespace (``brats2021``) and add a CSV that links ``brats2021``
+to ``brats``. A dataset column whose values match none of that dataset's IDs is an error:
+it would silently link nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calf.errors import CalfError
+
+if TYPE_CHECKING:  # pandas stays out of ``import calf.split`` until it is needed
+    import pandas as pd
+
+INDEX_FILE = "index.parquet"
+INDEX_COLUMNS = ("dataset", "case_id", "patient_id", "modality", "slice", "area")
+TRAINING_SET_COLUMNS = ("dataset", "row", "case_id", "patient_id", "modality", "slice", "area")
+DEFAULT_SEED = 12345
+
+# a crosswalk node: (namespace, id); for loaded datasets the id is the patient_id
+Node = tuple[str, str]
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def read_index(store: str | Path) -> pd.DataFrame:
+    """The slice index of one store, with ``row`` = each row's position in the store.
+
+    Checks what the splits rely on: the contract columns, one dataset per store, a
+    non-empty index, and one patient per case.
+    """
+    import pandas as pd
+
+    path = Path(store) / INDEX_FILE
+    if not path.is_file():
+        raise CalfError(f"{path}: no slice store index (run 'calf preprocess' first)")
+    try:
+        index = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise CalfError(f"{path}: cannot read the slice index: {err}") from None
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise CalfError(f"{path}: index lacks column(s) {', '.join(missing)}")
+    if index.empty:
+        raise CalfError(f"{path}: index holds no slices")
+    index = index.reset_index(drop=True)
+    index["row"] = range(len(index))
+    for column in ("dataset", "case_id", "patient_id", "modality"):
+        index[column] = index[column].astype(str)
+    datasets = sorted(index["dataset"].unique())
+    if len(datasets) != 1:
+        raise CalfError(f"{path}: one store holds one dataset, found {', '.join(datasets)}")
+    if index["area"].isna().any():
+        raise CalfError(f"{path}: column 'area' has missing values")
+    patients = index.groupby("case_id")["patient_id"].nunique()
+    if (patients > 1).any():
+        case = patients[patients > 1].index[0]
+        raise CalfError(f"{path}: case {case!r} has more than one patient_id")
+    return index
+
+
+def read_indexes(stores: Sequence[str | Path]) -> pd.DataFrame:
+    """The slice indexes of several stores, one dataset each, stacked."""
+    import pandas as pd
+
+    if not stores:
+        raise CalfError("no slice store given")
+    indexes = []
+    seen: dict[str, Path] = {}
+    for store in stores:
+        index = read_index(store)
+        dataset = index["dataset"].iat[0]
+        if dataset in seen:
+            raise CalfError(f"{store}: dataset {dataset!r} is already loaded from {seen[dataset]}")
+        seen[dataset] = Path(store)
+        indexes.append(index)
+    return pd.concat(indexes, ignore_index=True)
+
+
+def case_keys(index: pd.DataFrame) -> pd.Series:
+    """The splits-file key of each row of a slice index (pooled when it spans datasets)."""
+    pooled = index["dataset"].nunique() > 1
+    if pooled:
+        return index["dataset"] + "/" + index["case_id"]
+    return index["case_id"].copy()
+
+
+def case_table(index: pd.DataFrame) -> pd.DataFrame:
+    """One row per case, sorted by key: ``key, dataset, case_id, patient_id, tumour``.
+
+    ``tumour`` says whether any slice of the case has tumour (area > 0).
+    """
+    frame = index.assign(key=case_keys(index), tumour=index["area"] > 0)
+    cases = frame.groupby("key", sort=True).agg(
+        dataset=("dataset", "first"),
+        case_id=("case_id", "first"),
+        patient_id=("patient_id", "first"),
+        tumour=("tumour", "any"),
+    )
+    return cases.reset_index()
+
+
+# ------------------------------------------------------------------------- crosswalk
+
+
+def _normalise_id(value: str) -> str:
+    """Compare IDs case-insensitively and without leading zeros in numbers."""
+    return re.sub(r"\d+", lambda m: str(int(m.group())), value.strip().lower())
+
+
+def read_crosswalk(path: str | Path) -> pd.DataFrame:
+    """A crosswalk CSV, every cell a string ("" where empty)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise CalfError(f"{path}: crosswalk file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CalfError(f"{path}: cannot read the crosswalk CSV: {err}") from None
+
+
+def parse_crosswalk_columns(specs: Sequence[str]) -> dict[str, str]:
+    """``["COLUMN=NAMESPACE", ...]`` -> ``{column: namespace}`` (the last ``=`` splits)."""
+    columns: dict[str, str] = {}
+    for spec in specs:
+        column, sep, namespace = spec.rpartition("=")
+        if not sep or not column.strip() or not namespace.strip():
+            raise CalfError(f"crosswalk column {spec!r} is not of the form COLUMN=DATASET")
+        columns[column.strip()] = namespace.strip()
+    return columns
+
+
+def crosswalk_edges(
+    table: pd.DataFrame,
+    cases: pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    source: str = "crosswalk",
+) -> list[tuple[Node, Node]]:
+    """The links one crosswalk table makes between the loaded patients (module docstring).
+
+    Columns named after a loaded dataset are that dataset's IDs; ``columns`` maps further
+    headers (or overrides those) to namespaces. ``source`` names the table in errors.
+    """
+    columns = dict(columns or {})
+    datasets = set(cases["dataset"])
+    used = {c: c for c in table.columns if c in datasets}
+    used.update({c: ns for c, ns in columns.items() if c in table.columns})
+    if len(used) < 2:
+        wanted = sorted(datasets | set(columns))
+        raise CalfError(
+            f"{source}: needs at least two ID columns, found {sorted(used) or 'none'} "
+            f"of {wanted} (name columns after datasets or pass COLUMN=DATASET)"
+        )
+    # normalised case or patient ID -> patient nodes, per loaded dataset
+    lookup: dict[str, dict[str, set[Node]]] = {d: {} for d in datasets}
+    for row in cases.itertuples(index=False):
+        node = (row.dataset, row.patient_id)
+        for value in (row.case_id, row.patient_id):
+            lookup[row.dataset].setdefault(_normalise_id(value), set()).add(node)
+
+    nodes_by_row: list[list[Node]] = [[] for _ in range(len(table))]
+    for column, namespace in used.items():
+        values = table[column].astype(str).str.strip()
+        matched = 0
+        for i, value in enumerate(values):
+            if not value:
+                continue
+            if namespace in lookup:
+                found = lookup[namespace].get(_normalise_id(value), set())
+                matched += bool(found)
+                nodes_by_row[i].extend(sorted(found))
+            else:
+                nodes_by_row[i].append((namespace, _normalise_id(value)))
+        if namespace in lookup and matched == 0 and (values != "").any():
+            example = next(v for v in values if v)
+            known = cases.loc[cases["dataset"] == namespace, "case_id"].iat[0]
+            raise CalfError(
+                f"{source}: column {column!r} matches none of the IDs of dataset "
+                f"{namespace!r} (e.g. {example!r} vs {known!r})"
+            )
+    edges: list[tuple[Node, Node]] = []
+    for nodes in nodes_by_row:
+        edges.extend(zip(nodes, nodes[1:]))
+    return edges
+
+
+def patient_groups(cases: pd.DataFrame, edges: Sequence[tuple[Node, Node]] = ()) -> list[int]:
+    """A group label per case: connected components of patients linked by ``edges``.
+
+    Without edges each (dataset, patient) is its own group. Labels count up in the order
+    of ``cases``, so they are deterministic.
+    """
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    patient_nodes = list(zip(cases["dataset"], cases["patient_id"]))
+    ids: dict[Node, int] = {}
+    for node in patient_nodes + [n for edge in edges for n in edge]:
+        ids.setdefault(node, len(ids))
+    rows = np.array([ids[a] for a, _ in edges], dtype=np.int64)
+    cols = np.array([ids[b] for _, b in edges], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(edges)), (rows, cols)), shape=(len(ids), len(ids)))
+    _, component = connected_components(graph, directed=False)
+    relabel: dict[int, int] = {}
+    return [relabel.setdefault(component[ids[n]], len(relabel)) for n in patient_nodes]
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+def _check_cases(cases: pd.DataFrame) -> None:
+    if "group" not in cases.columns:
+        raise ValueError("cases need a 'group' column (see patient_groups)")
+
+
+def kfold_splits(
+    cases: pd.DataFrame, n_folds: int = 5, seed: int = DEFAULT_SEED
+) -> list[dict[str, list[str]]]:
+    """Patient-grouped k-fold cross-validation in ``splits_final.json`` shape.
+
+    ``cases`` is a ``case_table`` with a ``group`` column. Groups never straddle folds;
+    folds are balanced in cases and stratified on dataset and tumour presence.
+    """
+    _check_cases(cases)
+    if n_folds < 2:
+        raise CalfError(f"folds {n_folds}: cross-validation needs at least 2 folds")
+    n_groups = cases["group"].nunique()
+    if n_groups < n_folds:
+        raise CalfError(
+            f"folds {n_folds}: the stores hold only {n_groups} patient(s) "
+            f"(linked patients counted once), fewer than the folds"
+        )
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    strata = cases["dataset"] + ":" + cases["tumour"].astype(str)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    keys = cases["key"].to_numpy()
+    with warnings.catch_warnings():
+        # a stratum rarer than the folds (e.g. few tumour-free cases) is fine here
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(splitter.split(np.zeros(len(cases)), strata, groups=cases["group"]))
+    return [
+        {"train": sorted(keys[train].tolist()), "val": sorted(keys[val].tolist())}
+        for train, val in folds
+    ]
+
+
+def holdout_split(
+    cases: pd.DataFrame, test_fraction: float = 0.1, seed: int = DEFAULT_SEED
+) -> list[dict[str, list[str]]]:
+    """The authors' single patient-level split: one fold whose ``val`` is the test set.
+
+    The test side holds ``ceil(test_fraction * patients)`` patient groups.
+    """
+    _check_cases(cases)
+    if not 0 < test_fraction < 1:
+        raise CalfError(f"holdout {test_fraction}: the test fraction must lie in (0, 1)")
+    n_groups = cases["group"].nunique()
+    n_test = math.ceil(test_fraction * n_groups)
+    if n_test >= n_groups:
+        raise CalfError(
+            f"holdout {test_fraction}: {n_groups} patient(s) leave no patient for training"
+        )
+    import numpy as np
+    from sklearn.model_selection import GroupShuffleSplit
+
+    splitter = GroupShuffleSplit(n_splits=1, test_size=n_test, random_state=seed)
+    train, val = next(splitter.split(np.zeros(len(cases)), groups=cases["group"]))
+    keys = cases["key"].to_numpy()
+    return [{"train": sorted(keys[train].tolist()), "val": sorted(keys[val].tolist())}]
+
+
+def make_splits(
+    index: pd.DataFrame,
+    *,
+    folds: int = 5,
+    holdout: float | None = None,
+    seed: int = DEFAULT_SEED,
+    crosswalks: Sequence[tuple[str, pd.DataFrame]] = (),
+    crosswalk_columns: Mapping[str, str] | None = None,
+) -> list[dict[str, list[str]]]:
+    """Folds (or, with ``holdout``, the single split) of the cases of a slice index.
+
+    ``crosswalks`` are ``(name, table)`` pairs (``read_crosswalk``) whose columns named
+    after loaded datasets, and those in ``crosswalk_columns``, link patients.
+    """
+    cases = case_table(index)
+    edges = [
+        edge
+        for name, table in crosswalks
+        for edge in crosswalk_edges(table, cases, crosswalk_columns, source=name)
+    ]
+    cases["group"] = patient_groups(cases, edges)
+    if holdout is not None:
+        return holdout_split(cases, holdout, seed)
+    return kfold_splits(cases, folds, seed)
+
+
+def validate_splits(splits: object, source: str = "splits") -> list[dict[str, list[str]]]:
+    """Check the ``splits_final.json`` shape: folds with disjoint string lists."""
+    if not isinstance(splits, list) or not splits:
+        raise CalfError(f"{source}: expected a non-empty JSON list of folds")
+    for fold, entry in enumerate(splits):
+        if not isinstance(entry, dict) or not {"train", "val"} <= set(entry):
+            raise CalfError(f"{source}: fold {fold} is not an object with 'train' and 'val'")
+        for part in ("train", "val"):
+            keys = entry[part]
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise CalfError(f"{source}: fold {fold} '{part}' is not a list of case IDs")
+        both = set(entry["train"]) & set(entry["val"])
+        if both:
+            raise CalfError(f"{source}: fold {fold} has case {sorted(both)[0]!r} in train and val")
+    return splits
+
+
+def read_splits(path: str | Path) -> list[dict[str, list[str]]]:
+    """A ``splits_final.json`` file, checked by ``validate_splits``."""
+    path = Path(path)
+    try:
+        splits = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalfError(f"{path}: splits file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CalfError(f"{path}: not valid JSON: {err}") from None
+    return validate_splits(splits, str(path))
+
+
+def _fold(splits: Sequence[Mapping[str, list[str]]], fold: int, source: str) -> Mapping:
+    if not 0 <= fold < len(splits):
+        raise CalfError(f"{source}: no fold {fold} (it has folds 0 to {len(splits) - 1})")
+    return splits[fold]
+
+
+def train_cases(
+    splits: Sequence[Mapping[str, list[str]]], fold: int, source: str = "splits"
+) -> list[str]:
+    """The training case keys of one fold."""
+    return list(_fold(splits, fold, source)["train"])
+
+
+def val_cases(
+    splits: Sequence[Mapping[str, list[str]]], fold: int, source: str = "splits"
+) -> list[str]:
+    """The validation (test) case keys of one fold: what the evaluate step predicts."""
+    return list(_fold(splits, fold, source)["val"])
+
+
+def fold_rows(
+    index: pd.DataFrame,
+    splits: Sequence[Mapping[str, list[str]]],
+    fold: int,
+    part: str = "train",
+    source: str = "splits",
+) -> pd.DataFrame:
+    """The slice-index rows of one side (``train`` or ``val``) of one fold.
+
+    The splits must fit the index: every key is a case of the index, every case of the
+    index is on one side of the fold, and no patient is on both sides.
+    """
+    if part not in ("train", "val"):
+        raise ValueError(f"part must be 'train' or 'val', not {part!r}")
+    entry = _fold(splits, fold, source)
+    keys = case_keys(index)
+    known = set(keys)
+    unknown = sorted({k for e in splits for k in (*e["train"], *e["val"])} - known)
+    if unknown:
+        raise CalfError(
+            f"{source}: {len(unknown)} case(s) are not in the slice store(s), e.g. {unknown[0]!r}"
+        )
+    train, val = set(entry["train"]), set(entry["val"])
+    outside = sorted(known - train - val)
+    if outside:
+        raise CalfError(f"{source}: fold {fold} leaves store case {outside[0]!r} on neither side")
+    patient = index["dataset"] + "/" + index["patient_id"]
+    leaked = set(patient[keys.isin(train)]) & set(patient[keys.isin(val)])
+    if leaked:
+        raise CalfError(f"{source}: fold {fold} has patient {sorted(leaked)[0]!r} in train and val")
+    return index[keys.isin(train if part == "train" else val)]
+
+
+# ----------------------------------------------------------------- ratio filtering
+
+
+def parse_ratio(text: str | float | None) -> float | None:
+    """``"natural"`` (or None) -> None; a number in (0, 1) -> that number."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "natural"):
+        return None
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise CalfError(f"ratio {text!r} is neither 'natural' nor a number") from None
+    if not 0 < ratio < 1:  # also rejects NaN
+        raise CalfError(f"ratio {text}: the tumour-slice ratio must lie in (0, 1)")
+    return ratio
+
+
+def filter_ratio(
+    slices: pd.DataFrame, ratio: float | None, seed: int = DEFAULT_SEED
+) -> pd.DataFrame:
+    """Subsample ``slices`` so that tumour slices (area > 0) make up ``ratio`` of them.
+
+    All slices of the scarcer group stay; ``floor`` of what the ratio allows is drawn,
+    seeded, from the other. ``None`` (natural) returns the slices unchanged. Errors when
+    the data cannot meet the ratio. Row order is kept.
+    """
+    import numpy as np
+
+    if ratio is None:
+        return slices
+    ratio = parse_ratio(ratio)
+    tumour = (slices["area"] > 0).to_numpy()
+    n_tumour, n_empty = int(tumour.sum()), int((~tumour).sum())
+    if n_tumour == 0:
+        raise CalfError(f"ratio {ratio}: no tumour slices among the {n_empty} training slices")
+    if n_empty == 0:
+        raise CalfError(
+            f"ratio {ratio}: no tumour-free slices among the {n_tumour} training slices"
+        )
+    r = Fraction(repr(ratio))  # exact decimal: 0.6 -> 3/5, so floor(30 * 2/3) is 20
+    if n_tumour * (1 - r) <= n_empty * r:  # tumour slices are scarce: keep them all
+        keep_tumour, keep_empty = n_tumour, math.floor(n_tumour * (1 - r) / r)
+    else:  # tumour-free slices are scarce
+        keep_tumour, keep_empty = math.floor(n_empty * r / (1 - r)), n_empty
+    if keep_tumour == 0 or keep_empty == 0:
+        raise CalfError(
+            f"ratio {ratio}: {n_tumour} tumour and {n_empty} tumour-free training slices "
+            f"would leave {keep_tumour} tumour and {keep_empty} tumour-free slices"
+        )
+    rng = np.random.default_rng(seed)
+    positions = np.arange(len(slices))
+    keep = np.concatenate(
+        [
+            rng.choice(positions[tumour], size=keep_tumour, replace=False),
+            rng.choice(positions[~tumour], size=keep_empty, replace=False),
+        ]
+    )
+    return slices.iloc[np.sort(keep)]
+
+
+def training_set(
+    index: pd.DataFrame,
+    splits: Sequence[Mapping[str, list[str]]],
+    fold: int,
+    ratio: float | None = None,
+    seed: int = DEFAULT_SEED,
+    source: str = "splits",
+) -> pd.DataFrame:
+    """The slices one training run uses: a fold's training rows, ratio-filtered.
+
+    Columns ``dataset, row, case_id, patient_id, modality, slice, area`` (contract 3),
+    sorted by dataset and row.
+    """
+    rows = fold_rows(index, splits, fold, "train", source)
+    rows = rows.sort_values(["dataset", "row"], kind="stable")
+    return filter_ratio(rows, ratio, seed)[list(TRAINING_SET_COLUMNS)].reset_index(drop=True)
+
+
+# -------------------------------------------------------------------------- output
+
+
+def check_writable(path: str | Path, overwrite: bool = False) -> Path:
+    """Refuse to replace an existing file unless ``overwrite`` (it may be hand-made)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CalfError(f"{path}: already exists (pass --force to replace it)")
+    return path
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Run ``write(tmp)`` on a temporary path beside ``path``, then rename it into place.
+
+    An existing ``path`` is kept (CalfError) unless ``overwrite``; on any error nothing
+    is left behind.
+    """
+    path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_splits(
+    splits: Sequence[Mapping[str, list[str]]], path: str | Path, overwrite: bool = False
+) -> Path:
+    """Write ``splits_final.json`` atomically."""
+    text = json.dumps(list(splits), indent=2) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text), overwrite)
+
+
+def write_training_set(rows: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a training-set CSV (contract 3) atomically."""
+    return write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False), overwrite)

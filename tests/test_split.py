@@ -1,0 +1,566 @@
+"""Patient-grouped splits, crosswalk linking, tumour-ratio filtering and ``calf split``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from calf import split
+from calf.errors import CalfError
+
+# --------------------------------------------------------------------------- helpers
+
+
+def slice_index(
+    dataset: str, cases: dict[str, tuple[str, list[int]]], modalities=("t1", "t2")
+) -> pd.DataFrame:
+    """A slice index as the store writes it: ``cases`` maps case_id -> (patient_id, areas)."""
+    rows = [
+        (dataset, case_id, patient_id, modality, z, area)
+        for case_id, (patient_id, areas) in cases.items()
+        for modality in modalities
+        for z, area in enumerate(areas)
+    ]
+    index = pd.DataFrame(rows, columns=list(split.INDEX_COLUMNS))
+    index["image_row"] = range(len(index))
+    index["mask_row"] = index.groupby(["case_id", "slice"]).ngroup()
+    index["row"] = range(len(index))
+    return index
+
+
+def cohort(dataset: str, visits: list[int], empty_every: int = 4) -> pd.DataFrame:
+    """Patient p has ``visits[p]`` cases; every ``empty_every``-th case has no tumour."""
+    cases, n = {}, 0
+    for p, n_visits in enumerate(visits):
+        for v in range(n_visits):
+            areas = [0, 0, 0, 0] if n % empty_every == 0 else [0, 12, 40, 0]
+            cases[f"{dataset.upper()}-{p:03d}_{v + 1}1"] = (f"{dataset.upper()}-{p:03d}", areas)
+            n += 1
+    return slice_index(dataset, cases)
+
+
+def write_store(root: Path, index: pd.DataFrame) -> Path:
+    store = root / index["dataset"].iat[0]
+    store.mkdir(parents=True)
+    index.drop(columns="row").to_parquet(store / split.INDEX_FILE)
+    return store
+
+
+def side_of(splits, fold: int) -> dict[str, str]:
+    return {k: part for part in ("train", "val") for k in splits[fold][part]}
+
+
+VISITS = [
+    1,
+    2,
+    1,
+    3,
+    1,
+    1,
+    2,
+    1,
+    1,
+    1,
+    2,
+    1,
+    1,
+    1,
+    3,
+    1,
+    1,
+    2,
+    1,
+    1,
+    1,
+    1,
+    2,
+]  # 23 patients, 32 cases
+
+
+# ------------------------------------------------------------------------ k-fold
+
+
+@pytest.mark.parametrize("n_folds, seed", [(5, 12345), (3, 7), (4, 0)])
+def test_kfold_groups_patients_and_covers_every_case_once(n_folds, seed):
+    index = cohort("upenn_gbm", VISITS)
+    splits = split.make_splits(index, folds=n_folds, seed=seed)
+    cases = split.case_table(index)
+    assert len(splits) == n_folds
+    val_counts = Counter(k for fold in splits for k in fold["val"])
+    assert set(val_counts) == set(cases["key"]) and set(val_counts.values()) == {1}
+    patient = dict(zip(cases["key"], cases["patient_id"]))
+    for fold in range(n_folds):
+        assert set(splits[fold]["train"]) == set(cases["key"]) - set(splits[fold]["val"])
+        sides = {}
+        for key, part in side_of(splits, fold).items():
+            assert (
+                sides.setdefault(patient[key], part) == part
+            ), f"patient {patient[key]} straddles fold {fold}"
+    sizes = [len(f["val"]) for f in splits]
+    assert max(sizes) - min(sizes) <= max(VISITS)
+
+
+def test_kfold_is_deterministic_by_seed():
+    index = cohort("ucsf_pdgm", VISITS)
+    first = split.make_splits(index, folds=5, seed=1)
+    assert split.make_splits(index, folds=5, seed=1) == first
+    assert split.make_splits(index, folds=5, seed=2) != first
+
+
+@pytest.mark.parametrize(
+    "visits, folds, message", [([2, 1, 3], 5, "only 3 patient"), ([1] * 10, 1, "at least 2 folds")]
+)
+def test_kfold_errors(visits, folds, message):
+    with pytest.raises(CalfError, match=message):
+        split.make_splits(cohort("brats", visits), folds=folds)
+
+
+# ----------------------------------------------------------------------- holdout
+
+
+@pytest.mark.parametrize("n_patients, fraction, n_val", [(40, 0.1, 4), (25, 0.1, 3), (20, 0.25, 5)])
+def test_holdout_takes_the_fraction_of_patients(n_patients, fraction, n_val):
+    index = cohort("brats", [1] * n_patients)
+    (fold,) = split.make_splits(index, holdout=fraction, seed=3)
+    assert len(fold["val"]) == n_val and len(fold["train"]) == n_patients - n_val
+    assert not set(fold["val"]) & set(fold["train"])
+
+
+def test_holdout_keeps_follow_ups_together():
+    index = cohort("upenn_gbm", VISITS * 2)  # 46 patients, 64 cases
+    cases = split.case_table(index)
+    (fold,) = split.make_splits(index, holdout=0.1, seed=5)
+    val_patients = set(cases.set_index("key").loc[fold["val"], "patient_id"])
+    train_patients = set(cases.set_index("key").loc[fold["train"], "patient_id"])
+    assert len(val_patients) == 5 and not val_patients & train_patients
+
+
+@pytest.mark.parametrize("fraction, n_patients", [(0.0, 10), (1.0, 10), (0.5, 1)])
+def test_holdout_errors(fraction, n_patients):
+    with pytest.raises(CalfError, match="holdout"):
+        split.make_splits(cohort("brats", [1] * n_patients), holdout=fraction)
+
+
+# ----------------------------------------------------------- pooled and crosswalk
+
+
+def pooled_with_overlap():
+    """UPENN-GBM (12 patients, 4 with _21 follow-ups) and BraTS 2021 (14 subjects).
+
+    BraTS subjects 0-6 are the baseline scans of UPENN patients 1-7, subject 7 is patient
+    7's follow-up scan: 8 links, 18 distinct people.
+    """
+    upenn = {}
+    for p in range(12):
+        upenn[f"UPENN-GBM-{p + 1:05d}_11"] = (f"UPENN-GBM-{p + 1:05d}", [0, 5, 9])
+        if p % 3 == 0:
+            upenn[f"UPENN-GBM-{p + 1:05d}_21"] = (f"UPENN-GBM-{p + 1:05d}", [0, 3, 0])
+    brats = {f"BraTS2021_{i:05d}": (f"BraTS2021_{i:05d}", [0, 7, 0]) for i in range(14)}
+    index = pd.concat(
+        [slice_index("upenn_gbm", upenn), slice_index("brats", brats)], ignore_index=True
+    )
+    # TCIA's mapping file, columns as published; other collections' rows match nothing
+    tcia = pd.DataFrame(
+        {
+            "Data Collection (as on TCIA+additional)": ["UPENN-GBM"] * 8
+            + ["UCSF-PDGM", "TCGA-GBM", "Collection 5"],
+            "PatientID on TCIA Radiology Portal": [f"UPENN-GBM-{p + 1:05d}_11" for p in range(7)]
+            + ["UPENN-GBM-00007_21", "433", "TCGA-02-0001", "new-not-previously-in-TCIA"],
+            "BraTS2021 ID": [f"BraTS2021_{i:05d}" for i in range(8)]
+            + ["BraTS2021_00100", "BraTS2021_00101", "BraTS2021_00102"],
+            "MGMT value": ["1"] * 11,  # not an ID column: must not link anything
+        }
+    )
+    columns = {"PatientID on TCIA Radiology Portal": "upenn_gbm", "BraTS2021 ID": "brats"}
+    return index, tcia, columns
+
+
+def test_crosswalk_links_subjects_across_releases():
+    index, tcia, columns = pooled_with_overlap()
+    cases = split.case_table(index)
+    edges = split.crosswalk_edges(tcia, cases, columns, source="tcia.csv")
+    groups = dict(zip(cases["key"], split.patient_groups(cases, edges)))
+    # 12 UPENN patients + 14 BraTS subjects, 8 of them UPENN patients: 18 groups
+    assert len(set(groups.values())) == 18
+    same = [
+        "brats/BraTS2021_00006",
+        "brats/BraTS2021_00007",
+        "upenn_gbm/UPENN-GBM-00007_11",
+        "upenn_gbm/UPENN-GBM-00007_21",
+    ]
+    assert len({groups[k] for k in same}) == 1
+    assert groups["brats/BraTS2021_00008"] != groups["brats/BraTS2021_00009"]
+
+
+def test_pooled_folds_keep_linked_subjects_on_one_side():
+    index, tcia, columns = pooled_with_overlap()
+    linked = [(f"upenn_gbm/UPENN-GBM-{i + 1:05d}_11", f"brats/BraTS2021_{i:05d}") for i in range(7)]
+    linked.append(("upenn_gbm/UPENN-GBM-00007_21", "brats/BraTS2021_00007"))
+    straddled_without = 0
+    for seed in range(4):
+        splits = split.make_splits(
+            index, folds=5, seed=seed, crosswalks=[("tcia.csv", tcia)], crosswalk_columns=columns
+        )
+        assert all(k.startswith(("upenn_gbm/", "brats/")) for f in splits for k in f["val"])
+        for fold in range(5):
+            sides = side_of(splits, fold)
+            assert all(sides[a] == sides[b] for a, b in linked)
+        plain = split.make_splits(index, folds=5, seed=seed)
+        straddled_without += sum(
+            side_of(plain, f)[a] != side_of(plain, f)[b] for f in range(5) for a, b in linked
+        )
+    assert straddled_without > 0  # the crosswalk is what keeps them together
+
+
+def test_crosswalk_default_columns_zero_padding_and_chaining():
+    ucsf = slice_index(
+        "ucsf_pdgm", {f"UCSF-PDGM-{i:04d}": (f"UCSF-PDGM-{i:04d}", [0, 4]) for i in (4, 5, 6)}
+    )
+    brats = slice_index(
+        "brats", {f"BraTS-GLI-{i:05d}-000": (f"BraTS-GLI-{i:05d}", [0, 4]) for i in (1, 2, 3)}
+    )
+    cases = split.case_table(pd.concat([ucsf, brats], ignore_index=True))
+    # UCSF metadata style (3-digit IDs, BraTS 2021 names), then a 2021 -> 2023 name table
+    metadata = pd.DataFrame(
+        {
+            "ID": ["UCSF-PDGM-004", "UCSF-PDGM-005"],
+            "BraTS21 ID": ["BraTS2021_00001", "BraTS2021_00002"],
+        }
+    )
+    renames = pd.DataFrame(
+        {"brats2021": ["BraTS2021_00001", "BraTS2021_00002"], "brats": ["BraTS-GLI-00001-000", ""]}
+    )
+    columns = {
+        "ID": "ucsf_pdgm",
+        "BraTS21 ID": "brats2021",
+        "brats2021": "brats2021",
+        "brats": "brats",
+    }
+    edges = [e for t in (metadata, renames) for e in split.crosswalk_edges(t, cases, columns)]
+    groups = dict(zip(cases["key"], split.patient_groups(cases, edges)))
+    assert groups["ucsf_pdgm/UCSF-PDGM-0004"] == groups["brats/BraTS-GLI-00001-000"]
+    assert len(set(groups.values())) == 5
+    # default columns: headers named after the loaded datasets
+    direct = pd.DataFrame(
+        {"ucsf_pdgm": ["UCSF-PDGM-0006"], "brats": ["BraTS-GLI-00003-000"], "note": ["x"]}
+    )
+    groups = split.patient_groups(cases, split.crosswalk_edges(direct, cases))
+    assert len(set(groups)) == 5
+
+
+@pytest.mark.parametrize(
+    "table, columns, message",
+    [
+        (pd.DataFrame({"upenn_gbm": ["UPENN-GBM-00001_11"]}), None, "at least two ID columns"),
+        (
+            pd.DataFrame({"a": ["UPENN-GBM-00001_11"], "b": ["x"]}),
+            {"a": "upenn_gbm", "c": "brats"},
+            "at least two ID columns",
+        ),
+        (
+            pd.DataFrame({"a": ["UPENN-GBM-00001_11"], "b": ["BraTS-GLI-00001-000"]}),
+            {"a": "upenn_gbm", "b": "brats"},
+            "column 'b' matches none",
+        ),
+    ],
+)
+def test_crosswalk_errors(table, columns, message):
+    index, _, _ = pooled_with_overlap()
+    with pytest.raises(CalfError, match=message):
+        split.crosswalk_edges(table, split.case_table(index), columns, source="map.csv")
+
+
+def test_parse_crosswalk_columns():
+    spec = ["PatientID on TCIA Radiology Portal=upenn_gbm", "BraTS2021 ID=brats"]
+    assert split.parse_crosswalk_columns(spec) == {
+        "PatientID on TCIA Radiology Portal": "upenn_gbm",
+        "BraTS2021 ID": "brats",
+    }
+    with pytest.raises(CalfError, match="'BraTS2021 ID'"):
+        split.parse_crosswalk_columns(["BraTS2021 ID"])
+
+
+# --------------------------------------------------------------- ratio filtering
+
+
+def slices(n_tumour: int, n_empty: int) -> pd.DataFrame:
+    areas = [0] * n_empty + [25] * n_tumour
+    frame = pd.DataFrame({"area": areas, "row": range(len(areas))})
+    return frame.sample(frac=1.0, random_state=0)  # interleave the groups
+
+
+@pytest.mark.parametrize(
+    "n_tumour, n_empty, ratio, kept_tumour, kept_empty",
+    [
+        (30, 70, 0.6, 30, 20),  # tumour scarce: 30 * 0.4 / 0.6 = 20 empty
+        (30, 70, 0.85, 30, 5),  # 30 * 0.15 / 0.85 = 5.29 -> 5
+        (30, 70, 0.3, 30, 70),  # the natural ratio: nothing dropped
+        (30, 70, 0.25, 23, 70),  # empty scarce: 70 * 0.25 / 0.75 = 23.3 -> 23
+        (30, 70, 0.1, 7, 70),  # 70 * 0.1 / 0.9 = 7.8 -> 7
+        (3, 1000, 0.5, 3, 3),
+    ],
+)
+def test_filter_ratio_counts(n_tumour, n_empty, ratio, kept_tumour, kept_empty):
+    data = slices(n_tumour, n_empty)
+    kept = split.filter_ratio(data, ratio, seed=11)
+    assert ((kept["area"] > 0).sum(), (kept["area"] == 0).sum()) == (kept_tumour, kept_empty)
+    assert kept["row"].is_unique and set(kept["row"]) <= set(data["row"])
+    scarce = data["area"] > 0 if kept_tumour == n_tumour else data["area"] == 0
+    assert set(data.loc[scarce, "row"]) <= set(kept["row"])  # all of the scarcer group
+    assert list(kept.index) == [i for i in data.index if i in set(kept.index)]  # order kept
+
+
+def test_filter_ratio_natural_and_seed():
+    data = slices(30, 70)
+    assert split.filter_ratio(data, None) is data
+    first = split.filter_ratio(data, 0.6, seed=1)
+    assert split.filter_ratio(data, 0.6, seed=1).equals(first)
+    assert set(split.filter_ratio(data, 0.6, seed=2)["row"]) != set(first["row"])
+
+
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.1", "nan", "abc"])
+def test_parse_ratio_rejects(text):
+    with pytest.raises(CalfError, match=f"ratio '?{text}"):
+        split.parse_ratio(text)
+
+
+@pytest.mark.parametrize(
+    "text, value", [("natural", None), ("Natural", None), (None, None), ("0.25", 0.25), (0.6, 0.6)]
+)
+def test_parse_ratio_accepts(text, value):
+    assert split.parse_ratio(text) == value
+
+
+@pytest.mark.parametrize(
+    "n_tumour, n_empty, ratio, message",
+    [
+        (0, 50, 0.25, "no tumour slices among the 50"),
+        (40, 0, 0.6, "no tumour-free slices among the 40"),
+        (30, 1, 0.1, "30 tumour and 1 tumour-free .* leave 0 tumour"),
+        (1, 30, 0.9, "1 tumour and 30 tumour-free .* leave 1 tumour and 0 tumour-free"),
+        (30, 70, 1.0, "must lie in"),
+    ],
+)
+def test_filter_ratio_errors(n_tumour, n_empty, ratio, message):
+    with pytest.raises(CalfError, match=message):
+        split.filter_ratio(slices(n_tumour, n_empty), ratio)
+
+
+# ------------------------------------------------------------- fold selection
+
+
+def test_training_set_and_val_rows():
+    index = cohort("upenn_gbm", VISITS)
+    splits = split.make_splits(index, folds=5, seed=0)
+    train = split.training_set(index, splits, 2, ratio=0.5, seed=0)
+    assert list(train.columns) == list(split.TRAINING_SET_COLUMNS)
+    assert set(train["case_id"]) <= set(split.train_cases(splits, 2))
+    assert (train["area"] > 0).sum() == (train["area"] == 0).sum()
+    # the rows point back into the store's index
+    assert (index.loc[train["row"], "area"].to_numpy() == train["area"].to_numpy()).all()
+    val = split.fold_rows(index, splits, 2, "val")
+    assert set(val["case_id"]) == set(split.val_cases(splits, 2))
+    natural = split.training_set(index, splits, 2)
+    assert len(natural) + len(val) == len(index)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s[0]["val"].append("NOPE-1"), "1 case.* not in the slice store.*'NOPE-1'"),
+        (lambda s: s[0]["val"].pop(), "leaves store case .* on neither side"),
+        (
+            lambda s: s[0]["train"].remove("UPENN_GBM-003_21")
+            or s[0]["val"].append("UPENN_GBM-003_21"),
+            "patient 'upenn_gbm/UPENN_GBM-003'",
+        ),
+    ],
+)
+def test_fold_rows_rejects_splits_that_do_not_fit(edit, message):
+    index = cohort("upenn_gbm", VISITS)
+    keys = sorted(split.case_table(index)["key"])
+    splits = [
+        {
+            "train": [k for k in keys if not k.startswith("UPENN_GBM-003")],
+            "val": [k for k in keys if k.startswith("UPENN_GBM-003")],
+        }
+    ]
+    splits[0]["train"], splits[0]["val"] = (
+        splits[0]["val"],
+        splits[0]["train"],
+    )  # 003 trains, rest validates
+    edit(splits)
+    with pytest.raises(CalfError, match=message):
+        split.fold_rows(index, splits, 0)
+
+
+def test_unknown_fold_and_bad_splits_shape():
+    with pytest.raises(CalfError, match="no fold 5 .*folds 0 to 1"):
+        split.val_cases([{"train": [], "val": []}] * 2, 5)
+    for bad in (
+        [],
+        {"train": []},
+        [{"train": ["a"]}],
+        [{"train": ["a"], "val": [1]}],
+        [{"train": ["a"], "val": ["a"]}],
+    ):
+        with pytest.raises(CalfError, match="s.json"):
+            split.validate_splits(bad, "s.json")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda idx: idx.drop(columns="area"), "lacks column.*area"),
+        (
+            lambda idx: idx.assign(patient_id=[str(i) for i in range(len(idx))]),
+            "more than one patient_id",
+        ),
+        (lambda idx: idx.iloc[:0], "holds no slices"),
+    ],
+)
+def test_read_index_errors(tmp_path, damage, message):
+    store = write_store(tmp_path, cohort("brats", [1, 1]))
+    damage(pd.read_parquet(store / split.INDEX_FILE)).to_parquet(store / split.INDEX_FILE)
+    with pytest.raises(CalfError, match=message):
+        split.read_index(store)
+    with pytest.raises(CalfError, match="no slice store index"):
+        split.read_index(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------- the CLI
+
+
+def calf_split(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "calf", "split", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_cli_folds_then_select(tmp_path):
+    index, tcia, _ = pooled_with_overlap()
+    stores = [write_store(tmp_path, index[index["dataset"] == d]) for d in ("upenn_gbm", "brats")]
+    tcia.to_csv(tmp_path / "tcia.csv", index=False)
+    out = tmp_path / "splits" / "splits_final.json"
+    store_args = [a for s in stores for a in ("--store", s)]
+    done = calf_split(
+        "folds",
+        *store_args,
+        "--out",
+        out,
+        "--folds",
+        3,
+        "--crosswalk",
+        tmp_path / "tcia.csv",
+        "--crosswalk-column",
+        "PatientID on TCIA Radiology Portal=upenn_gbm",
+        "--crosswalk-column",
+        "BraTS2021 ID=brats",
+    )
+    assert done.returncode == 0, done.stderr
+    splits = json.loads(out.read_text())
+    assert len(splits) == 3 and sum(len(f["val"]) for f in splits) == 16 + 14  # cases
+    for fold in range(3):
+        sides = side_of(splits, fold)
+        assert sides["upenn_gbm/UPENN-GBM-00001_11"] == sides["brats/BraTS2021_00000"]
+
+    train_csv = tmp_path / "train.csv"
+    done = calf_split(
+        "select", *store_args, "--splits", out, "--fold", 1, "--ratio", 0.6, "--out", train_csv
+    )
+    assert done.returncode == 0, done.stderr
+    train = pd.read_csv(train_csv)
+    assert list(train.columns) == list(split.TRAINING_SET_COLUMNS)
+    expected = split.training_set(split.read_indexes(stores), splits, 1, 0.6)
+    pd.testing.assert_frame_equal(train, expected, check_dtype=False)
+    assert set(train["case_id"]) <= {k.split("/", 1)[1] for k in splits[1]["train"]}
+
+    # an existing output is kept unless --force
+    before = train_csv.read_text()
+    done = calf_split("select", *store_args, "--splits", out, "--fold", 0, "--out", train_csv)
+    assert (
+        done.returncode == 2 and "already exists" in done.stderr and train_csv.read_text() == before
+    )
+
+
+def test_write_atomic_replaces_only_with_overwrite_and_cleans_up(tmp_path):
+    target = tmp_path / "splits_final.json"
+    split.write_splits([{"train": ["a"], "val": ["b"]}], target)
+    with pytest.raises(CalfError, match="already exists"):
+        split.write_splits([{"train": ["b"], "val": ["a"]}], target)
+    split.write_splits([{"train": ["b"], "val": ["a"]}], target, overwrite=True)
+    assert json.loads(target.read_text()) == [{"train": ["b"], "val": ["a"]}]
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        split.write_atomic(tmp_path / "train.csv", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["splits_final.json"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["folds", "--store", "{a}", "--out", "{out}", "--folds", 5], "only 3 patient"),
+        (
+            ["select", "--store", "{a}", "--splits", "{splits}", "--fold", 3, "--out", "{out}"],
+            "no fold 3",
+        ),
+        (
+            ["select", "--store", "{b}", "--splits", "{splits}", "--fold", 0, "--out", "{out}"],
+            "not in the slice store",
+        ),
+        (
+            [
+                "select",
+                "--store",
+                "{a}",
+                "--splits",
+                "{splits}",
+                "--fold",
+                0,
+                "--ratio",
+                1.2,
+                "--out",
+                "{out}",
+            ],
+            "ratio 1.2",
+        ),
+    ],
+)
+def test_cli_errors_exit_2_and_write_nothing(tmp_path, args, message):
+    a = write_store(tmp_path, cohort("lgg_1p19q", [1, 2, 1]))
+    b = write_store(tmp_path, cohort("brats", [1, 1, 1]))
+    splits_file = tmp_path / "splits_final.json"
+    splits_file.write_text(
+        json.dumps(
+            [
+                {
+                    "train": ["LGG_1P19Q-000_11", "LGG_1P19Q-001_11", "LGG_1P19Q-001_21"],
+                    "val": ["LGG_1P19Q-002_11"],
+                }
+            ]
+        )
+    )
+    out = tmp_path / "out" / "result"
+    paths = {"a": a, "b": b, "splits": splits_file, "out": out}
+    done = calf_split(*[str(x).format(**paths) for x in args])
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.rglob(".*tmp-*"))
+
+
+def test_cli_help():
+    for action in ([], ["folds"], ["select"]):
+        done = calf_split(*action, "--help")
+        assert done.returncode == 0 and "usage: calf split" in done.stdout
+    done = calf_split("folds", "--store", "s", "--out", "o.json", "--seed", "-3")
+    assert done.returncode == 2 and "seed -3 is outside" in done.stderr
