@@ -275,3 +275,29 @@ def test_region_weights_follow_errors():
 def test_region_grid_must_divide_the_size():
     with pytest.raises(ValueError, match="not divisible by the region grid 4"):
         CALFRegionLoss(grid=4)(torch.zeros(2, 1, 10, 8), torch.zeros(2, 1, 10, 8))
+
+
+# ---------------------------------------------------------------- the fused gradient
+@pytest.mark.parametrize("branch", [b for b in BRANCHES if b != "bce_dice"])
+def test_transformed_branch_gradient_is_exact(branch):
+    from calf.losses import branch_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.empty(2, 1, 5, 7, dtype=torch.float64).uniform_(-6, 6, generator=g)
+    y = (torch.rand(2, 1, 5, 7, generator=g) > 0.6).double()
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: branch_loss(branch, t, y), (x,))
+    # the region path reduces over some dimensions only and uses plain autograd: same values
+    per_image = branch_loss(branch, x, y, dims=(1, 2, 3))
+    assert per_image.mean().item() == pytest.approx(branch_loss(branch, x, y).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("branch", [b for b in BRANCHES if b != "bce_dice"])
+def test_no_gradient_where_the_clamp_holds(branch):
+    from calf.losses import branch_loss
+
+    x = torch.tensor([-40.0, 40.0, 1.0]).reshape(1, 1, 1, 3).requires_grad_(True)
+    y = torch.ones_like(x)
+    branch_loss(branch, x, y).backward()
+    assert x.grad[0, 0, 0, 0] == 0 and x.grad[0, 0, 0, 1] == 0
+    assert x.grad[0, 0, 0, 2] < 0  # raising a tumour logit lowers the loss

@@ -50,12 +50,20 @@ def raise_bad_target(target: torch.Tensor) -> None:
 
 
 def prepare(
-    logits: torch.Tensor, target: torch.Tensor, check_target: bool = True
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    check_target: bool = True,
+    clamp_logits: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check shapes (and target values), return float32 clamped logits and float32 target."""
+    """Check shapes (and target values), return float32 logits and float32 target.
+
+    ``clamp_logits=False`` is for losses that only use ``sigmoid(logits)``, which is
+    already finite, with a finite gradient, for infinite logits.
+    """
     check_shapes(logits, target)
     if check_target and int(bad_target_count(target)):
         raise_bad_target(target)
-    x = logits.float().clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
-    y = target.float()
-    return x, y
+    x = logits.float()
+    if clamp_logits:
+        x = x.clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+    return x, target.float()

@@ -79,11 +79,13 @@ class CALFLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with no_autocast(logits.device):
             if self.fixed_branch is not None:
-                x, y = prepare(logits, target)
+                x, y = prepare(logits, target, clamp_logits=self.fixed_branch == "bce_dice")
                 return branch_loss(self.fixed_branch, x, y)
             check_shapes(logits, target)
             if self.area == "pixels":
-                areas = (target.detach() != 0).flatten(1).sum(dim=1)
+                # equal to the count of non-zero pixels once the target is checked to be
+                # 0/1 (below, in the same host transfer); one pass, no temporary mask
+                areas = target.detach().flatten(1).sum(dim=1, dtype=torch.float64)
             else:
                 areas = contour_areas(target).to(target.device)
             s, k = moments(areas, dim=0)
@@ -93,7 +95,8 @@ class CALFLoss(nn.Module):
                 raise_bad_target(target)
             self.last_skewness, self.last_kurtosis = s, k
             self.last_branch = select_branch(s, k)
-            x, y = prepare(logits, target, check_target=False)
+            clamp = self.last_branch == "bce_dice"
+            x, y = prepare(logits, target, check_target=False, clamp_logits=clamp)
             return branch_loss(self.last_branch, x, y)
 
 
