@@ -1,0 +1,92 @@
+"""UCSF-PDGM (TCIA, version 5): one folder per exam, follow-up exams beside the baseline.
+
+Layout of the release (the root may be ``UCSF-PDGM-v5`` or a folder up to three levels
+above it, e.g. the ``PKG - UCSF-PDGM Version 5`` package folder)::
+
+    UCSF-PDGM-0004_nifti/UCSF-PDGM-0004_{T1,T1c,T2,FLAIR}.nii.gz
+    UCSF-PDGM-0004_nifti/UCSF-PDGM-0004_tumor_segmentation.nii.gz
+    UCSF-PDGM-0429_FU003d_nifti/UCSF-PDGM-0429_FU003d_{...}.nii.gz      (a follow-up exam)
+
+Files are matched by their suffix, so the three-digit file prefixes of some releases
+(``UCSF-PDGM-004_T1.nii.gz`` inside ``UCSF-PDGM-0004_nifti``) are found too; the
+``_bias`` variants and the other sequences are ignored. Case ID = folder name without
+``_nifti`` with the number written with four digits; patient ID = ``UCSF-PDGM-NNNN``, shared
+by the follow-ups. Labels: {0, 1 necrosis, 2 oedema, 4 enhancing}.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from calf.datasets import _layout
+from calf.datasets.base import Case
+from calf.errors import CalfError
+
+DATASET = "ucsf_pdgm"
+LABELS = (0, 1, 2, 4)
+TOKENS = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+MASK_SUFFIX = "_tumor_segmentation.nii.gz"
+EXAM = re.compile(r"^UCSF-PDGM-(?P<number>\d+)(?P<followup>_FU[0-9A-Za-z]+)?_nifti$")
+EXPECTED = (
+    "UCSF-PDGM-NNNN_nifti/UCSF-PDGM-NNNN_{T1,T1c,T2,FLAIR}.nii.gz "
+    "and UCSF-PDGM-NNNN_tumor_segmentation.nii.gz"
+)
+
+
+def _holds_layout(folder: Path) -> bool:
+    return any(EXAM.match(child.name) for child in _layout.subdirs(folder))
+
+
+def _find(folder: Path, names: list[str], suffix: str) -> Path | None:
+    """The file of ``folder`` whose name ends in ``suffix`` (case-insensitive); the one
+    named after the folder when several do."""
+    hits = [name for name in names if name.lower().endswith(suffix.lower())]
+    if len(hits) > 1:
+        exact = folder.name.removesuffix("_nifti") + suffix
+        hits = [name for name in hits if name == exact]
+        if len(hits) != 1:
+            raise CalfError(f"{DATASET}: several files end in {suffix} in {folder}")
+    return folder / hits[0] if hits else None
+
+
+def discover(
+    root: str | Path,
+    modalities: Sequence[str] | None = None,
+    *,
+    valid_labels: Sequence[int] | str | None = None,
+) -> list[Case]:
+    """Every exam (baseline and follow-up) of the release that has a tumour segmentation."""
+    base = _layout.check_root(DATASET, root)
+    wanted = _layout.choose_modalities(DATASET, modalities, TOKENS)
+    labels = _layout.parse_labels(DATASET, valid_labels, LABELS)
+    found: list[tuple[Case, Path]] = []
+    unlabelled = 0
+    for top in _layout.find_layout_roots(base, _holds_layout):
+        for exam in _layout.subdirs(top):
+            match = EXAM.match(exam.name)
+            if not match:
+                continue
+            names = _layout.files_in(exam)
+            mask = _find(exam, names, MASK_SUFFIX)
+            if mask is None:
+                unlabelled += 1
+                continue
+            patient_id = f"UCSF-PDGM-{int(match['number']):04d}"
+            case_id = patient_id + (match["followup"] or "")
+            prefix = exam.name.removesuffix("_nifti")
+            images = {}
+            for modality in wanted:
+                suffix = f"_{TOKENS[modality]}.nii.gz"
+                path = _find(exam, names, suffix)
+                if path is None:
+                    raise CalfError(
+                        f"{DATASET} case {case_id}: missing file {exam / (prefix + suffix)}"
+                    )
+                images[modality] = path
+            case = Case(DATASET, case_id, patient_id, images, mask, labels)
+            found.append((case, exam))
+    if not found:
+        raise _layout.no_cases(DATASET, base, EXPECTED, unlabelled)
+    return _layout.finish(DATASET, found, unlabelled)

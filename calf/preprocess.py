@@ -1,0 +1,486 @@
+"""Turn a cohort's NIfTI volumes into one slice store (see ``calf.store`` for the layout).
+
+Per case: every volume is reoriented to RAS with ``nibabel.as_closest_canonical``; each
+axial slice (the last array axis) of each modality becomes one sample, tumour-free slices
+included. Intensities are min-max scaled to [0, 255] per volume or per slice (a constant
+volume or slice maps to 0), resized to ``size x size`` with bilinear interpolation
+(``torch.nn.functional.interpolate``) and rounded to uint8. The mask becomes binary whole
+tumour (label > 0) and is resized either the authors' way (bilinear, then > 0) or with
+nearest-neighbour (torch's ``nearest-exact``); one mask per (case, slice) is shared by the
+slice's modalities. Slices keep nibabel's in-plane order: array row = R-L axis (x),
+column = P-A axis (y).
+
+Cases run in parallel worker processes, each returning one case's arrays; the parent writes
+them into preallocated memory-mapped ``.npy`` files inside ``<out>.tmp-<pid>`` and renames
+the finished directory into place, so a failure leaves nothing behind. An input fingerprint
+(paths, sizes, mtimes) plus the settings, kept in ``store.json``, make a re-run on
+unchanged input a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from calf.datasets.base import MODALITIES, Case
+from calf.errors import CalfError
+from calf.store import FORMAT_VERSION, IMAGES_FILE, INDEX_FILE, MASKS_FILE, META_FILE, read_meta
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+SCALINGS = ("volume", "slice")
+MASK_RESIZES = ("bilinear", "nearest")
+# bump when the arithmetic changes, so that stores built by older code are rebuilt
+ALGORITHM_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """What decides a store's content besides its input files."""
+
+    size: int = 256
+    scaling: str = "volume"
+    mask_resize: str = "bilinear"
+    # modalities that become samples, in this order; None: every modality the cases have
+    modalities: tuple[str, ...] | None = None
+    # the adapter options the cases were discovered with (recorded, part of the identity)
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise CalfError(f"size must be a positive number of pixels, got {self.size}")
+        if self.scaling not in SCALINGS:
+            raise CalfError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        if self.mask_resize not in MASK_RESIZES:
+            raise CalfError(
+                f"mask_resize must be one of {', '.join(MASK_RESIZES)}, got {self.mask_resize!r}"
+            )
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """Outcome of ``preprocess``: where the store is, whether it was (re)built, its size."""
+
+    path: Path
+    built: bool
+    n_cases: int
+    n_images: int
+    n_masks: int
+
+
+@dataclass
+class CaseArrays:
+    """One case's samples: uint8 images per modality ``(Z, S, S)``, its mask and areas."""
+
+    images: dict[str, "np.ndarray"]
+    mask: "np.ndarray"
+    areas: "np.ndarray"
+
+
+# ---------------------------------------------------------------- reading and checking
+
+
+def _load(path: Path):
+    import nibabel as nib
+
+    try:
+        return nib.load(str(path))
+    except FileNotFoundError as err:
+        raise CalfError(f"{path}: file not found") from err
+    except Exception as err:  # nibabel raises many types for a bad header
+        raise CalfError(f"{path}: not a readable NIfTI file ({_reason(err)})") from err
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:200]
+
+
+def canonical_shape(path: Path) -> tuple[int, int, int]:
+    """Shape of the volume after RAS reorientation, from its header alone (no decoding)."""
+    import nibabel as nib
+
+    img = _load(path)
+    shape = tuple(int(n) for n in img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise CalfError(f"{path}: expected a 3-D volume, got shape {shape}")
+    ornt = nib.io_orientation(img.affine)
+    out = [0, 0, 0]
+    for axis, (target, _) in enumerate(ornt):
+        out[int(target)] = shape[axis]
+    return out[0], out[1], out[2]
+
+
+def read_canonical(path: Path) -> "np.ndarray":
+    """The voxel array of a NIfTI volume reoriented to RAS (3-D, raw dtype after scaling)."""
+    import nibabel as nib
+    import numpy as np
+    from nibabel.filebasedimages import ImageFileError
+
+    img = _load(path)
+    try:
+        data = np.asanyarray(nib.as_closest_canonical(img).dataobj)
+    except (OSError, EOFError, ValueError, zlib.error, ImageFileError) as err:
+        raise CalfError(f"{path}: cannot decode NIfTI data ({_reason(err)})") from err
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise CalfError(f"{path}: expected a 3-D volume, got shape {data.shape}")
+    return data
+
+
+def _check_finite(data: "np.ndarray", path: Path) -> None:
+    import numpy as np
+
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        n_bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise CalfError(f"{path}: {n_bad} NaN or infinite voxels")
+
+
+def _present_labels(data: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    if data.dtype.kind in "iub" and data.size:
+        lo, hi = int(data.min()), int(data.max())
+        if lo >= 0 and hi < 1 << 16:  # counting is much faster than sorting
+            return np.flatnonzero(np.bincount(data.reshape(-1).astype(np.intp), minlength=1))
+    return np.unique(data)
+
+
+def _check_labels(data: "np.ndarray", valid: Sequence[int], path: Path) -> None:
+    import numpy as np
+
+    present = _present_labels(data)
+    bad = present[~np.isin(present, np.asarray(valid, dtype=np.float64))]
+    if bad.size:
+        shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
+        allowed = ", ".join(str(v) for v in valid)
+        raise CalfError(f"{path}: mask labels {shown} outside the valid set {{{allowed}}}")
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def minmax_scale(volume: "np.ndarray", scaling: str) -> "np.ndarray":
+    """float32 ``(X, Y, Z)`` scaled to [0, 255] per volume or per axial slice; constant -> 0."""
+    import numpy as np
+
+    v = volume.astype(np.float32, copy=False)
+    axes = None if scaling == "volume" else (0, 1)
+    lo = v.min(axis=axes, keepdims=True)
+    span = v.max(axis=axes, keepdims=True) - lo
+    scale = np.divide(255.0, span, out=np.zeros_like(span), where=span > 0)
+    return (v - lo) * scale
+
+
+def resize_slices(slices: "torch.Tensor", size: int, mode: str) -> "torch.Tensor":
+    """Resize a float32 stack ``(Z, H, W)`` to ``(Z, size, size)`` with torch's interpolate.
+
+    ``mode`` is ``bilinear`` (align_corners=False) or ``nearest`` (torch's
+    ``nearest-exact``, the pixel-centre rule of PIL and scikit-image).
+    """
+    import torch.nn.functional as F
+
+    if tuple(slices.shape[1:]) == (size, size):
+        return slices
+    t = slices.unsqueeze(1)
+    if mode == "bilinear":
+        out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    else:
+        out = F.interpolate(t, size=(size, size), mode="nearest-exact")
+    return out[:, 0]
+
+
+def process_case(case: Case, modalities: Sequence[str], settings: PreprocessSettings) -> CaseArrays:
+    """Read, check and convert one case; CalfError naming the file on bad input."""
+    import torch
+
+    labels = read_canonical(case.mask)
+    _check_finite(labels, case.mask)
+    _check_labels(labels, case.valid_labels, case.mask)
+    shape = labels.shape
+    # (X, Y, Z) -> (Z, X, Y): one 2-D sample per axial slice
+    tumour = torch.from_numpy(labels > 0).permute(2, 0, 1).to(torch.float32)
+    del labels
+    if settings.mask_resize == "bilinear":
+        mask = resize_slices(tumour, settings.size, "bilinear") > 0
+    else:
+        mask = resize_slices(tumour, settings.size, "nearest") > 0.5
+    images = {}
+    for modality in modalities:
+        path = case.images[modality]
+        volume = read_canonical(path)
+        if volume.shape != shape:
+            raise CalfError(
+                f"{case.mask}: mask shape {shape} differs from image shape {volume.shape} of {path}"
+            )
+        _check_finite(volume, path)
+        scaled = torch.from_numpy(minmax_scale(volume, settings.scaling)).permute(2, 0, 1)
+        del volume
+        resized = resize_slices(scaled, settings.size, "bilinear")
+        # bilinear weights are convex, so values stay in [0, 255] up to rounding
+        images[modality] = resized.round().clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+    areas = mask.flatten(1).sum(dim=1).numpy()
+    return CaseArrays(images=images, mask=mask.to(torch.uint8).contiguous().numpy(), areas=areas)
+
+
+# ---------------------------------------------------------------- planning and identity
+
+
+def _modalities_of(cases: Sequence[Case], settings: PreprocessSettings) -> tuple[str, ...]:
+    if settings.modalities:
+        wanted = tuple(settings.modalities)
+    else:
+        have = set().union(*(c.images for c in cases))
+        wanted = tuple(m for m in MODALITIES if m in have) + tuple(sorted(have - set(MODALITIES)))
+    for case in cases:
+        missing = [m for m in wanted if m not in case.images]
+        if missing:
+            raise CalfError(
+                f"case {case.case_id} of {case.dataset}: no {', '.join(missing)} image "
+                f"(mask {case.mask})"
+            )
+    return wanted
+
+
+def _plan(cases: Sequence[Case], modalities: Sequence[str]) -> list[int]:
+    """Axial slice count of every case, from the headers; checks image/mask shapes."""
+    counts = []
+    for case in cases:
+        mask_shape = canonical_shape(case.mask)
+        for modality in modalities:
+            path = case.images[modality]
+            shape = canonical_shape(path)
+            if shape != mask_shape:
+                raise CalfError(
+                    f"{case.mask}: mask shape {mask_shape} differs from image shape {shape} "
+                    f"of {path}"
+                )
+        counts.append(mask_shape[2])
+    return counts
+
+
+def input_fingerprint(cases: Sequence[Case], modalities: Sequence[str]) -> str:
+    """sha256 over every input file's path, size and mtime, and the cases' identities."""
+    records = []
+    for case in cases:
+        files = [("mask", case.mask)] + [(m, case.images[m]) for m in modalities]
+        entry: list[Any] = [case.dataset, case.case_id, case.patient_id, list(case.valid_labels)]
+        for role, path in files:
+            try:
+                st = os.stat(path)
+            except OSError as err:
+                raise CalfError(f"{path}: cannot read ({_reason(err)})") from err
+            entry.append([role, os.path.abspath(path), st.st_size, st.st_mtime_ns])
+        records.append(entry)
+    blob = json.dumps(records, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _settings_record(dataset: str, modalities: Sequence[str], s: PreprocessSettings) -> dict:
+    record = asdict(s)
+    record.update(dataset=dataset, modalities=list(modalities), algorithm=ALGORITHM_VERSION)
+    record["options"] = {str(k): str(v) for k, v in sorted(s.options.items())}
+    return record
+
+
+def _is_current(out: Path, settings: dict, fingerprint: str) -> dict | None:
+    """The existing store's metadata when it matches; None when it must be (re)built."""
+    if not out.exists():
+        return None
+    if not out.is_dir() or not (out / META_FILE).is_file():
+        raise CalfError(
+            f"{out}: exists and is not a slice store; refusing to overwrite it "
+            "(remove it or choose another --out)"
+        )
+    try:
+        meta = read_meta(out)
+    except CalfError:
+        return None  # an older or damaged store of ours: rebuild
+    complete = all((out / name).is_file() for name in (IMAGES_FILE, MASKS_FILE, INDEX_FILE))
+    if complete and meta.get("settings") == settings and meta.get("fingerprint") == fingerprint:
+        return meta
+    return None
+
+
+# ---------------------------------------------------------------- running
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; no nested thread pools
+
+
+def _results(
+    cases: Sequence[Case], modalities: Sequence[str], settings: PreprocessSettings, workers: int
+) -> Iterator[tuple[int, CaseArrays]]:
+    """(position, arrays) per case, in completion order; at most 2 x workers in flight."""
+    if workers <= 1:
+        for i, case in enumerate(cases):
+            yield i, process_case(case, modalities, settings)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # imported here once: workers started by fork inherit them instead of importing each
+    import nibabel  # noqa: F401
+    import torch  # noqa: F401
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+        pending: dict = {}
+        todo = iter(enumerate(cases))
+        try:
+            while True:
+                for i, case in todo:
+                    pending[pool.submit(process_case, case, modalities, settings)] = i
+                    if len(pending) >= 2 * workers:
+                        break
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def preprocess(
+    cases: Sequence[Case],
+    out: str | Path,
+    settings: PreprocessSettings = PreprocessSettings(),
+    workers: int = 1,
+    progress: bool = True,
+) -> StoreSummary:
+    """Build (or confirm up to date) the slice store of one dataset's cases at ``out``."""
+    import numpy as np
+    from numpy.lib.format import open_memmap
+    from tqdm import tqdm
+
+    out = Path(out)
+    cases = sorted(cases, key=lambda c: c.case_id)
+    if not cases:
+        raise CalfError(f"{out}: no cases to preprocess")
+    datasets = sorted({c.dataset for c in cases})
+    if len(datasets) > 1:
+        raise CalfError(f"{out}: one store per dataset, got cases of {', '.join(datasets)}")
+    ids = [c.case_id for c in cases]
+    duplicate = next((a for a, b in zip(ids, ids[1:]) if a == b), None)
+    if duplicate is not None:
+        raise CalfError(f"case ID {duplicate!r} appears twice in {datasets[0]}")
+    modalities = _modalities_of(cases, settings)
+    record = _settings_record(datasets[0], modalities, settings)
+    fingerprint = input_fingerprint(cases, modalities)
+    meta = _is_current(out, record, fingerprint)
+    if meta is not None:
+        c = meta["counts"]
+        return StoreSummary(out, False, c["cases"], c["images"], c["masks"])
+
+    counts = _plan(cases, modalities)
+    mask_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    image_start = mask_start * len(modalities)
+    n_masks, n_images = int(mask_start[-1]), int(image_start[-1])
+    size = settings.size
+
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        images = open_memmap(tmp / IMAGES_FILE, "w+", np.uint8, (n_images, size, size))
+        masks = open_memmap(tmp / MASKS_FILE, "w+", np.uint8, (n_masks, size, size))
+        areas = np.zeros(n_masks, dtype=np.int64)
+        bar = tqdm(
+            total=len(cases),
+            desc=f"preprocess {datasets[0]}",
+            unit="case",
+            file=sys.stderr,
+            disable=not progress,
+        )
+        with closing(_results(cases, modalities, settings, workers)) as results, bar:
+            for i, arrays in results:
+                z = counts[i]
+                if arrays.mask.shape[0] != z:  # header and data disagree
+                    raise CalfError(
+                        f"{cases[i].mask}: header promises {z} slices, "
+                        f"data has {arrays.mask.shape[0]}"
+                    )
+                m0 = mask_start[i]
+                masks[m0 : m0 + z] = arrays.mask
+                areas[m0 : m0 + z] = arrays.areas
+                for k, modality in enumerate(modalities):
+                    i0 = image_start[i] + k * z
+                    images[i0 : i0 + z] = arrays.images[modality]
+                bar.update(1)
+        images.flush()
+        masks.flush()
+        del images, masks
+        index = _index_table(cases, modalities, counts, mask_start, image_start, areas)
+        index.to_parquet(tmp / INDEX_FILE, index=False)
+        meta = {
+            "format": FORMAT_VERSION,
+            "settings": record,
+            "fingerprint": fingerprint,
+            "counts": {
+                "cases": len(cases),
+                "images": n_images,
+                "masks": n_masks,
+                "tumour_masks": int(np.count_nonzero(areas)),
+            },
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StoreSummary(out, True, len(cases), n_images, n_masks)
+
+
+def _index_table(cases, modalities, counts, mask_start, image_start, areas):
+    import numpy as np
+    import pandas as pd
+
+    z = np.asarray(counts, dtype=np.int64)
+    n_mod = len(modalities)
+    per_case = z * n_mod
+    case_pos = np.repeat(np.arange(len(cases)), per_case)
+    # position inside a case's block: modality-major, then slice
+    within = np.arange(int(per_case.sum())) - np.repeat(image_start[:-1], per_case)
+    zz = np.repeat(z, per_case)
+    slice_idx = within % zz
+    mod_idx = within // zz
+    mask_row = mask_start[:-1][case_pos] + slice_idx
+    return pd.DataFrame(
+        {
+            "dataset": np.asarray([c.dataset for c in cases], dtype=object)[case_pos],
+            "case_id": np.asarray([c.case_id for c in cases], dtype=object)[case_pos],
+            "patient_id": np.asarray([c.patient_id for c in cases], dtype=object)[case_pos],
+            "modality": np.asarray(list(modalities), dtype=object)[mod_idx],
+            "slice": slice_idx.astype(np.int32),
+            "area": areas[mask_row],
+            "image_row": np.arange(int(per_case.sum()), dtype=np.int64),
+            "mask_row": mask_row,
+        }
+    )
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Put the finished ``tmp`` at ``out``, replacing an older store there."""
+    if out.exists():
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

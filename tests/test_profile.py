@@ -1,0 +1,188 @@
+"""calf.profile and ``calf profile``: S, K and branch of a training set's slice areas."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from calf.datasets.base import Case
+from calf.errors import CalfError
+from calf.losses import select_branch
+from calf.preprocess import PreprocessSettings, preprocess
+from calf.profile import profile
+from calf.store import SliceStore
+
+# side of the square tumour in each axial slice (0: none); 2 modalities per case
+ALPHA = [0, 0, 0, 2, 3, 4, 10, 0]
+BETA = [0, 5, 5, 0, 0, 0, 1, 0]
+
+
+def _store(root: Path, dataset: str, sides: list[int]) -> Path:
+    folder = root / dataset / "c1"
+    folder.mkdir(parents=True)
+    shape = (16, 16, len(sides))
+    seg = np.zeros(shape, dtype=np.uint8)
+    for z, side in enumerate(sides):
+        seg[2 : 2 + side, 3 : 3 + side, z] = 1
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / "seg.nii.gz")
+    rng = np.random.default_rng(0)
+    images = {}
+    for modality in ("t1", "t2"):
+        images[modality] = folder / f"{modality}.nii.gz"
+        nib.save(
+            nib.Nifti1Image(rng.normal(size=shape).astype(np.float32), np.eye(4)), images[modality]
+        )
+    case = Case(dataset, "c1", "p1", images, folder / "seg.nii.gz")
+    out = root / f"{dataset}-store"
+    # the training size equals the volume's, nearest: the stored areas are side ** 2
+    preprocess([case], out, PreprocessSettings(size=16, mask_resize="nearest"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("profile")
+    return {
+        name: _store(root, name, sides)
+        for name, sides in (("alpha", ALPHA), ("beta", BETA), ("empty", [0, 0, 0]))
+    }
+
+
+def _expected(areas) -> tuple[float, float]:
+    a = np.asarray(areas, dtype=float)
+    return float(scipy.stats.skew(a)), float(scipy.stats.kurtosis(a))
+
+
+@pytest.mark.parametrize(
+    "area, per_side",
+    # a k x k square: k^2 pixels; its OpenCV contour runs through pixel centres: (k-1)^2
+    [("pixels", lambda k: k * k), ("contour", lambda k: (k - 1) ** 2 if k else 0)],
+)
+def test_all_slices_of_one_store(stores, tmp_path, area, per_side):
+    out, fig = tmp_path / "p.json", tmp_path / "h.png"
+    record = profile([stores["alpha"]], out, area=area, figure=fig, context={"dataset": "alpha"})
+    areas = [per_side(k) for k in ALPHA] * 2
+    s, k = _expected(areas)
+    assert record["n_slices"] == 16 and record["n_tumour_slices"] == 8
+    assert record["skewness"] == pytest.approx(s, rel=1e-12)
+    assert record["kurtosis"] == pytest.approx(k, rel=1e-12)
+    assert record["branch"] == select_branch(s, k)
+    assert record["area_definition"] == area and record["dataset"] == "alpha"
+    assert json.loads(out.read_text()) == record
+    image = matplotlib.image.imread(fig)
+    assert image.ndim == 3 and image.shape[0] > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "p.json"]
+
+
+def test_training_set_csv_pooled(stores, tmp_path):
+    alpha, beta = SliceStore(stores["alpha"]), SliceStore(stores["beta"])
+    picks = {"alpha": [0, 3, 4, 5, 6, 11, 14], "beta": [1, 2, 9, 6, 3]}
+    parts = []
+    for name, store in (("alpha", alpha), ("beta", beta)):
+        part = store.index.iloc[picks[name]].copy()
+        part.insert(1, "row", picks[name])
+        parts.append(part)
+    csv = tmp_path / "train.csv"
+    pd.concat(parts).to_csv(csv, index=False)
+    record = profile([stores["alpha"], stores["beta"]], tmp_path / "p.json", train_slices=csv)
+    areas = [ALPHA[r % 8] ** 2 for r in picks["alpha"]] + [BETA[r % 8] ** 2 for r in picks["beta"]]
+    s, k = _expected(areas)
+    assert record["n_slices"] == 12 and record["n_tumour_slices"] == sum(a > 0 for a in areas)
+    assert record["skewness"] == pytest.approx(s, rel=1e-12)
+    assert record["kurtosis"] == pytest.approx(k, rel=1e-12)
+    assert record["branch"] == select_branch(s, k)
+    assert record["train_slices"] == str(csv)
+
+
+def test_undefined_statistics_are_null(stores, tmp_path):
+    record = profile([stores["empty"]], tmp_path / "p.json")
+    assert record["skewness"] is None and record["kurtosis"] is None
+    assert record["branch"] == "bce_dice" and record["n_tumour_slices"] == 0
+    assert "null" in (tmp_path / "p.json").read_text()
+
+
+def _csv(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "train.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"dataset": "gamma", "row": 0}], "dataset 'gamma' has no --store"),
+        ([{"dataset": "alpha", "row": 16}], "row 16 of alpha outside"),
+        ([{"dataset": "alpha", "row": 4, "area": 5}], "row 4 has area=5"),
+        ([{"dataset": "alpha", "row": "x"}], "not a row number"),
+        ([{"dataset": "alpha"}], "missing columns row"),
+    ],
+)
+def test_bad_training_set(stores, tmp_path, rows, message):
+    csv = _csv(tmp_path, rows)
+    with pytest.raises(CalfError, match=message) as info:
+        profile([stores["alpha"]], tmp_path / "p.json", train_slices=csv, figure=tmp_path / "h.png")
+    assert str(csv) in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]
+
+
+def test_one_store_per_dataset(stores, tmp_path):
+    with pytest.raises(CalfError, match="dataset 'alpha' also in"):
+        profile([stores["alpha"], stores["alpha"]], tmp_path / "p.json")
+
+
+def _calf(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "calf", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli(stores, tmp_path):
+    assert _calf("profile", "--help").returncode == 0
+    out, fig = tmp_path / "sub" / "p.json", tmp_path / "sub" / "h.png"
+    ok = _calf(
+        "profile",
+        "--store",
+        str(stores["alpha"]),
+        "--store",
+        str(stores["beta"]),
+        "--out",
+        str(out),
+        "--figure",
+        str(fig),
+        "--dataset",
+        "pooled",
+        "--fold",
+        "2",
+        "--ratio",
+        "0.25",
+    )
+    assert ok.returncode == 0, ok.stderr
+    record = json.loads(out.read_text())
+    s, k = _expected([a * a for a in ALPHA] * 2 + [b * b for b in BETA] * 2)
+    assert record["skewness"] == pytest.approx(s, rel=1e-12) and record["branch"] in ok.stdout
+    assert (record["dataset"], record["fold"], record["ratio"]) == ("pooled", 2, 0.25)
+    assert fig.stat().st_size > 0
+    bad = _calf(
+        "profile",
+        "--store",
+        str(stores["alpha"]),
+        "--out",
+        str(tmp_path / "q.json"),
+        "--ratio",
+        "1.5",
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "1.5" in bad.stderr
+    missing = _calf("profile", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "q.json"))
+    assert missing.returncode == 2 and "nope" in missing.stderr
+    assert not (tmp_path / "q.json").exists()

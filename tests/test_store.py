@@ -1,0 +1,96 @@
+"""calf.store.SliceStore: the memory-mapped reader and its batch gatherer."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from calf.datasets.base import Case
+from calf.errors import CalfError
+from calf.preprocess import PreprocessSettings, preprocess
+from calf.store import SliceStore
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    """Two cases of 12 x 12 x 4, two modalities; case k has a k+1 pixel wide tumour column."""
+    root = tmp_path_factory.mktemp("store")
+    cases = []
+    for k, case_id in enumerate(("p0", "p1")):
+        folder = root / case_id
+        folder.mkdir()
+        images = {}
+        for modality in ("t1", "flair"):
+            # distinct after min-max scaling per case and modality, so a mix-up of rows shows
+            data = np.arange(12 * 12 * 4, dtype=np.float32).reshape(12, 12, 4) ** (k + 1)
+            data = data[::-1].copy() if modality == "flair" else data
+            images[modality] = folder / f"{modality}.nii.gz"
+            nib.save(nib.Nifti1Image(data, np.eye(4)), images[modality])
+        seg = np.zeros((12, 12, 4), dtype=np.int16)
+        seg[0 : k + 1, :, 1:] = 1
+        nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / "seg.nii.gz")
+        cases.append(Case("toy", case_id, case_id, images, folder / "seg.nii.gz"))
+    out = root / "slices"
+    preprocess(cases, out, PreprocessSettings(size=12, mask_resize="nearest"), progress=False)
+    return out
+
+
+def test_open_and_memmaps(store_path):
+    store = SliceStore(store_path)
+    assert len(store) == 16 and store.size == 12 and store.dataset == "toy"
+    assert isinstance(store.images, np.memmap) and isinstance(store.masks, np.memmap)
+    assert store.images.shape == (16, 12, 12) and store.masks.shape == (8, 12, 12)
+    np.testing.assert_array_equal(store.areas(), [0, 12, 12, 12] * 2 + [0, 24, 24, 24] * 2)
+
+
+def test_batch_values_order_and_duplicates(store_path):
+    store = SliceStore(store_path)
+    rows = [13, 2, 13, 0, 9]
+    x, y = store.batch(rows)
+    assert x.shape == (5, 1, 12, 12) and y.shape == (5, 1, 12, 12)
+    assert x.dtype == torch.float32 and y.dtype == torch.float32
+    for b, r in enumerate(rows):
+        entry = store.index.iloc[r]
+        expected_x = store.images[entry["image_row"]].astype(np.float32) / 255
+        np.testing.assert_allclose(x[b, 0].numpy(), expected_x, rtol=0, atol=1e-7)
+        np.testing.assert_array_equal(y[b, 0].numpy(), store.masks[entry["mask_row"]])
+        assert y[b].sum().item() == entry["area"]
+    assert 0.0 <= x.min().item() and x.max().item() <= 1.0
+    assert torch.equal(x[0], x[2])
+    assert len({tuple(x[b].flatten().tolist()) for b in (0, 1, 3, 4)}) == 4
+    # row 13 is case p1, flair, slice 1: its mask is that of p1's t1 slice 1 (row 9)
+    assert torch.equal(y[0], y[4]) and not torch.equal(x[0], x[4])
+
+
+def test_batch_numpy_index_and_bounds(store_path):
+    store = SliceStore(store_path)
+    x, _ = store.batch(np.array([3, 1]))
+    assert x.shape[0] == 2
+    x, y = store.batch([])
+    assert x.shape == (0, 1, 12, 12) and y.shape == (0, 1, 12, 12)
+    with pytest.raises(IndexError):
+        store.batch([16])
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(CalfError, match="not a slice store") as info:
+        SliceStore(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_damaged_store(store_path, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("store.json", "index.parquet", "masks.npy"):
+        (copy / name).write_bytes((store_path / name).read_bytes())
+    with pytest.raises(CalfError, match="damaged slice store"):
+        SliceStore(copy)  # images.npy missing
+    meta = json.loads((copy / "store.json").read_text())
+    meta["format"] = 99
+    (copy / "store.json").write_text(json.dumps(meta))
+    with pytest.raises(CalfError, match="unknown slice store format"):
+        SliceStore(copy)
