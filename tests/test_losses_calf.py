@@ -277,7 +277,7 @@ def test_region_grid_must_divide_the_size():
         CALFRegionLoss(grid=4)(torch.zeros(2, 1, 10, 8), torch.zeros(2, 1, 10, 8))
 
 
-# ---------------------------------------------------------------- the fused gradient
+# ---------------------------------------------------------------- closed forms: exact gradient
 @pytest.mark.parametrize("branch", [b for b in BRANCHES if b != "bce_dice"])
 def test_transformed_branch_gradient_is_exact(branch):
     from calf.losses import branch_loss

@@ -79,6 +79,7 @@ class CALFLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with no_autocast(logits.device):
             if self.fixed_branch is not None:
+                # the transformed branches clamp the logits themselves
                 x, y = prepare(logits, target, clamp_logits=self.fixed_branch == "bce_dice")
                 return branch_loss(self.fixed_branch, x, y)
             check_shapes(logits, target)
