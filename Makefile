@@ -1,5 +1,6 @@
 # Two commands on a fresh machine (see README.md):
-#   make demo   install into .venv, then run the benchmark on the synthetic cohorts
+#   make demo   install into .venv, then run the whole benchmark workflow on the embedded
+#               synthetic cohorts (config/config.yaml): snakemake --cores all
 #   make test   install into .venv (with the test extras), then run the test suite
 #
 # torch is installed first and on its own, so that nothing pulls a multi-GB CUDA build
@@ -23,8 +24,9 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(VENV)/.installed
 
+# the workflow's jobs run the venv's `calf`: its bin folder goes first on PATH
 demo: $(VENV)/.installed
-	$(VENV)/bin/calf demo
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --cores all $(SNAKEMAKE_ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest

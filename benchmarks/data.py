@@ -109,8 +109,9 @@ def interleaved(first, second, rounds: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--shape", type=int, nargs=3, default=(128, 128, 64))
+    parser.add_argument("--cases", type=int, default=12)
+    parser.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155),
+                        help="volume grid (default: the BraTS grid)")
     parser.add_argument("--size", type=int, default=256, help="training size")
     parser.add_argument("--batches", type=int, default=40, help="random mini-batches timed")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = argv[0]
     module_name, help_text = COMMANDS[name]
+
     module = importlib.import_module(f"calf.commands.{module_name}")
     parser = argparse.ArgumentParser(prog=f"calf {name}", description=help_text)
     module.add_arguments(parser)

@@ -133,6 +133,9 @@ def monai_loss(class_name: str, **defaults):
     """Factory for a MONAI loss taking logits (sigmoid inside), kwargs over ``defaults``."""
 
     def build(**kwargs) -> WrappedLoss:
+        from calf._lazy import import_monai
+
+        import_monai()
         import monai.losses
 
         cls = getattr(monai.losses, class_name)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Callable
 
 from torch import nn
 
+from calf._imports import import_object
 from calf.losses import baselines
 from calf.losses.calf_loss import CALFLoss, CALFRegionLoss
 
@@ -37,16 +37,8 @@ def register_loss(name: str, factory: Callable[..., nn.Module]) -> None:
     LOSSES[name] = factory
 
 
-def _import_object(path: str):
-    module_name, _, attr = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"cannot import loss {path!r}: {err}") from None
-
-
 def _from_import_path(path: str, kwargs: dict) -> nn.Module:
-    cls = _import_object(path)
+    cls = import_object(path, "loss")
     if not callable(cls):
         raise ValueError(f"loss {path!r} is not a class or factory")
     # the suite's networks emit logits: a loss that can apply the sigmoid itself does so

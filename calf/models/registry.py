@@ -5,9 +5,11 @@ Torch and MONAI are imported only when a model is built.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import TYPE_CHECKING
+
+from calf._imports import import_object
+from calf._lazy import import_monai
 
 if TYPE_CHECKING:
     from torch import nn
@@ -18,14 +20,6 @@ MODELS: dict[str, tuple[str, str]] = {
     "deeplabv3": ("calf.models.deeplabv3", "DeepLabV3"),
     "fpn": ("calf.models.fpn", "FPN"),
 }
-
-
-def _import_object(path: str):
-    module_name, _, attr = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"cannot import model {path!r}: {err}") from None
 
 
 def _constructor_parameters(cls) -> tuple[set[str], bool]:
@@ -41,7 +35,7 @@ def _constructor_parameters(cls) -> tuple[set[str], bool]:
 def _from_import_path(path: str, in_channels: int, out_channels: int, kwargs: dict) -> nn.Module:
     from torch import nn
 
-    cls = _import_object(path)
+    cls = import_object(path, "model")
     if not callable(cls):
         raise ValueError(f"model {path!r} is not a class or factory")
     names, var_kw = _constructor_parameters(cls)
@@ -78,7 +72,8 @@ def build_model(
     try:
         if name in MODELS:
             module_name, class_name = MODELS[name]
-            cls = getattr(importlib.import_module(module_name), class_name)
+            import_monai()  # the networks are built from MONAI blocks
+            cls = import_object(f"{module_name}.{class_name}", "model")
             return cls(in_channels=in_channels, out_channels=out_channels, width=width, **kwargs)
         if "." in name:
             if width != 1.0:

@@ -1,0 +1,65 @@
+"""``calf mlflow-sync``: import a study's finished runs into MLflow (see calf.mlflow_sync)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from calf.mlflow_sync import DEFAULT_TRACKING_URI  # a light module: mlflow, pandas inside
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Run layout: RUNS_ROOT/STUDY/DATASET/MODEL/LOSS[/ratio-R][/seed-S]/foldN/run.json; "
+        "metrics: METRICS_ROOT/STUDY/DATASET/MODEL/LOSS[/ratio-R][/seed-S]/foldN.csv; "
+        "profiles: PROFILES_ROOT/STUDY/DATASET[/ratio-R]/foldN.json. Only runs "
+        "whose run.json status is 'complete' are imported; syncing again creates nothing twice."
+    )
+    parser.add_argument("--study", required=True, help="study name: the folder below the "
+                                                        "roots and the MLflow experiment")
+    parser.add_argument("--runs-root", required=True, metavar="DIR",
+                        help="root of the run directories (e.g. results/runs)")
+    parser.add_argument("--metrics-root", default=None, metavar="DIR",
+                        help="root of the per-case metrics CSVs (e.g. results/metrics)")
+    parser.add_argument("--profiles-root", default=None, metavar="DIR",
+                        help="root of the imbalance profile JSONs, for runs whose run.json "
+                             "names none")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",
+                        help="sqlite:///FILE.db or http(s)://HOST:PORT of a tracking server "
+                             f"(default {DEFAULT_TRACKING_URI}; MLFLOW_TRACKING_URI is not read)")
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="also upload each run's checkpoint.pt")
+    parser.add_argument("--stamp", default=None, metavar="JSON",
+                        help="write a summary of the sync here (a workflow output)")
+
+
+def _write_stamp(path: Path, summary: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calf.mlflow_sync import sync_study
+
+    result = sync_study(args.study, args.runs_root, args.metrics_root, args.profiles_root,
+                        args.tracking_uri, args.checkpoints)
+    for warning in result.warnings:
+        print(f"calf mlflow-sync: warning: {warning}", file=sys.stderr)
+    for key, status in result.skipped.items():
+        print(f"calf mlflow-sync: skipped {key} (status {status})")
+    print(
+        f"calf mlflow-sync: study {args.study} -> {args.tracking_uri} (experiment "
+        f"{result.experiment_id}): {len(result.created)} created, {len(result.updated)} "
+        f"updated, {len(result.unchanged)} unchanged, {len(result.skipped)} skipped"
+    )
+    if args.stamp:
+        _write_stamp(Path(args.stamp), result.summary())
+    return 0

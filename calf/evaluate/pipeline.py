@@ -1,0 +1,438 @@
+"""``calf evaluate``: predict every validation case of a fold, score it, write the outputs.
+
+For each validation case of the fold (``splits_final.json``, in its order) and each of its
+modalities (store order), the case's axial slices are predicted in slice order, stacked
+back into a volume ``(x, y, z)`` at training size and scored with ``case_metrics``.
+Outputs beside ``--out X.csv`` (contract D):
+
+- ``X.csv``: one row per case and modality (``CASE_COLUMNS``; ``ratio`` and ``seed``
+  columns when given). ``case_id`` is the splits key: the bare case ID with one store,
+  ``<dataset>/<case_id>`` with several (pooled), so rows stay unique.
+- ``X.json``: empty-mask conventions, metric settings, HD95 units, inputs, summary.
+- ``X_slices.csv``: TP, FP, FN, TN per slice in the order evaluated (``batch_pooled_dice``).
+- ``X_overlays/``: ``best.png``, ``median.png``, ``worst.png`` by Dice (NaN Dice excluded;
+  ties go to the earlier row; the median is the lower middle).
+
+HD95 is in mm when every store's index has ``spacing_x``, ``spacing_y``, ``spacing_z``
+(mm per pixel at training size, per slice, constant within a case), else in voxels (one
+in-plane pixel at training size, one slice through-plane). Everything is written into a
+temporary directory beside ``X.csv`` and moved into place at the end, ``X.csv`` last: a
+failure leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from calf import __version__
+from calf.errors import CalfError
+from calf.evaluate.conventions import EmptyConventions, read_conventions
+from calf.evaluate.metrics import (
+    METRICS,
+    batch_pooled_dice,
+    case_metrics,
+    metric_settings,
+    slice_counts,
+)
+from calf.evaluate.overlays import overlay_slice, write_overlay
+from calf.evaluate.predict import TrainedRun, load_run, loss_name, predict_rows, resolve_device
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from calf.store import SliceStore
+
+RESULT_FORMAT = 1
+SPACING_COLUMNS = ("spacing_x", "spacing_y", "spacing_z")
+CASE_COLUMNS = (
+    "case_id",
+    "patient_id",
+    "modality",
+    "dataset",
+    "model",
+    "loss",
+    "fold",
+    *METRICS,
+    "tumour_voxels",
+    "predicted_voxels",
+)
+SLICE_COLUMNS = ("case_id", "modality", "slice", "tp", "fp", "fn", "tn")
+OVERLAY_RANKS = ("best", "median", "worst")
+POOLED_BATCH = 32  # the authors' test batch
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """``X.csv`` and its companions ``X.json``, ``X_slices.csv``, ``X_overlays/``."""
+
+    csv: Path
+    json: Path
+    slices: Path
+    overlays: Path
+
+    @classmethod
+    def of(cls, out: str | Path) -> OutputPaths:
+        out = Path(out)
+        if out.suffix != ".csv":
+            raise CalfError(f"--out {out}: the per-case metrics file must end in .csv")
+        stem = out.with_suffix("")
+        return cls(
+            out, stem.with_suffix(".json"), Path(f"{stem}_slices.csv"), Path(f"{stem}_overlays")
+        )
+
+    def all(self) -> tuple[Path, ...]:
+        """Every output, in the order they are moved into place (the CSV last)."""
+        return (self.json, self.slices, self.overlays, self.csv)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Values of the descriptive CSV columns; None: from the checkpoint config or the store."""
+
+    dataset: str | None = None
+    model: str | None = None
+    loss: str | None = None
+    ratio: float | str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class _Volume:
+    """One (case, modality) of the fold's validation cases: its store rows in slice order."""
+
+    store: SliceStore
+    key: str
+    dataset: str
+    patient_id: str
+    modality: str
+    rows: np.ndarray
+    slices: np.ndarray
+    spacing: tuple[float, float, float] | None
+
+
+def _open_stores(paths: Sequence[str | Path]) -> list[SliceStore]:
+    from calf.store import SliceStore
+
+    if not paths:
+        raise CalfError("no slice store given (--store)")
+    stores, seen = [], {}
+    for path in paths:
+        store = SliceStore(path)
+        if store.dataset in seen:
+            raise CalfError(
+                f"{path}: dataset {store.dataset!r} is already loaded from {seen[store.dataset]}"
+            )
+        seen[store.dataset] = path
+        if stores and store.size != stores[0].size:
+            raise CalfError(
+                f"{path}: slice size {store.size} differs from {stores[0].path}'s {stores[0].size}"
+            )
+        stores.append(store)
+    return stores
+
+
+def _spacing_in_mm(stores: Sequence[SliceStore]) -> bool:
+    """Whether every store's index has the spacing columns (some but not all: an error)."""
+    from calf.store import INDEX_FILE
+
+    missing = {s: [c for c in SPACING_COLUMNS if c not in s.index.columns] for s in stores}
+    if all(len(m) == len(SPACING_COLUMNS) for m in missing.values()):
+        return False
+    for store, m in missing.items():
+        if m:
+            raise CalfError(f"{store.path / INDEX_FILE}: lacks spacing column(s) {', '.join(m)}")
+    return True
+
+
+def _case_spacing(store: SliceStore, frame: pd.DataFrame, key: str) -> tuple[float, float, float]:
+    from calf.store import INDEX_FILE
+
+    values = frame[list(SPACING_COLUMNS)].drop_duplicates()
+    if len(values) != 1:
+        raise CalfError(f"{store.path / INDEX_FILE}: case {key!r} has more than one spacing")
+    spacing = tuple(float(v) for v in values.iloc[0])
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise CalfError(
+            f"{store.path / INDEX_FILE}: case {key!r} has spacing {spacing}, not positive mm"
+        )
+    return spacing  # type: ignore[return-value]
+
+
+def validation_volumes(
+    stores: Sequence[SliceStore], keys: Sequence[str], source: str, fold: int, in_mm: bool
+) -> list[_Volume]:
+    """The (case, modality) volumes of the validation keys, in key then store order."""
+    import numpy as np
+
+    from calf.store import INDEX_FILE
+
+    pooled = len(stores) > 1
+    lookup: dict[str, tuple[SliceStore, pd.DataFrame]] = {}
+    for store in stores:
+        index = store.index.assign(position=np.arange(len(store.index)))  # the row id
+        for case_id, frame in index.groupby("case_id", sort=False):
+            lookup[f"{store.dataset}/{case_id}" if pooled else str(case_id)] = (store, frame)
+    volumes = []
+    for key in keys:
+        if key not in lookup:
+            where = ", ".join(str(s.path) for s in stores)
+            raise CalfError(
+                f"{source}: validation case {key!r} of fold {fold} is not in the store(s) {where}"
+            )
+        store, frame = lookup[key]
+        for modality, rows in frame.groupby("modality", sort=False):
+            rows = rows.sort_values("slice", kind="stable")
+            slices = rows["slice"].to_numpy()
+            if (slices[1:] - slices[:-1] != 1).any():
+                raise CalfError(
+                    f"{store.path / INDEX_FILE}: case {key!r} modality {modality!r} has missing or "
+                    "repeated slices; cannot stack them into a volume"
+                )
+            volumes.append(
+                _Volume(
+                    store,
+                    key,
+                    store.dataset,
+                    str(rows["patient_id"].iat[0]),
+                    str(modality),
+                    rows["position"].to_numpy(),
+                    slices,
+                    _case_spacing(store, rows, key) if in_mm else None,
+                )
+            )
+    return volumes
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and numpy scalars as JSON values (NaN -> null)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _check_outputs(paths: OutputPaths, force: bool) -> None:
+    for path in paths.all():
+        if path.exists() and not force:
+            raise CalfError(f"{path}: already exists (pass --force to replace it)")
+
+
+def _publish(tmp: Path, paths: OutputPaths) -> None:
+    """Move the finished outputs from ``tmp`` into place, the CSV last; undo on failure."""
+    moved: list[Path] = []
+    try:
+        for final in paths.all():
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            os.replace(tmp / final.name, final)
+            moved.append(final)
+    except BaseException:
+        for path in moved:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
+def _labels(trained: TrainedRun, labels: Labels) -> tuple[str | None, str, str]:
+    """dataset (None: each case's store), model and loss columns: options, else checkpoint."""
+    loss = labels.loss or loss_name(trained.config)
+    if loss is None:
+        raise CalfError(
+            f"{trained.path}: the checkpoint config names no loss (key 'loss'); pass --loss"
+        )
+    return labels.dataset, labels.model or trained.model_name, loss
+
+
+@dataclass
+class _Scores:
+    """What scoring the volumes gives: both tables and each volume's overlay slice."""
+
+    cases: pd.DataFrame
+    slices: pd.DataFrame
+    # per volume: image (uint8), truth, prediction of the overlay slice, and its index
+    shown: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+
+
+def _score(
+    trained: TrainedRun,
+    volumes: Sequence[_Volume],
+    conv: EmptyConventions,
+    columns: dict[str, Any],
+    batch_size: int,
+    progress: bool,
+) -> _Scores:
+    """Predict and score every volume; ``columns`` fill the descriptive CSV columns."""
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    case_rows, slice_frames, shown = [], [], []
+    for vol in tqdm(volumes, desc="evaluate", unit="volume", disable=None if progress else True):
+        images, truth, pred = predict_rows(trained, vol.store, vol.rows, batch_size)
+        counts = slice_counts(pred, truth)
+        slice_frames.append(
+            pd.DataFrame(
+                {"case_id": vol.key, "modality": vol.modality, "slice": vol.slices}
+                | {c: counts[:, i] for i, c in enumerate(SLICE_COLUMNS[3:])}
+            )
+        )
+        # (n, S, S) slices -> (x, y, z) volume, the axis order of the spacing columns
+        volume = np.moveaxis(pred, 0, -1), np.moveaxis(truth, 0, -1)
+        case_rows.append(
+            {"case_id": vol.key, "patient_id": vol.patient_id, "modality": vol.modality}
+            | {"dataset": columns["dataset"] or vol.dataset}
+            | {k: columns[k] for k in ("model", "loss", "fold")}
+            | case_metrics(*volume, conv, vol.spacing)
+        )
+        k = overlay_slice(truth, pred)
+        image = np.rint(images[k] * 255).astype(np.uint8)  # the store's own pixels, compact
+        shown.append((image, truth[k], pred[k], int(vol.slices[k])))
+    cases = pd.DataFrame(case_rows, columns=list(CASE_COLUMNS))
+    for key in ("ratio", "seed"):
+        if columns[key] is not None:
+            cases[key] = columns[key]
+    slices = pd.concat(slice_frames, ignore_index=True)[list(SLICE_COLUMNS)]
+    return _Scores(cases, slices, shown)
+
+
+def _overlay_picks(dice: np.ndarray) -> dict[str, int]:
+    """Row positions of the best, median and worst Dice (NaN excluded)."""
+    import numpy as np
+
+    valid = np.flatnonzero(~np.isnan(dice))
+    if valid.size == 0:
+        return {}
+    order = valid[np.argsort(dice[valid], kind="stable")]
+    return {
+        "best": int(order[-1]),
+        "median": int(order[(len(order) - 1) // 2]),
+        "worst": int(order[0]),
+    }
+
+
+def _write(paths: OutputPaths, scores: _Scores, record: dict[str, Any], title: str) -> None:
+    """Write every output into a temporary directory beside ``X.csv``, then publish."""
+    cases = scores.cases
+    paths.csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{paths.csv.name}.tmp-", dir=paths.csv.parent))
+    try:
+        cases.to_csv(tmp / paths.csv.name, index=False)
+        scores.slices.to_csv(tmp / paths.slices.name, index=False)
+        (tmp / paths.overlays.name).mkdir()
+        for rank, shown in record["overlays"].items():
+            image, truth, pred, z = scores.shown[shown["row"]]
+            write_overlay(
+                tmp / paths.overlays.name / shown["file"],
+                image / 255,
+                truth,
+                pred,
+                f"{rank}: {shown['case_id']} {shown['modality']}, slice {z}, "
+                f"Dice {shown['dice']:.3f}\n{title}",
+            )
+        (tmp / paths.json.name).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+        _publish(tmp, paths)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def evaluate(
+    run: str | Path,
+    stores: Sequence[str | Path],
+    splits: str | Path,
+    fold: int,
+    out: str | Path,
+    conventions: str | Path | EmptyConventions | None = None,
+    labels: Labels = Labels(),
+    batch_size: int = 64,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a finished run on a fold's validation cases and write the outputs.
+
+    Every input is checked before the first prediction. Returns the JSON record as
+    written (NaN as None).
+    """
+    from calf.split import read_splits, val_cases
+
+    paths = OutputPaths.of(out)
+    _check_outputs(paths, force)
+    if batch_size < 1:
+        raise CalfError(f"--batch-size {batch_size}: expected a positive number of slices")
+    if isinstance(conventions, EmptyConventions):
+        conv = conventions
+    else:
+        conv = read_conventions(conventions)
+    keys = val_cases(read_splits(splits), fold, str(splits))
+    if not keys:
+        raise CalfError(f"{splits}: fold {fold} has no validation cases")
+    opened = _open_stores(stores)
+    in_mm = _spacing_in_mm(opened)
+    volumes = validation_volumes(opened, keys, str(splits), fold, in_mm)
+    trained = load_run(run, resolve_device(device))
+    dataset, model, loss = _labels(trained, labels)
+    columns = {"dataset": dataset, "model": model, "loss": loss, "fold": fold}
+    columns |= {"ratio": labels.ratio, "seed": labels.seed}
+
+    scores = _score(trained, volumes, conv, columns, batch_size, progress)
+    cases = scores.cases
+    record = {
+        "format": RESULT_FORMAT,
+        "files": {
+            "cases": paths.csv.name,
+            "slices": paths.slices.name,
+            "overlays": paths.overlays.name,
+        },
+        "run": str(run),
+        "checkpoint_epoch": trained.epoch,
+        "splits": str(splits),
+        "stores": [str(s.path) for s in opened],
+        **columns,
+        "device": str(trained.device),
+        "batch_size": batch_size,
+        "conventions": conv.to_dict(),
+        "metrics": metric_settings(),
+        "hd95_units": "mm" if in_mm else "voxels",
+        "spacing": (
+            "store index columns spacing_x, spacing_y, spacing_z (mm at training size)"
+            if in_mm
+            else "none: one in-plane pixel at training size, one slice through-plane"
+        ),
+        "counts": {"cases": len(keys), "volumes": len(cases), "slices": len(scores.slices)},
+        "summary": {
+            **{f"mean_{m}": float(cases[m].mean()) for m in METRICS},
+            f"batch_pooled_dice_{POOLED_BATCH}": batch_pooled_dice(scores.slices, POOLED_BATCH),
+        },
+        "overlays": {
+            rank: {
+                "file": f"{rank}.png",
+                "row": i,
+                "case_id": cases.at[i, "case_id"],
+                "modality": cases.at[i, "modality"],
+                "slice": scores.shown[i][3],
+                "dice": float(cases.at[i, "dice"]),
+            }
+            for rank, i in _overlay_picks(cases["dice"].to_numpy(dtype=float)).items()
+        },
+        "calf_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    record = _json_safe(record)
+    _write(paths, scores, record, f"{model} / {loss} / fold {fold}")
+    return record

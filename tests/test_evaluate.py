@@ -1,0 +1,597 @@
+"""calf.evaluate and ``calf evaluate``: MONAI metrics with empty-mask conventions, the
+batch-pooled Dice, and end-to-end evaluation of checkpoints on real slice stores."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from calf.cli import main
+from calf.datasets.base import Case
+from calf.errors import CalfError
+from calf.evaluate import (
+    CASE_COLUMNS,
+    SLICE_COLUMNS,
+    EmptyConventions,
+    Labels,
+    batch_pooled_dice,
+    case_metrics,
+    evaluate,
+    read_conventions,
+    slice_counts,
+)
+from calf.models import build_model
+from calf.preprocess import PreprocessSettings, preprocess
+from calf.store import SliceStore
+from calf.train.checkpoint import rng_state, save_checkpoint
+
+NAN = float("nan")
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)
+
+
+def _cube(lo: tuple[int, ...], side: int, shape=(8, 8, 8)) -> np.ndarray:
+    v = np.zeros(shape, dtype=bool)
+    v[tuple(slice(a, a + side) for a in lo)] = True
+    return v
+
+
+# ------------------------------------------------------------------ metrics, known answers
+
+
+def test_two_overlapping_cubes():
+    # 4^3 cubes shifted by 2 along x: overlap 2 x 4 x 4 = 32 of 64 each, 512 voxels in all
+    m = case_metrics(_cube((2, 0, 0), 4), _cube((0, 0, 0), 4))
+    assert m["dice"] == pytest.approx(2 * 32 / (64 + 64))
+    assert m["iou"] == pytest.approx(32 / 96)
+    assert m["sensitivity"] == pytest.approx(32 / 64)
+    assert m["precision"] == pytest.approx(32 / 64)
+    assert m["specificity"] == pytest.approx((512 - 96) / (512 - 64))
+    assert (m["tumour_voxels"], m["predicted_voxels"]) == (64, 64)
+
+
+def test_confusion_metrics_by_hand_counts():
+    truth = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    pred = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
+    # tp 2 (0,0),(1,0); fp 2 (1,1),(2,3); fn 1 (0,1); tn 11
+    m = case_metrics(pred, truth)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(11 / 13)
+    assert m["precision"] == pytest.approx(2 / 4)
+    assert m["dice"] == pytest.approx(4 / 7)
+    assert m["iou"] == pytest.approx(2 / 5)
+    np.testing.assert_array_equal(slice_counts(pred[None], truth[None]), [[2, 2, 1, 11]])
+
+
+@pytest.mark.parametrize(
+    "axis, shift, spacing, expected",
+    [
+        (0, 3, None, 3.0),  # every voxel of a one-voxel sheet is 3 steps from the other
+        (0, 1, None, 1.0),
+        (0, 3, (2.5, 1.0, 1.0), 7.5),  # 3 steps of 2.5 mm
+        (2, 2, (0.5, 0.5, 3.0), 6.0),
+        (1, 2, (0.5, 0.5, 3.0), 1.0),
+    ],
+)
+def test_hd95_of_shifted_sheets(axis, shift, spacing, expected):
+    truth = np.zeros((10, 10, 10), dtype=bool)
+    index = [slice(2, 8)] * 3
+    index[axis] = 1
+    truth[tuple(index)] = True
+    pred = np.roll(truth, shift, axis=axis)
+    assert case_metrics(pred, truth, spacing=spacing)["hd95"] == pytest.approx(expected)
+
+
+def test_hd95_single_voxels_3_4_5():
+    truth, pred = np.zeros((8, 8, 8), bool), np.zeros((8, 8, 8), bool)
+    truth[0, 0, 4], pred[3, 4, 4] = True, True
+    assert case_metrics(pred, truth)["hd95"] == pytest.approx(5.0)
+
+
+EMPTY, CUBE = np.zeros((8, 8, 8), bool), _cube((0, 0, 0), 4)
+
+
+@pytest.mark.parametrize(
+    "pred, truth, expected",
+    [
+        # both empty: conventions for dice, iou, hd95, sensitivity, precision
+        (EMPTY, EMPTY, dict(dice=1, iou=1, hd95=0, sensitivity=NAN, specificity=1, precision=NAN)),
+        # empty truth, 64 predicted voxels: Dice 0 (defined), hd95 BraTS, precision 0
+        (
+            CUBE,
+            EMPTY,
+            dict(dice=0, iou=0, hd95=373.13, sensitivity=NAN, specificity=448 / 512, precision=0),
+        ),
+        # tumour missed entirely
+        (
+            EMPTY,
+            CUBE,
+            dict(dice=0, iou=0, hd95=373.13, sensitivity=0, specificity=1, precision=NAN),
+        ),
+    ],
+    ids=["both-empty", "empty-truth", "empty-prediction"],
+)
+def test_default_empty_conventions(pred, truth, expected):
+    m = case_metrics(pred, truth)
+    for key, value in expected.items():
+        assert _same(m[key], value), (key, m[key], value)
+
+
+def test_other_conventions_apply():
+    conv = EmptyConventions.from_dict(
+        {
+            "dice_both_empty": None,
+            "iou_both_empty": "nan",
+            "hd95_both_empty": None,
+            "hd95_one_empty": "NaN",
+            "sensitivity_empty_truth": 1,
+            "precision_empty_prediction": 0.0,
+        }
+    )
+    both = case_metrics(EMPTY, EMPTY, conv)
+    assert all(math.isnan(both[k]) for k in ("dice", "iou", "hd95"))
+    assert both["sensitivity"] == 1.0 and both["precision"] == 0.0
+    assert math.isnan(case_metrics(CUBE, EMPTY, conv)["hd95"])
+    full = np.ones((4, 4, 4), bool)  # truth fills the volume: no negatives
+    assert math.isnan(case_metrics(full, full)["specificity"])
+    conv = EmptyConventions(specificity_empty_background=1.0)
+    assert case_metrics(full, full, conv)["specificity"] == 1.0
+
+
+def test_conventions_dict_round_trip_and_file(tmp_path):
+    defaults = EmptyConventions().to_dict()
+    assert defaults == {
+        "dice_both_empty": 1.0,
+        "iou_both_empty": 1.0,
+        "hd95_both_empty": 0.0,
+        "hd95_one_empty": 373.13,
+        "sensitivity_empty_truth": None,
+        "specificity_empty_background": None,
+        "precision_empty_prediction": None,
+    }
+    assert EmptyConventions.from_dict(defaults).to_dict() == defaults
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps({"hd95_one_empty": 100}))
+    assert read_conventions(path).hd95_one_empty == 100.0
+    assert read_conventions(None) == EmptyConventions()
+
+
+@pytest.mark.parametrize(
+    "data, named",
+    [
+        ({"dice_empty": 1}, "'dice_empty'"),
+        ({"dice_both_empty": "one"}, "dice_both_empty"),
+        ({"dice_both_empty": True}, "dice_both_empty"),
+        ({"iou_both_empty": 1.5}, "iou_both_empty"),
+        ({"hd95_one_empty": -1}, "hd95_one_empty"),
+        ({"hd95_one_empty": float("inf")}, "hd95_one_empty"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_conventions_reject_bad_keys_and_values(data, named, tmp_path):
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps(data))  # inf is written as Infinity, which json reads back
+    with pytest.raises(CalfError, match=named) as err:
+        read_conventions(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_conventions_file_errors(tmp_path):
+    with pytest.raises(CalfError, match="not found"):
+        read_conventions(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CalfError, match="bad.json"):
+        read_conventions(tmp_path / "bad.json")
+
+
+def test_metrics_reject_bad_arrays():
+    with pytest.raises(ValueError, match="shape"):
+        case_metrics(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="spacing"):
+        case_metrics(CUBE, CUBE, spacing=(1.0, 1.0))
+    with pytest.raises(ValueError, match="spacing"):
+        case_metrics(CUBE, CUBE, spacing=(1.0, 0.0, 1.0))
+
+
+# ------------------------------------------------------------------- batch-pooled Dice
+
+
+def _slices(rows: list[tuple[int, int, int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["tp", "fp", "fn", "tn"]).assign(
+        case_id="c", modality="t1", slice=range(len(rows))
+    )
+
+
+def test_batch_pooled_dice_by_hand():
+    table = _slices([(2, 1, 0, 9), (0, 0, 3, 9), (0, 0, 0, 12), (0, 0, 0, 12), (1, 0, 1, 10)])
+    # batches of 2: (tp 2, fp 1, fn 3) -> 4/8; empty -> 1 (authors); (1, 0, 1) -> 2/3
+    assert batch_pooled_dice(table, batch_size=2) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+    # one batch of 32 pools all: tp 3, fp 1, fn 4 -> 6/11
+    assert batch_pooled_dice(table) == pytest.approx(6 / 11)
+    # batches of 1: 4/5, 0, 1, 1, 2/3
+    assert batch_pooled_dice(table, batch_size=1) == pytest.approx((0.8 + 0 + 1 + 1 + 2 / 3) / 5)
+
+
+def test_batch_pooled_dice_rejects_bad_input():
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_pooled_dice(_slices([(1, 0, 0, 1)]), batch_size=0)
+    with pytest.raises(ValueError, match="tn"):
+        batch_pooled_dice(_slices([(1, 0, 0, 1)]).drop(columns="tn"))
+    with pytest.raises(ValueError, match="no rows"):
+        batch_pooled_dice(_slices([]))
+
+
+# ------------------------------------------------------------------- end to end
+
+SIZE, DEPTH = 32, 5
+SIDES = {"c0": 4, "c1": 6, "c2": 3, "c3": 0}  # tumour square side in slices 1..3 (c3: none)
+
+
+def _write_case(root: Path, dataset: str, case_id: str, side: int, depth: int, seed: int) -> Case:
+    folder = root / dataset / case_id
+    folder.mkdir(parents=True)
+    seg = np.zeros((SIZE, SIZE, depth), dtype=np.uint8)
+    seg[8 : 8 + side, 10 : 10 + side, 1:4] = 1
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / "seg.nii.gz")
+    rng = np.random.default_rng(seed)
+    images = {}
+    for modality in ("t1", "flair"):
+        images[modality] = folder / f"{modality}.nii.gz"
+        data = rng.normal(size=seg.shape).astype(np.float32) + 3 * seg
+        nib.save(nib.Nifti1Image(data, np.eye(4)), images[modality])
+    return Case(dataset, case_id, f"p-{case_id}", images, folder / "seg.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Store 'alpha' (4 cases of 32 x 32 x 5), store 'beta' (1 case), splits files."""
+    root = tmp_path_factory.mktemp("evaluate")
+    settings = PreprocessSettings(size=SIZE, mask_resize="nearest")  # areas = side ** 2
+    cases = [_write_case(root, "alpha", c, s, DEPTH, i) for i, (c, s) in enumerate(SIDES.items())]
+    preprocess(cases, root / "alpha-store", settings, progress=False)
+    preprocess(
+        [_write_case(root, "beta", "b0", 5, 4, 9)], root / "beta-store", settings, progress=False
+    )
+    splits = root / "splits_final.json"
+    splits.write_text(
+        json.dumps(
+            [
+                {"train": ["c0", "c2"], "val": ["c1", "c3"]},
+                {"train": ["c1", "c3"], "val": ["c0", "c2"]},
+            ]
+        )
+    )
+    pooled = root / "pooled_splits.json"
+    pooled.write_text(
+        json.dumps(
+            [{"train": ["alpha/c0", "alpha/c2", "alpha/c3"], "val": ["beta/b0", "alpha/c1"]}]
+        )
+    )
+    return {
+        "root": root,
+        "alpha": root / "alpha-store",
+        "beta": root / "beta-store",
+        "splits": splits,
+        "pooled": pooled,
+    }
+
+
+def _make_run(
+    root: Path,
+    name: str,
+    bias: float | None = None,
+    status: str = "complete",
+    checkpoint: bool = True,
+) -> Path:
+    """A run directory in the training contract's format with a unet of width 0.125.
+
+    ``bias`` set: the head's weights are zeroed, so every logit equals ``bias``; else the
+    head's bias is shifted so that about half the pixels of noise images are tumour.
+    """
+    torch.manual_seed(0)
+    model = build_model("unet", width=0.125).eval()
+    head = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        if bias is not None:
+            nn.init.zeros_(head.weight)
+            nn.init.constant_(head.bias, bias)
+            assert (model(torch.rand(2, 1, SIZE, SIZE)) == bias).all()
+        else:
+            head.bias -= model(torch.rand(4, 1, SIZE, SIZE)).median()
+    run = root / name
+    run.mkdir()
+    if checkpoint:  # the training loop's own writer and layout
+        params = {"model": "unet", "width": 0.125, "model_kwargs": {}, "loss": "bce"}
+        state = {
+            "epoch": 2,
+            "model_state": model.state_dict(),
+            "optimizer_state": {},
+            "rng_state": rng_state(),
+            "sampler_state": {},
+            "config": {"params": params, "execution": {"device": "cpu"}},
+        }
+        save_checkpoint(run / "checkpoint.pt", state)
+    (run / "run.json").write_text(json.dumps({"status": status, "epochs_completed": 2}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(data):
+    root = data["root"] / "runs"
+    root.mkdir()
+    return {
+        "all": _make_run(root, "all", bias=1.0),
+        "none": _make_run(root, "none", bias=-1.0),
+        "random": _make_run(root, "random"),
+        "running": _make_run(root, "running", status="running"),
+        "nockpt": _make_run(root, "nockpt", checkpoint=False),
+    }
+
+
+def _val_index(store: Path, keys: list[str]) -> pd.DataFrame:
+    index = SliceStore(store).index
+    return index[index["case_id"].isin(keys)]
+
+
+def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
+    out = tmp_path / "m" / "fold0.csv"
+    code = main(
+        [
+            "evaluate",
+            "--run",
+            str(runs["all"]),
+            "--store",
+            str(data["alpha"]),
+            "--splits",
+            str(data["splits"]),
+            "--fold",
+            "0",
+            "--out",
+            str(out),
+            "--ratio",
+            "0.25",
+            "--seed",
+            "7",
+            "--batch-size",
+            "3",
+            "--device",
+            "cpu",
+            "--conventions",
+            '{"hd95_one_empty": 300}',
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "4 volumes of 2 cases" in capsys.readouterr().out
+
+    cases = pd.read_csv(out)
+    assert list(cases.columns) == [*CASE_COLUMNS, "ratio", "seed"]
+    index = _val_index(data["alpha"], ["c1", "c3"])
+    modalities = list(dict.fromkeys(index["modality"]))
+    assert list(zip(cases["case_id"], cases["modality"])) == [
+        (c, m) for c in ("c1", "c3") for m in modalities
+    ]
+    assert set(cases["dataset"]) == {"alpha"} and set(cases["model"]) == {"unet"}
+    assert set(cases["loss"]) == {"bce"} and set(cases["fold"]) == {0}
+    assert set(cases["ratio"]) == {0.25} and set(cases["seed"]) == {7}
+    volume = SIZE * SIZE * DEPTH
+    for row in cases.itertuples():
+        tumour = 3 * SIDES[row.case_id] ** 2
+        assert (row.tumour_voxels, row.predicted_voxels) == (tumour, volume)
+        assert row.specificity == 0.0  # everything predicted: no true negatives
+        if tumour:
+            assert row.dice == pytest.approx(2 * tumour / (tumour + volume))
+            assert row.iou == pytest.approx(tumour / volume)
+            assert (row.sensitivity, row.precision) == (1.0, pytest.approx(tumour / volume))
+        else:  # empty truth, full prediction
+            assert (row.dice, row.iou, row.hd95, row.precision) == (0, 0, 300, 0)
+            assert math.isnan(row.sensitivity)
+
+    slices = pd.read_csv(out.with_name("fold0_slices.csv"))
+    assert list(slices.columns) == list(SLICE_COLUMNS)
+    assert len(slices) == len(index) == 2 * 2 * DEPTH
+    assert sorted(zip(slices["case_id"], slices["modality"], slices["slice"])) == sorted(
+        zip(index["case_id"], index["modality"], index["slice"])
+    )
+    merged = slices.merge(index, on=["case_id", "modality", "slice"])
+    assert (merged["tp"] == merged["area"]).all() and (
+        merged["fp"] == SIZE**2 - merged["area"]
+    ).all()
+    assert (merged[["fn", "tn"]] == 0).all().all()
+
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["conventions"] == EmptyConventions(hd95_one_empty=300).to_dict()
+    assert (
+        record["hd95_units"] == "voxels" and record["fold"] == 0 and record["checkpoint_epoch"] == 2
+    )
+    assert record["counts"] == {"cases": 2, "volumes": 4, "slices": 20}
+    assert record["summary"]["batch_pooled_dice_32"] == pytest.approx(batch_pooled_dice(slices))
+    assert record["summary"]["mean_dice"] == pytest.approx(cases["dice"].mean())
+    assert (
+        record["overlays"]["best"]["case_id"] == "c1"
+        and record["overlays"]["worst"]["case_id"] == "c3"
+    )
+    for rank in ("best", "median", "worst"):
+        png = out.with_name("fold0_overlays") / f"{rank}.png"
+        assert matplotlib.image.imread(png).ndim == 3
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "fold0.csv",
+        "fold0.json",
+        "fold0_overlays",
+        "fold0_slices.csv",
+    ]
+
+
+def test_evaluate_empty_prediction_with_conventions(data, runs, tmp_path):
+    conv = tmp_path / "conv.json"
+    conv.write_text(
+        json.dumps(
+            {"dice_both_empty": None, "hd95_one_empty": "nan", "precision_empty_prediction": 0}
+        )
+    )
+    out = tmp_path / "none.csv"
+    record = evaluate(
+        runs["none"],
+        [data["alpha"]],
+        data["splits"],
+        1,
+        out,
+        conv,
+        Labels(dataset="toy", loss="dice"),
+        device="cpu",
+    )
+    cases = pd.read_csv(out)
+    assert list(cases.columns) == list(CASE_COLUMNS)
+    assert set(cases["dataset"]) == {"toy"} and set(cases["loss"]) == {"dice"}
+    assert set(cases["case_id"]) == {"c0", "c2"} and (cases["predicted_voxels"] == 0).all()
+    assert (cases[["dice", "iou", "sensitivity", "precision"]] == 0).all().all()
+    assert cases["hd95"].isna().all() and (cases["specificity"] == 1).all()
+    assert record["conventions"]["dice_both_empty"] is None
+    assert record["conventions"]["precision_empty_prediction"] == 0.0
+
+    # c3 has no tumour: both masks empty -> Dice NaN by this convention, IoU 1, hd95 0
+    out3 = tmp_path / "c3.csv"
+    splits = tmp_path / "c3_splits.json"
+    splits.write_text(json.dumps([{"train": ["c0"], "val": ["c3"]}]))
+    record = evaluate(runs["none"], [data["alpha"]], splits, 0, out3, conv, device="cpu")
+    c3 = pd.read_csv(out3)
+    assert c3["dice"].isna().all() and (c3["iou"] == 1).all() and (c3["hd95"] == 0).all()
+    assert record["overlays"] == {} and not any((tmp_path / "c3_overlays").iterdir())
+    assert record["summary"]["mean_dice"] is None  # NaN in the JSON is null
+
+
+def test_evaluate_pooled_stores_consistent_counts(data, runs, tmp_path):
+    out = tmp_path / "pooled.csv"
+    evaluate(runs["random"], [data["alpha"], data["beta"]], data["pooled"], 0, out, device="cpu")
+    cases = pd.read_csv(out)
+    assert list(cases["case_id"]) == ["beta/b0", "beta/b0", "alpha/c1", "alpha/c1"]
+    assert list(cases["dataset"]) == ["beta", "beta", "alpha", "alpha"]
+    assert (cases["patient_id"] == ["p-b0", "p-b0", "p-c1", "p-c1"]).all()
+    assert list(cases["tumour_voxels"]) == [75, 75, 108, 108]
+    slices = pd.read_csv(out.with_name("pooled_slices.csv"))
+    assert len(slices) == 2 * 4 + 2 * DEPTH
+    # the slice table adds up to each volume's counts, in the order evaluated
+    sums = slices.groupby(["case_id", "modality"], sort=False)[["tp", "fp", "fn"]].sum()
+    assert list(sums.index) == list(zip(cases["case_id"], cases["modality"]))
+    np.testing.assert_array_equal(sums["tp"] + sums["fp"], cases["predicted_voxels"])
+    np.testing.assert_array_equal(sums["tp"] + sums["fn"], cases["tumour_voxels"])
+    assert ((slices["tp"] + slices["fp"] + slices["fn"] + slices["tn"]) == SIZE**2).all()
+    tp, fp, fn = (sums[c].to_numpy() for c in ("tp", "fp", "fn"))
+    # MONAI returns Dice in float32
+    np.testing.assert_allclose(cases["dice"], 2 * tp / (2 * tp + fp + fn), rtol=1e-6)
+    np.testing.assert_allclose(cases["sensitivity"], tp / (tp + fn), rtol=1e-12)
+    # the centred model predicts some but not all pixels of every volume
+    n_slices = slices.groupby(["case_id", "modality"], sort=False).size().to_numpy()
+    assert (cases["predicted_voxels"] > 0).all()
+    assert (cases["predicted_voxels"] < n_slices * SIZE**2).all()
+
+
+def test_evaluate_hd95_in_mm_with_spacing_columns(data, runs, tmp_path):
+    store = tmp_path / "alpha-mm"
+    shutil.copytree(data["alpha"], store)
+    index = pd.read_parquet(store / "index.parquet")
+    index.assign(spacing_x=0.5, spacing_y=0.5, spacing_z=3.0).to_parquet(store / "index.parquet")
+    out = tmp_path / "mm.csv"
+    record = evaluate(runs["all"], [store], data["splits"], 1, out, device="cpu")
+    assert record["hd95_units"] == "mm"
+    cases = pd.read_csv(out)
+    s = SliceStore(store)
+    for row in cases.itertuples():
+        rows = s.index[(s.index["case_id"] == row.case_id) & (s.index["modality"] == row.modality)]
+        truth = np.moveaxis(s.arrays(rows.sort_values("slice").index.to_numpy())[1], 0, -1)
+        full = np.ones_like(truth)
+        assert row.hd95 == pytest.approx(case_metrics(full, truth, spacing=(0.5, 0.5, 3.0))["hd95"])
+        assert row.hd95 != pytest.approx(case_metrics(full, truth, spacing=(3.0, 0.5, 0.5))["hd95"])
+    # some stores with spacing columns and some without: an error naming the store
+    with pytest.raises(CalfError, match="beta-store.*spacing_x"):
+        evaluate(runs["all"], [store, data["beta"]], data["pooled"], 0, tmp_path / "x.csv")
+
+
+def _fails(argv: list[str], capsys, *named: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for text in named:
+        assert text in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "case, named",
+    [
+        ("nockpt", ["checkpoint.pt"]),
+        ("running", ["run.json", "'running'"]),
+        ("fold", ["splits_final.json", "no fold 5"]),
+        ("missing", ["'c9'", "alpha-store"]),
+        ("conventions", ["'dice'", "conv.json"]),
+        ("exists", ["already exists"]),
+    ],
+)
+def test_evaluate_errors_leave_nothing(case, named, data, runs, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "x.csv"
+    run, splits, fold = runs["all"], data["splits"], "0"
+    extra: list[str] = []
+    if case in ("nockpt", "running"):
+        run = runs[case]
+    elif case == "fold":
+        fold = "5"
+    elif case == "missing":
+        splits = tmp_path / "splits.json"
+        splits.write_text(json.dumps([{"train": ["c0"], "val": ["c1", "c9"]}]))
+    elif case == "conventions":
+        (tmp_path / "conv.json").write_text(json.dumps({"dice": 1}))
+        extra = ["--conventions", str(tmp_path / "conv.json")]
+    else:
+        out.write_text("made by hand\n")
+    argv = [
+        "evaluate",
+        "--run",
+        str(run),
+        "--store",
+        str(data["alpha"]),
+        "--splits",
+        str(splits),
+        "--fold",
+        fold,
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+    _fails(argv, capsys, *[n.replace("splits_final.json", str(splits)) for n in named])
+    expected = ["x.csv"] if case == "exists" else []
+    assert sorted(p.name for p in out_dir.iterdir()) == expected
+    if case == "exists":
+        assert out.read_text() == "made by hand\n"
+        assert main([*argv, "--force"]) == 0
+        assert len(pd.read_csv(out)) == 4 and out.with_name("x_overlays").is_dir()
+
+
+def test_failure_while_writing_leaves_nothing(data, runs, tmp_path, monkeypatch):
+    def broken(path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("calf.evaluate.pipeline.write_overlay", broken)
+    with pytest.raises(OSError, match="disk full"):
+        evaluate(runs["all"], [data["alpha"]], data["splits"], 0, tmp_path / "x.csv", device="cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_must_be_csv(data, runs, tmp_path):
+    with pytest.raises(CalfError, match="x.txt"):
+        evaluate(runs["all"], [data["alpha"]], data["splits"], 0, tmp_path / "x.txt")

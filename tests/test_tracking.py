@@ -1,0 +1,599 @@
+"""calf.tracking (run keys, LiveLogger) and calf mlflow-sync, against real MLflow stores.
+
+Run directories (contract C) and evaluation outputs (contract D) are written by hand here,
+so these tests do not depend on the training and evaluation code; only the last test runs a
+real ``calf train`` (on a tiny store made with ``calf.preprocess`` and ``calf.split``).
+MLflow servers are real ``mlflow server`` processes (tests/conftest.py); runs are read back
+with ``MlflowClient``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calf.cli import main as calf_main
+from calf.errors import CalfError
+from calf.mlflow_sync import sync_study
+from calf.tracking import LiveLogger, RunKey, flatten_params
+
+BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
+EPOCH_COLUMNS = ("epoch", "train_loss", "steps", "seconds", "slices_per_second",
+                 *(f"branch_{b}" for b in BRANCHES), "val_dice")
+CASE_COLUMNS = ("case_id", "patient_id", "modality", "dataset", "model", "loss", "fold", "dice",
+                "iou", "hd95", "sensitivity", "specificity", "precision", "tumour_voxels",
+                "predicted_voxels")
+# per-case metrics of every fixture evaluation: two cases x two modalities
+DICE = (0.9, 0.5, 0.7, 0.2)  # mean 0.575, median 0.6
+HD95 = (1.0, 2.0, 373.13, 3.0)  # mean 94.7825, median 2.5
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+# ------------------------------------------------------------------ fixture writers
+
+
+def epoch_rows(n: int, branch: str | None) -> list[dict]:
+    """n epochs; the loss halves each epoch; 4 steps per epoch, all on ``branch``."""
+    rows = []
+    for e in range(1, n + 1):
+        row = {"epoch": e, "train_loss": 0.8 / 2 ** (e - 1), "steps": 4, "seconds": 2.5,
+               "slices_per_second": 25.6, "val_dice": ""}
+        row.update({f"branch_{b}": (4 if b == branch else 0) for b in BRANCHES})
+        rows.append(row)
+    return rows
+
+
+def make_run(runs_root: Path, key: RunKey, status: str = "complete", epochs: int = 3,
+             scope: str | None = None, profile: Path | None = None) -> Path:
+    """A run directory as ``calf train`` writes it (contract C)."""
+    run_dir = runs_root.joinpath(*key.key.split("/"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done = epochs if status == "complete" else epochs - 1
+    branch = "ln" if scope == "dataset" else ("log10" if scope == "batch" else None)
+    rows = epoch_rows(done, branch)
+    with open(run_dir / "epochs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    loss_kwargs = {"scope": scope} if scope else {}
+    imbalance = None
+    if scope:
+        imbalance = {"scope": scope, "skewness": 0.75 if scope == "dataset" else None,
+                     "kurtosis": -0.25 if scope == "dataset" else None,
+                     "branch": "ln" if scope == "dataset" else None,
+                     "profile": str(profile) if profile else None}
+    record = {
+        "status": status,
+        "params": {"stores": ["/data/store"], "model": key.model, "width": 0.25,
+                   "model_kwargs": {"depth": 4}, "loss": key.loss, "loss_kwargs": loss_kwargs,
+                   "lr": 1e-05, "epochs": epochs, "batch_size": 8, "seed": 12345,
+                   "scheduler": None},
+        "model_parameters": 123456, "device": "cpu (2 threads)", "calf_version": "0.1.0",
+        "git_commit": COMMIT, "imbalance": imbalance,
+        "started": "2025-01-02T03:04:05+00:00",
+        "finished": "2025-01-02T03:04:12+00:00" if status == "complete" else None,
+        "seconds": 7.5, "epochs_completed": done,
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    (run_dir / "checkpoint.pt").write_bytes(b"checkpoint bytes: not uploaded unless asked")
+    return run_dir
+
+
+def make_metrics(metrics_root: Path, key: RunKey) -> Path:
+    """The evaluation outputs of a run (contract D): X.csv, X.json, X_slices.csv, X_overlays/."""
+    import matplotlib.image
+
+    path = key.metrics_csv(metrics_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CASE_COLUMNS)
+        for i, (dice, hd95) in enumerate(zip(DICE, HD95)):
+            case, modality = f"c{i // 2}", ("t1", "flair")[i % 2]
+            writer.writerow([case, f"p{i // 2}", modality, key.dataset, key.model, key.loss,
+                             key.fold, dice, dice / (2 - dice), hd95, 0.8, 0.99, 0.7, 100, 90])
+    path.with_suffix(".json").write_text(json.dumps({"hd95_units": "voxels"}))
+    path.with_name(f"{path.stem}_slices.csv").write_text(
+        "case_id,modality,slice,tp,fp,fn,tn\nc0,t1,0,3,1,0,60\n")
+    overlays = path.with_name(f"{path.stem}_overlays")
+    overlays.mkdir(exist_ok=True)
+    for rank in ("best", "median", "worst"):
+        matplotlib.image.imsave(overlays / f"{rank}.png", np.eye(8))
+    return path
+
+
+def make_profile(profiles_root: Path, key: RunKey) -> Path:
+    path = key.profile_json(profiles_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"n_slices": 40, "n_tumour_slices": 12, "skewness": 0.75,
+                                "kurtosis": -0.25, "branch": "ln", "area_definition": "pixels"}))
+    return path
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A study of three runs: CALF in dataset scope (with its profile), BCE with a ratio
+    and a seed (profile found under the profiles root), and an interrupted run."""
+    name = f"st-{uuid.uuid4().hex[:8]}"  # its own experiment on the shared server
+    roots = {r: tmp_path / r for r in ("runs", "metrics", "profiles")}
+    calf_key = RunKey(name, "synth", "unet", "calf", 0)
+    bce_key = RunKey(name, "synth", "fpn", "bce", 1, ratio="0.25", seed="7")
+    stopped_key = RunKey(name, "synth", "unet", "dice", 0)
+    profile = make_profile(roots["profiles"], calf_key)
+    make_profile(roots["profiles"], bce_key)
+    make_run(roots["runs"], calf_key, scope="dataset", profile=profile)
+    make_run(roots["runs"], bce_key)
+    make_run(roots["runs"], stopped_key, status="interrupted")
+    for key in (calf_key, bce_key):
+        make_metrics(roots["metrics"], key)
+    return {"name": name, "keys": (calf_key, bce_key, stopped_key), **roots}
+
+
+def sync(study: dict, uri: str, **kwargs):
+    return sync_study(study["name"], study["runs"], study["metrics"], study["profiles"], uri,
+                      **kwargs)
+
+
+def client_for(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_by_key(client, experiment_id: str) -> dict[str, object]:
+    runs = client.search_runs([experiment_id], max_results=1000)
+    return {r.data.tags.get("calf.run_key", "PARENT"): r for r in runs}
+
+
+def history(client, run_id: str, name: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+
+
+def artifacts(client, run_id: str, folder: str = "") -> set[str]:
+    found = set()
+    for info in client.list_artifacts(run_id, folder or None):
+        found |= artifacts(client, run_id, info.path) if info.is_dir else {info.path}
+    return found
+
+
+# ------------------------------------------------------------------------- run keys
+
+
+@pytest.mark.parametrize("parts, expected", [
+    ("s/d/m/l/fold0", RunKey("s", "d", "m", "l", 0)),
+    ("s/d/m/l/ratio-0.25/fold3", RunKey("s", "d", "m", "l", 3, ratio="0.25")),
+    ("s/d/m/l/seed-7/fold1", RunKey("s", "d", "m", "l", 1, seed="7")),
+    ("s/d/m/l/ratio-natural/seed-7/fold2", RunKey("s", "d", "m", "l", 2, "natural", "7")),
+])
+def test_run_key_round_trips_the_layout(tmp_path, parts, expected):
+    key = RunKey.from_run_dir(tmp_path / parts, tmp_path)
+    assert key == expected
+    assert key.key == parts
+    assert RunKey.from_parts(("anything", "above", *parts.split("/"))) == expected
+
+
+def test_run_key_paths_of_metrics_and_profile():
+    key = RunKey("s", "d", "m", "l", 2, ratio="0.1", seed="7")
+    assert key.metrics_csv("M") == Path("M/s/d/m/l/ratio-0.1/seed-7/fold2.csv")
+    assert key.profile_json("P") == Path("P/s/d/ratio-0.1/fold2.json")
+    assert key.name == "d/m/l/ratio-0.1/seed-7/fold2"
+
+
+@pytest.mark.parametrize("parts", [
+    "s/d/m/fold0",  # no loss
+    "s/d/m/l/foldx",  # not a fold number
+    "s/d/m/l/fold0/extra",  # something after the fold
+    "s/d/m/l/fold0/ratio-0.5",  # ratio after the fold
+    "x/s/d/m/l/fold0",  # one level too deep
+    "s/d/m/l/seed-1/ratio-0.5/fold0",  # ratio after seed
+])
+def test_run_key_rejects_other_layouts(tmp_path, parts):
+    with pytest.raises(CalfError, match=str(tmp_path / parts)):
+        RunKey.from_run_dir(tmp_path / parts, tmp_path)
+
+
+def test_flatten_params():
+    flat = flatten_params({"lr": 1e-05, "model": {"name": "unet", "kwargs": {"depth": 4}},
+                           "stores": ["a", "b"], "scheduler": None, "amp": True, "x": "y"})
+    assert flat == {"lr": "1e-05", "model.name": "unet", "model.kwargs.depth": "4",
+                    "stores": '["a", "b"]', "scheduler": "null", "amp": "true", "x": "y"}
+    assert len(flatten_params({"long": "v" * 7000})["long"]) == 6000
+
+
+# ----------------------------------------------------------------------- mlflow-sync
+
+
+def test_sync_to_server_and_again(study, mlflow_server):
+    calf_key, bce_key, stopped_key = study["keys"]
+    result = sync(study, mlflow_server)
+    assert sorted(result.created) == sorted([calf_key.key, bce_key.key])
+    assert result.skipped == {stopped_key.key: "interrupted"}
+
+    client = client_for(mlflow_server)
+    experiment = client.get_experiment_by_name(study["name"])
+    assert experiment.experiment_id == result.experiment_id
+    runs = runs_by_key(client, experiment.experiment_id)
+    assert set(runs) == {"PARENT", calf_key.key, bce_key.key}
+    parent = runs["PARENT"]
+    assert parent.data.tags["calf.kind"] == "study"
+    assert parent.info.run_id == result.parent_run_id
+    assert parent.info.status == "FINISHED"
+
+    run = runs[calf_key.key]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "synth/unet/calf/fold0"
+    assert run.info.start_time == 1735787045000  # 2025-01-02T03:04:05Z
+    assert run.info.end_time == 1735787052000
+    tags = run.data.tags
+    assert tags["mlflow.parentRunId"] == parent.info.run_id
+    assert (tags["calf.git_commit"], tags["mlflow.source.git.commit"]) == (COMMIT, COMMIT)
+    assert tags["calf.version"] == "0.1.0"
+    assert (tags["calf.scope"], tags["calf.branch"], tags["calf.S"], tags["calf.K"]) == (
+        "dataset", "ln", "0.75", "-0.25")
+    assert tags["calf.loss_definition"] == "calf"
+    assert tags["calf.area_definition"] == "pixels"
+    assert tags["calf.branch_steps"] == "ln:12"
+    assert (tags["calf.dataset"], tags["calf.model"], tags["calf.loss"], tags["calf.fold"]) == (
+        "synth", "unet", "calf", "0")
+    params = run.data.params
+    assert params["lr"] == "1e-05"
+    assert params["loss_kwargs.scope"] == "dataset"
+    assert params["model_kwargs.depth"] == "4"
+    assert params["stores"] == '["/data/store"]'
+    assert params["model_parameters"] == "123456"
+    assert history(client, run.info.run_id, "train_loss") == [(1, 0.8), (2, 0.4), (3, 0.2)]
+    assert history(client, run.info.run_id, "branch_ln") == [(1, 4), (2, 4), (3, 4)]
+    assert history(client, run.info.run_id, "branch_fisher") == [(1, 0), (2, 0), (3, 0)]
+    assert "val_dice" not in run.data.metrics  # empty column: nothing logged
+    metrics = run.data.metrics
+    assert metrics["dice_mean"] == pytest.approx(0.575)
+    assert metrics["dice_median"] == pytest.approx(0.6)
+    assert metrics["hd95_mean"] == pytest.approx(94.7825)
+    assert metrics["hd95_median"] == pytest.approx(2.5)
+    assert metrics["n_cases"] == 4
+    assert metrics["train_seconds"] == 7.5
+    assert artifacts(client, run.info.run_id) == {
+        "run/run.json", "run/epochs.csv", "profile/fold0.json", "metrics/fold0.csv",
+        "metrics/fold0.json", "metrics/fold0_slices.csv", "metrics/overlays/best.png",
+        "metrics/overlays/median.png", "metrics/overlays/worst.png"}
+
+    other = runs[bce_key.key]
+    assert (other.data.tags["calf.ratio"], other.data.tags["calf.seed"]) == ("0.25", "7")
+    assert other.data.tags["calf.loss_definition"] == "authors"
+    assert "calf.branch" not in other.data.tags
+    assert "profile/fold1.json" in artifacts(client, other.info.run_id)  # from --profiles-root
+
+    again = sync(study, mlflow_server)
+    assert (again.created, again.updated) == ([], [])
+    assert sorted(again.unchanged) == sorted(result.created)
+    assert again.parent_run_id == result.parent_run_id
+    assert set(runs_by_key(client, experiment.experiment_id)) == set(runs)
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
+
+    # the interrupted run completes, and one evaluation is redone with other numbers
+    make_run(study["runs"], stopped_key, status="complete")
+    cases = bce_key.metrics_csv(study["metrics"])
+    cases.write_text(cases.read_text().replace("0.9,", "0.1,", 1))  # dice 0.9 -> 0.1
+    third = sync(study, mlflow_server)
+    assert third.created == [stopped_key.key]
+    assert third.updated == [bce_key.key]
+    assert third.unchanged == [calf_key.key]
+    runs = runs_by_key(client, experiment.experiment_id)
+    assert len(runs) == 4
+    updated = runs[bce_key.key]
+    assert updated.data.metrics["dice_mean"] == pytest.approx(0.375)
+    assert len(client.get_metric_history(updated.info.run_id, "train_loss")) == 3
+    assert len(client.get_metric_history(updated.info.run_id, "dice_mean")) == 2
+
+
+def test_sync_uploads_checkpoints_when_asked(study, mlflow_server):
+    sync(study, mlflow_server, checkpoints=True)
+    client = client_for(mlflow_server)
+    experiment = client.get_experiment_by_name(study["name"])
+    run = runs_by_key(client, experiment.experiment_id)[study["keys"][0].key]
+    assert "run/checkpoint.pt" in artifacts(client, run.info.run_id)
+
+
+def test_sync_to_sqlite_with_the_cli(study, tmp_path, capsys, monkeypatch):
+    """The CLI into a SQLite file: stamp, second sync unchanged, nothing else left behind."""
+    monkeypatch.chdir(tmp_path)  # MLflow's defaults would write mlflow.db or mlruns/ here
+    out = tmp_path / "results"
+    db, stamp = out / "mlflow.db", out / "mlflow.synced"
+    command = ["mlflow-sync", "--study", study["name"], "--runs-root", str(study["runs"]),
+               "--metrics-root", str(study["metrics"]), "--tracking-uri", f"sqlite:///{db}",
+               "--stamp", str(stamp)]
+    assert calf_main(command) == 0
+    first = capsys.readouterr().out
+    assert "2 created, 0 updated, 0 unchanged, 1 skipped" in first
+    assert f"skipped {study['keys'][2].key} (status interrupted)" in first
+    summary = json.loads(stamp.read_text())
+    assert len(summary["created"]) == 2
+    assert calf_main(command) == 0
+    assert "0 created, 0 updated, 2 unchanged, 1 skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["mlflow-artifacts", "mlflow.db",
+                                                     "mlflow.synced"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics", "profiles", "results",
+                                                          "runs"]
+
+    client = client_for(f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name(study["name"])
+    runs = runs_by_key(client, experiment.experiment_id)
+    assert len(runs) == 3
+    run = runs[study["keys"][1].key]
+    assert history(client, run.info.run_id, "train_loss") == [(1, 0.8), (2, 0.4), (3, 0.2)]
+    assert "metrics/overlays/worst.png" in artifacts(client, run.info.run_id)
+    # the profile named nowhere (no --profiles-root given, run.json names none): not uploaded
+    assert not any(a.startswith("profile/") for a in artifacts(client, run.info.run_id))
+    local = out / "mlflow-artifacts" / study["name"] / run.info.run_id / "artifacts"
+    assert (local / "metrics" / "fold1.csv").read_bytes() == (
+        study["keys"][1].metrics_csv(study["metrics"]).read_bytes())
+
+
+def _break_layout(study):
+    bad = study["runs"] / study["name"] / "synth" / "unet" / "stray"
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text("{}")
+    return bad
+
+
+def _break_run_json(study):
+    path = study["runs"].joinpath(*study["keys"][0].key.split("/"), "run.json")
+    path.write_text("{not json")
+    return path
+
+
+def _break_epochs(study):
+    path = study["runs"].joinpath(*study["keys"][0].key.split("/"), "epochs.csv")
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")  # one epoch lost
+    return path
+
+
+def _break_metrics(study):
+    path = study["keys"][1].metrics_csv(study["metrics"])
+    path.write_text("case_id,modality\nc0,t1\n")
+    return path
+
+
+@pytest.mark.parametrize("breaker, message", [
+    (_break_layout, "does not follow the run layout"),
+    (_break_run_json, "unreadable JSON"),
+    (_break_epochs, "2 epochs but"),
+    (_break_metrics, "missing columns dice"),
+])
+def test_cli_rejects_bad_input_and_writes_nothing(study, tmp_path, capsys, breaker, message):
+    bad = breaker(study)
+    db = tmp_path / "out" / "mlflow.db"
+    code = calf_main(["mlflow-sync", "--study", study["name"], "--runs-root", str(study["runs"]),
+                      "--metrics-root", str(study["metrics"]), "--tracking-uri", f"sqlite:///{db}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert str(bad) in err and message in err
+    assert not db.parent.exists()
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "sqlite:///", "sqlite://x.db", "postgres"])
+def test_cli_rejects_other_tracking_uris(study, capsys, uri):
+    code = calf_main(["mlflow-sync", "--study", study["name"], "--runs-root", str(study["runs"]),
+                      "--tracking-uri", uri])
+    assert code == 2
+    assert f"--tracking-uri {uri}" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_change_a_foreign_sqlite_file(study, tmp_path, capsys):
+    import sqlite3
+    from contextlib import closing
+
+    db = tmp_path / "other.db"
+    with closing(sqlite3.connect(db)) as con:
+        con.execute("CREATE TABLE notes (text TEXT)")
+    before = db.read_bytes()
+    code = calf_main(["mlflow-sync", "--study", study["name"], "--runs-root", str(study["runs"]),
+                      "--tracking-uri", f"sqlite:///{db}"])
+    assert code == 2
+    assert f"{db}: not an MLflow tracking database" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
+def test_cli_names_an_unreachable_server(study, capsys, unused_tcp_port):
+    uri = f"http://127.0.0.1:{unused_tcp_port}"
+    code = calf_main(["mlflow-sync", "--study", study["name"], "--runs-root", str(study["runs"]),
+                      "--tracking-uri", uri])
+    assert code == 2
+    assert f"--tracking-uri {uri}: server unreachable" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ LiveLogger
+
+
+@pytest.mark.parametrize("uri", [None, "sqlite:///{tmp}/live.db", "file:///{tmp}/mlruns"])
+def test_live_logger_is_a_no_op_without_a_server(tmp_path, uri):
+    """No server named: nothing is written, and mlflow is not even imported."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    if uri is not None:
+        env["MLFLOW_TRACKING_URI"] = uri.format(tmp=tmp_path)
+    code = ("import sys; from calf.tracking import LiveLogger; "
+            "log = LiveLogger.from_env('r', {'lr': 1}, {}); log.log_epoch(1, {'loss': 0.5}); "
+            "log.finish('complete'); print(log.active, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=60, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    assert out.stderr == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_live_logger_logs_to_a_server_and_sync_completes_the_same_run(
+        study, mlflow_server, monkeypatch, capsys):
+    calf_key = study["keys"][0]
+    run_dir = study["runs"].joinpath(*calf_key.key.split("/"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    params = json.loads((run_dir / "run.json").read_text())["params"]
+    log = LiveLogger.from_env(str(run_dir), params, {"run_dir": str(run_dir),
+                                                      "git_commit": COMMIT})
+    assert log.active
+    rows = epoch_rows(3, "ln")
+    for row in rows[:2]:  # the job is stopped after two epochs ...
+        log.log_epoch(row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
+    log.finish("interrupted")
+    assert capsys.readouterr().err == ""
+
+    client = client_for(mlflow_server)
+    live = client.get_run(log.run_id)
+    assert live.info.status == "KILLED"
+    assert live.data.tags["calf.run_key"] == calf_key.key
+    assert live.data.params["loss_kwargs.scope"] == "dataset"
+    assert history(client, log.run_id, "train_loss") == [(1, 0.8), (2, 0.4)]
+
+    resumed = LiveLogger.from_env(str(run_dir), params, {"run_dir": str(run_dir)})
+    assert resumed.run_id == log.run_id  # ... and resumed into the same MLflow run
+    resumed.log_epoch(3, {k: v for k, v in rows[2].items() if k != "epoch"})
+    resumed.finish("complete")
+    assert client.get_run(log.run_id).info.status == "FINISHED"
+
+    result = sync(study, mlflow_server)
+    assert calf_key.key in result.updated and calf_key.key not in result.created
+    runs = runs_by_key(client, result.experiment_id)
+    assert runs[calf_key.key].info.run_id == log.run_id
+    assert len(runs) == 3  # parent + the two complete runs: nothing twice
+    assert history(client, log.run_id, "train_loss") == [(1, 0.8), (2, 0.4), (3, 0.2)]
+    completed = client.get_run(log.run_id)
+    assert completed.data.tags["mlflow.parentRunId"] == result.parent_run_id
+    assert completed.data.metrics["dice_mean"] == pytest.approx(0.575)
+    assert "metrics/fold0.csv" in artifacts(client, log.run_id)
+
+
+def test_live_logger_with_an_unreachable_server_warns_once(monkeypatch, capfd, unused_tcp_port):
+    import mlflow.tracking  # noqa: F401 - the import is paid once per job; time the calls
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{unused_tcp_port}")
+    start = time.perf_counter()
+    log = LiveLogger.from_env("run", {"lr": 1e-5}, {})
+    for epoch in range(1, 6):
+        log.log_epoch(epoch, {"train_loss": 1.0 / epoch})
+    log.finish("complete")
+    elapsed = time.perf_counter() - start
+    assert not log.active
+    assert elapsed < 5
+    out, err = capfd.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("calf: MLflow live logging to http://127.0.0.1:")
+
+
+# ------------------------------------------------------------- calf train, end to end
+
+
+def tiny_training_set(root: Path) -> tuple[Path, Path]:
+    """A slice store of four 32 x 32 x 6 cases (one modality, discs as tumours) written as
+    NIfTI and preprocessed, and fold 0's training-set CSV of a 2-fold split."""
+    import nibabel as nib
+
+    from calf.datasets.base import Case
+    from calf.preprocess import PreprocessSettings, preprocess
+    from calf.split import make_splits, read_indexes, training_set, write_training_set
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    cases = []
+    for c in range(4):
+        folder = root / f"c{c}"
+        folder.mkdir(parents=True)
+        seg = np.zeros((32, 32, 6), np.uint8)
+        image = rng.normal(100, 10, seg.shape).astype(np.float32)
+        for z in range(6):
+            disc = (yy - 16) ** 2 + (xx - 16 + c) ** 2 <= ((z + c) % 4 * 2) ** 2
+            seg[..., z][disc] = 1
+            image[..., z][disc] += 80
+        nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / "seg.nii.gz")
+        nib.save(nib.Nifti1Image(image, np.eye(4)), folder / "t1.nii.gz")
+        cases.append(Case("toy", f"c{c}", f"p{c}", {"t1": folder / "t1.nii.gz"},
+                          folder / "seg.nii.gz"))
+    store = root / "store"
+    preprocess(cases, store, PreprocessSettings(size=32, mask_resize="nearest"), progress=False)
+    index = read_indexes([store])
+    write_training_set(training_set(index, make_splits(index, folds=2, seed=1), 0),
+                       root / "train.csv")
+    return store, root / "train.csv"
+
+
+def live_steps(client, study_name: str, key: str) -> list[int]:
+    """The epochs of train_loss that reached the server for the run ``key`` (so far)."""
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], f"tags.`calf.run_key` = '{key}'")
+    return [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")
+            ] if runs else []
+
+
+def test_server_killed_mid_training(study, tmp_path, mlflow_server, start_mlflow_server,
+                                    monkeypatch, capfd):
+    """A server that dies mid-run: a real ``calf train`` and an in-process ``LiveLogger`` both
+    log to it; it is killed after the first epoch. Both carry on (training exits 0), each
+    warns once, the logger's calls after the kill return at once, and a later sync to
+    another server has every epoch of both runs."""
+    doomed = start_mlflow_server(wait=False)
+    store, train_csv = tiny_training_set(tmp_path / "data")  # while the server starts
+    doomed.wait_healthy()
+    trained = RunKey(study["name"], "toy", "unet", "bce", 0)
+    out = study["runs"].joinpath(*trained.key.split("/"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": doomed.uri, "OMP_NUM_THREADS": "1",
+           "CALF_TRAIN_STEP_DELAY": "0.5"}  # slow steps: time to kill the server mid-run
+    command = [sys.executable, "-m", "calf", "train", "--store", str(store),
+               "--train-slices", str(train_csv), "--model", "unet", "--width", "0.0625",
+               "--loss", "bce", "--epochs", "4", "--batch-size", "8", "--device", "cpu",
+               "--out", str(out)]
+    client = client_for(doomed.uri)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as job:
+        try:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", doomed.uri)
+            logged = study["keys"][1]
+            log = LiveLogger.from_env("bce", {"lr": 1e-5},
+                                      {"run_dir": str(study["runs"] / logged.key)})
+            log.log_epoch(1, {"train_loss": 0.8})
+            deadline = time.monotonic() + 90
+            while not live_steps(client, study["name"], trained.key):
+                assert job.poll() is None, job.stderr.read()
+                assert time.monotonic() < deadline, "calf train logged no epoch in 90 s"
+                time.sleep(0.3)
+            assert live_steps(client, study["name"], trained.key) == [1]
+            assert live_steps(client, study["name"], logged.key) == [1]
+            capfd.readouterr()
+
+            doomed.kill()
+            assert json.loads((out / "run.json").read_text())["status"] == "running"
+            start = time.perf_counter()
+            log.log_epoch(2, {"train_loss": 0.4})
+            log.log_epoch(3, {"train_loss": 0.2})
+            log.finish("complete")
+            assert time.perf_counter() - start < 5
+            assert not log.active
+            assert len(capfd.readouterr().err.strip().splitlines()) == 1
+            _, stderr = job.communicate(timeout=120)
+        finally:
+            if job.poll() is None:
+                job.kill()
+    assert job.returncode == 0, stderr
+    warnings = [line for line in stderr.splitlines() if "MLflow live logging" in line]
+    assert len(warnings) == 1 and "disabled after an error" in warnings[0]
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+    result = sync(study, mlflow_server)
+    assert sorted(result.created) == sorted([trained.key, *(k.key for k in study["keys"][:2])])
+    server = client_for(mlflow_server)
+    runs = runs_by_key(server, result.experiment_id)
+    assert history(server, runs[logged.key].info.run_id, "train_loss") == [
+        (1, 0.8), (2, 0.4), (3, 0.2)]
+    steps = [step for step, _ in history(server, runs[trained.key].info.run_id, "train_loss")]
+    assert steps == [1, 2, 3, 4]
+    assert runs[trained.key].info.status == "FINISHED"

@@ -1,0 +1,453 @@
+"""``calf train``: runs, run directories, branch counts, resume, fail-fast and refusals.
+
+Everything runs on the CPU on a real slice store (NIfTI volumes written with nibabel, then
+``calf.preprocess``) of 32 x 32 slices with tiny networks (width 0.0625).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import torch
+
+from calf.cli import main
+from calf.datasets.base import Case
+from calf.losses import BRANCHES, select_branch
+from calf.models import build_model, count_parameters
+from calf.preprocess import PreprocessSettings, preprocess
+from calf.profile import profile
+from calf.split import fold_rows, make_splits, read_indexes, training_set, write_training_set
+from calf.store import SliceStore
+from calf.train.data import EpochSampler, load_slices
+from calf.train.loop import pooled_dice
+
+SIZE = 32
+WIDTH = "0.0625"
+SEED = 12345
+BRANCH_COLUMNS = [f"branch_{b}" for b in BRANCHES]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a small shared machine, tiny models train many times faster.
+
+    Subprocesses get the same through OMP_NUM_THREADS, so their numbers match exactly.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """Four cases of 32 x 32 x 6 (two modalities): discs of varied radius as tumours, and
+    tumour-free slices.
+
+    Fold 0 of a 2-fold split trains on 24 slices and validates on the other 24.
+    """
+    root = tmp_path_factory.mktemp("train-data")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    cases = []
+    for c in range(4):
+        folder = root / f"c{c}"
+        folder.mkdir()
+        seg = np.zeros((SIZE, SIZE, 6), np.uint8)
+        image = rng.normal(100, 10, seg.shape).astype(np.float32)
+        for z in range(6):
+            radius = (z + c) % 5 * 1.5  # 0: a tumour-free slice
+            if radius:
+                disc = (yy - 16 - c) ** 2 + (xx - 16) ** 2 <= radius**2
+                seg[..., z][disc] = 1
+                image[..., z][disc] += 80
+        nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / "seg.nii.gz")
+        images = {}
+        for modality, sign in (("t1", 1.0), ("flair", -1.0)):
+            images[modality] = folder / f"{modality}.nii.gz"
+            nib.save(nib.Nifti1Image(sign * image, np.eye(4)), images[modality])
+        cases.append(Case("toy", f"c{c}", f"p{c}", images, folder / "seg.nii.gz"))
+    store = root / "store"
+    preprocess(cases, store, PreprocessSettings(size=SIZE, mask_resize="nearest"), progress=False)
+    index = read_indexes([store])
+    splits = make_splits(index, folds=2, seed=1)
+    write_training_set(training_set(index, splits, 0), root / "train.csv")
+    val = fold_rows(index, splits, 0, "val")
+    write_training_set(val[list(pd.read_csv(root / "train.csv").columns)], root / "val.csv")
+    profile([store], root / "profile.json", root / "train.csv")
+    # a second dataset for pooled training sets: two of the cases again, scaled per slice
+    other = [Case("toy2", c.case_id, c.patient_id, dict(c.images), c.mask) for c in cases[:2]]
+    store2 = root / "store2"
+    preprocess(other, store2, PreprocessSettings(size=SIZE, mask_resize="nearest",
+                                                 scaling="slice"), progress=False)
+    return {"store": store, "store2": store2, "train": root / "train.csv",
+            "val": root / "val.csv", "profile": root / "profile.json", "root": root}
+
+
+def args(data: dict[str, Path], out: Path, *extra: str, model: str = "unet",
+         loss: str = "calf") -> list[str]:
+    return ["train", "--store", str(data["store"]), "--train-slices", str(data["train"]),
+            "--model", model, "--width", WIDTH, "--loss", loss, "--epochs", "2",
+            "--batch-size", "8", "--out", str(out), *extra]
+
+
+def stats(areas) -> tuple[float, float]:
+    with warnings.catch_warnings():  # constant areas: scipy warns and returns NaN
+        warnings.simplefilter("ignore")
+        a = np.asarray(areas, dtype=float)
+        return float(scipy.stats.skew(a)), float(scipy.stats.kurtosis(a))
+
+
+def batches(n: int, batch: int, epoch: int) -> list[np.ndarray]:
+    """The documented batch order: permutation of default_rng([seed, epoch]) in chunks."""
+    order = np.random.default_rng([SEED, epoch]).permutation(n)
+    return [order[i : i + batch] for i in range(0, n, batch)]
+
+
+def expected_branches(data, loss: str, epoch: int, batch: int = 8) -> Counter:
+    """Branch counts of one epoch, recomputed from the masks with scipy's S and K."""
+    table = pd.read_csv(data["train"])
+    areas = table["area"].to_numpy()
+    counts: Counter = Counter()
+    for positions in batches(len(table), batch, epoch):
+        if loss == "calf":
+            counts[select_branch(*stats(areas[positions]))] += 1
+        else:  # calf_region: 4 x 4 regions of 8 x 8, areas per image and region
+            _, masks = SliceStore(data["store"]).arrays(table["row"].to_numpy()[positions])
+            regions = masks.reshape(len(positions), 4, 8, 4, 8).sum(axis=(2, 4)).reshape(-1, 16)
+            counts.update(select_branch(*stats(regions[:, r])) for r in range(16))
+    return counts
+
+
+def read_run(out: Path) -> tuple[dict, pd.DataFrame, dict]:
+    record = json.loads((out / "run.json").read_text())
+    epochs = pd.read_csv(out / "epochs.csv")
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    return record, epochs, checkpoint
+
+
+# ------------------------------------------------------------------------ data
+
+
+@pytest.mark.parametrize(
+    "n,batch,cap,sizes",
+    [
+        (24, 8, None, [8, 8, 8]),
+        (18, 8, None, [8, 8, 2]),
+        (17, 8, None, [8, 8]),  # a trailing batch of one slice sits out (BatchNorm)
+        (17, 8, 1, [8]),
+        (5, 32, None, [5]),
+    ],
+)
+def test_sampler_batches(n, batch, cap, sizes):
+    sampler = EpochSampler(n, batch, SEED, cap)
+    assert sampler.batches_per_epoch == len(sizes) == len(sampler)
+    got = list(sampler)
+    assert [len(b) for b in got] == sizes
+    order = np.random.default_rng([SEED, 1]).permutation(n)
+    np.testing.assert_array_equal(np.concatenate(got), order[: sum(sizes)])
+    sampler.set_epoch(2, start=1)  # resuming epoch 2 after its first batch
+    rest = list(sampler)
+    assert len(rest) == len(sampler) == len(sizes) - 1
+    order = np.random.default_rng([SEED, 2]).permutation(n)
+    np.testing.assert_array_equal(np.concatenate(rest or [[]]), order[sizes[0] : sum(sizes)])
+
+
+def test_pooled_training_slices_gather_from_each_store(data, tmp_path):
+    stores = [str(data["store"]), str(data["store2"])]
+    index = read_indexes(stores)
+    csv = tmp_path / "pooled.csv"
+    write_training_set(training_set(index, make_splits(index, folds=2, seed=3), 0), csv)
+    table = pd.read_csv(csv)
+    slices = load_slices(stores, str(csv), "--train-slices")
+    assert len(slices) == len(table) and set(table["dataset"]) == {"toy", "toy2"}
+    positions = np.random.default_rng(0).permutation(len(table))[:10]
+    x, y = slices[positions]
+    opened = {"toy": SliceStore(stores[0]), "toy2": SliceStore(stores[1])}
+    for b, p in enumerate(positions):  # the CSV is sorted by dataset, then row
+        entry = table.iloc[p]
+        xe, ye = opened[entry["dataset"]].batch([entry["row"]])
+        assert torch.equal(x[b], xe[0]) and torch.equal(y[b], ye[0])
+    assert set(table["dataset"].iloc[positions]) == {"toy", "toy2"}
+
+
+def test_pooled_dice_of_a_threshold_model(data, tmp_path):
+    """A 1x1 convolution with weight 1 and bias -0.5 predicts image > 0.5: pooled Dice by hand."""
+    net = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        net.bias.fill_(-0.5)
+    val = load_slices([str(data["store"])], str(data["val"]), "--val-slices")
+    images, masks = SliceStore(data["store"]).arrays(pd.read_csv(data["val"])["row"])
+    pred, truth = images.astype(np.float64) / 255 > 0.5, masks > 0
+    tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+    assert 0 < tp and 0 < fp + fn  # neither trivial nor perfect
+    expected = 2 * tp / (2 * tp + fp + fn)
+    assert pooled_dice(net.train(), val, 5, torch.device("cpu")) == pytest.approx(expected)
+    assert net.training  # its mode is restored
+    empty = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        empty.weight.fill_(0.0)
+        empty.bias.fill_(-1.0)
+    assert pooled_dice(empty, val, 8, torch.device("cpu")) == 0.0
+    index = read_indexes([data["store"]])
+    index[index["area"] == 0][["dataset", "row"]].to_csv(tmp_path / "empty.csv", index=False)
+    tumour_free = load_slices([str(data["store"])], str(tmp_path / "empty.csv"), "--val-slices")
+    assert len(tumour_free) > 0
+    assert pooled_dice(empty, tumour_free, 8, torch.device("cpu")) == 1.0  # both empty
+
+
+# ------------------------------------------------------------------------ two epochs
+
+
+@pytest.mark.parametrize(
+    "model,loss,extra",
+    [
+        ("unet", "calf", []),
+        ("deeplabv3", "calf", ["--loss-kwargs", '{"scope": "dataset"}', "--profile", "PROFILE"]),
+        ("fpn", "calf_region", ["--val-slices", "VAL", "--workers", "1"]),
+        ("fpn", "bce", []),
+    ],
+)
+def test_two_epochs(data, tmp_path, model, loss, extra):
+    extra = [{"PROFILE": str(data["profile"]), "VAL": str(data["val"])}.get(e, e) for e in extra]
+    out = tmp_path / "run"
+    assert main(args(data, out, *extra, model=model, loss=loss)) == 0
+    record, epochs, ckpt = read_run(out)
+
+    assert record["status"] == "complete" and record["epochs_completed"] == 2
+    assert record["params"]["model"] == model and record["params"]["loss"] == loss
+    assert record["params"]["lr"] == 1e-5 and record["params"]["seed"] == SEED
+    assert record["device"].startswith("cpu") and record["execution"]["precision"] == "fp32"
+    net = build_model(model, width=float(WIDTH))
+    assert record["model_parameters"] == count_parameters(net)
+    assert record["seconds"] > 0 and record["finished"] >= record["started"]
+
+    assert list(epochs["epoch"]) == [1, 2]
+    assert list(epochs["steps"]) == [3, 3]  # 24 slices in batches of 8
+    assert np.isfinite(epochs["train_loss"]).all() and (epochs["slices_per_second"] > 0).all()
+    if "--val-slices" in extra:  # the last epoch's value is that of the saved model
+        net.load_state_dict(ckpt["model_state"])
+        val = load_slices([str(data["store"])], str(data["val"]), "--val-slices")
+        assert epochs["val_dice"].iloc[-1] == pooled_dice(net, val, 8, torch.device("cpu"))
+    else:
+        assert epochs["val_dice"].isna().all()
+
+    table = pd.read_csv(data["train"])
+    s, k = stats(table["area"])
+    if loss == "bce":
+        assert record["imbalance"] is None
+        assert (epochs[BRANCH_COLUMNS] == 0).all().all()
+    elif "--profile" in extra:  # dataset scope: the training set's branch at every step
+        assert record["imbalance"]["scope"] == "dataset"
+        assert record["imbalance"]["skewness"] == pytest.approx(s, rel=1e-9)
+        assert record["imbalance"]["kurtosis"] == pytest.approx(k, rel=1e-9)
+        branch = select_branch(s, k)
+        assert record["imbalance"]["branch"] == branch
+        assert list(epochs[f"branch_{branch}"]) == [3, 3]
+        assert epochs[BRANCH_COLUMNS].sum(axis=1).tolist() == [3, 3]
+    else:  # batch scope: every step's branch, from that batch's own masks
+        for e in (1, 2):
+            row = epochs.iloc[e - 1]
+            got = {b: int(row[f"branch_{b}"]) for b in BRANCHES if row[f"branch_{b}"]}
+            assert got == dict(expected_branches(data, loss, e))
+        per_step = 16 if loss == "calf_region" else 1
+        assert epochs[BRANCH_COLUMNS].sum(axis=1).tolist() == [3 * per_step] * 2
+
+    assert ckpt["format"] == 1 and ckpt["epoch"] == 2 and ckpt["partial"] is None
+    assert ckpt["config"]["params"] == record["params"]
+    assert ckpt["sampler_state"]["epoch"] == 3 and ckpt["sampler_state"]["position"] == 0
+    assert set(ckpt["rng_state"]) == {"torch", "cuda", "numpy", "python"}
+    assert len(ckpt["optimizer_state"]["state"]) == len(list(net.parameters()))
+    net.load_state_dict(ckpt["model_state"])  # the saved weights fit the model
+
+
+def test_describe_model(capsys):
+    assert main(["train", "--describe-model", "fpn", "--width", WIDTH, "--size", "64"]) == 0
+    text = capsys.readouterr().out
+    n = count_parameters(build_model("fpn", width=float(WIDTH)))
+    assert f"parameters: {n:,}" in text and "(1, 1, 64, 64)" in text
+
+
+# ------------------------------------------------------------------ resume, no-op, refusal
+
+
+def _calf(argv: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "calf", *argv], env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(data, tmp_path):
+    # DeepLabV3 has dropout: the resumed run must also continue the random stream exactly
+    extra = ["--epochs", "3", "--batch-size", "4"]
+    reference = tmp_path / "reference"
+    assert main(args(data, reference, *extra, model="deeplabv3")) == 0
+
+    out = tmp_path / "killed"
+    # one data-loading worker, and the signal sent to the whole process group, as SLURM does
+    argv = args(data, out, *extra, "--workers", "1", model="deeplabv3")
+    proc = _calf(argv, CALF_TRAIN_STEP_DELAY="0.25")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        epochs = out / "epochs.csv"
+        if epochs.exists() and len(epochs.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.4)  # past epoch 1's bookkeeping, well inside epoch 2 (6 steps >= 1.5 s)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 75, stderr
+    assert "SIGTERM" in stderr and "resume" in stderr
+    record, epochs, ckpt = read_run(out)
+    assert record["status"] == "interrupted" and record["epochs_completed"] == 1
+    assert len(epochs) == 1
+    # stopped mid-epoch (6 steps of >= 0.25 s each): the position inside epoch 2 is kept
+    assert ckpt["epoch"] == 1 and ckpt["partial"]["epoch"] == 2
+    assert 0 < ckpt["partial"]["steps"] < 6 == ckpt["sampler_state"]["batches_per_epoch"]
+
+    assert main(argv) == 0  # the same command resumes
+    ref_record, ref_epochs, ref_ckpt = read_run(reference)
+    record, epochs, ckpt = read_run(out)
+    assert record["status"] == "complete" and record["attempts"] == 2
+    assert epochs["train_loss"].tolist() == ref_epochs["train_loss"].tolist()
+    assert epochs[BRANCH_COLUMNS].equals(ref_epochs[BRANCH_COLUMNS])
+    assert ckpt["model_state"].keys() == ref_ckpt["model_state"].keys()
+    for name, tensor in ref_ckpt["model_state"].items():
+        assert torch.equal(ckpt["model_state"][name], tensor), name
+    assert torch.equal(ckpt["rng_state"]["torch"], ref_ckpt["rng_state"]["torch"])
+
+
+def test_complete_run_is_a_noop_and_other_params_are_refused(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = args(data, out, "--epochs", "1", "--max-steps-per-epoch", "1")
+    assert main(argv) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+
+    assert main(argv) == 0
+    assert "already complete" in capsys.readouterr().err
+    assert main(argv[:-2] + ["--lr", "0.001"] + argv[-2:]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "run.json: this run was started with other parameters (lr: 1e-05 -> 0.001)" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_run_of_a_killed_process_resumes_and_needs_its_checkpoint(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = args(data, out, "--epochs", "1", "--max-steps-per-epoch", "1")
+    assert main(argv) == 0
+    # as a SIGKILL mid-write would leave it: status running, a torn temp checkpoint
+    record = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    (out / ".checkpoint.pt.tmp-999").write_bytes(b"torn")
+    assert main(argv) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert not (out / ".checkpoint.pt.tmp-999").exists()
+    assert "resuming after epoch 1" in capsys.readouterr().err
+
+    (out / "run.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    (out / "checkpoint.pt").unlink()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: missing, but" in err and "records 1 completed epochs" in err
+
+
+# ------------------------------------------------------------------------- fail fast
+
+
+def test_non_finite_loss_stops_with_exit_3(data, tmp_path, capsys):
+    # one step per epoch; a learning rate of 1e30 blows the weights up in the first step,
+    # so the second epoch's first forward pass gives NaN logits and a NaN loss
+    out = tmp_path / "run"
+    argv = args(data, out, "--epochs", "3", "--lr", "1e30", "--max-steps-per-epoch", "1",
+                model="fpn")
+    assert main(argv) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "non-finite loss (nan) at epoch 2, step 1 (loss calf, branch " in err
+    assert "S=" in err and "K=" in err and "last good checkpoint" in err
+    record, epochs, ckpt = read_run(out)
+    assert record["status"] == "failed" and record["epochs_completed"] == 1
+    assert "non-finite loss" in record["error"]
+    assert len(epochs) == 1 and math.isfinite(epochs["train_loss"].iloc[0])
+    assert ckpt["epoch"] == 1
+    weights = [t for t in ckpt["model_state"].values() if t.is_floating_point()]
+    assert all(torch.isfinite(t).all() for t in weights)
+    # the branch named is the one CALF picks for that step's batch (epoch 2, first batch)
+    areas = pd.read_csv(data["train"])["area"].to_numpy()
+    branch = select_branch(*stats(areas[batches(24, 8, 2)[0]]))
+    assert f"branch {branch}," in err
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (["--loss-kwargs", '{"scope": "dataset"}'], "needs --profile"),
+        (["--loss-kwargs", '{"scope": "dataset", "area": "contour"}', "--profile", "PROFILE"],
+         "area_definition is 'pixels' but the loss uses area 'contour'"),
+        (["--profile", "SHORT_PROFILE"], "n_slices is 5 but the training set"),
+        (["--profile", "NO_KEY_PROFILE"], "missing key 'kurtosis'"),
+        (["--loss-kwargs", "[1]"], "--loss-kwargs '[1]': expected a JSON object"),
+        (["--model-kwargs", "{bad"], "--model-kwargs '{bad': not valid JSON"),
+        (["--model", "resnet"], "--model resnet: unknown model 'resnet'"),
+        (["--loss", "nope"], "--loss nope: unknown loss 'nope'"),
+        (["--train-slices", "MISSING"], "missing.csv: file not found"),
+        (["--store", "MISSING"], "not a slice store"),
+        (["--epochs", "0"], "--epochs 0: expected an integer >= 1"),
+        pytest.param(["--device", "cuda"], "--device cuda: no CUDA device is available",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+        (["--out", "FOREIGN"], "not empty and holds no run.json"),
+        (["--out", ""], "missing --out"),
+    ],
+)
+def test_bad_input_is_refused_without_output(data, tmp_path, capsys, change, message):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    good = json.loads(data["profile"].read_text())
+    subs = {
+        "PROFILE": str(data["profile"]),
+        "SHORT_PROFILE": _write(tmp_path / "short.json", json.dumps({**good, "n_slices": 5})),
+        "NO_KEY_PROFILE": _write(tmp_path / "nokey.json",
+                                 json.dumps({k: v for k, v in good.items() if k != "kurtosis"})),
+        "MISSING": str(tmp_path / "missing.csv"),
+        "FOREIGN": str(foreign),
+    }
+    change = [subs.get(c, c) for c in change]
+    argv = args(data, tmp_path / "run")
+    for option, value in zip(change[::2], change[1::2]):
+        if option in argv:
+            argv[argv.index(option) + 1] = value
+        else:
+            argv += [option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("calf train: error: ")
+    assert message in err
+    assert not (tmp_path / "run").exists()
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]

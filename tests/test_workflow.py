@@ -1,0 +1,145 @@
+"""The Snakemake workflow: config checks, the paper's DAG, lint, and a loss added by one rule."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import (
+    BIN,
+    REPO,
+    copy_workflow,
+    job_counts,
+    snakemake,
+    tiny_config,
+    write_config,
+)
+
+DEMO_LOSSES = {"bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region"}
+
+
+def test_demo_config_dag_covers_every_loss_model_cohort_and_fold(tmp_path):
+    out = snakemake(
+        "-n", "--quiet", "rules", "--config",
+        f"results_dir={tmp_path}/results", f"resources_dir={tmp_path}/resources",
+    )
+    assert out.returncode == 0, out.stderr
+    counts = job_counts(out.stdout + out.stderr)
+    for loss in DEMO_LOSSES:
+        # 3 models x 2 cohorts x 2 folds
+        assert counts.get(f"train_{loss}") == 12, (loss, counts)
+    assert counts["evaluate"] == 96
+    assert counts["synth"] == 2 and counts["preprocess"] == 2
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(colour="blue"), "'colour' was unexpected"),
+        (lambda c: c["studies"]["t"].update(losses=["bce", "dicee"]),
+         "config key studies.t.losses: unknown loss 'dicee'"),
+        (lambda c: c["studies"]["t"].update(models=["vit"]),
+         "config key studies.t.models: unknown model 'vit'"),
+        (lambda c: c["studies"]["t"].update(ratios=[1.5]), "1.5"),
+        (lambda c: c["datasets"]["tiny"].update(source="local", root="/nonexistent/cohort",
+                                                synth=None) or c["datasets"]["tiny"].pop("synth"),
+         "config key datasets.tiny.root: folder '/nonexistent/cohort' does not exist"),
+        (lambda c: c["models"]["unet"].update(network="resnet"),
+         "config key models.unet.network: unknown network 'resnet'"),
+        (lambda c: c["training"].update(epoch=3), "'epoch' was unexpected"),
+    ],
+)
+def test_config_errors_stop_before_any_job(tmp_path, edit, message):
+    config = tiny_config()
+    edit(config)
+    path = write_config(tmp_path / "bad.yaml", config)
+    out = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path))
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_and_format_are_clean():
+    lint = snakemake("--lint")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    files = ["Snakefile", *sorted(str(p) for p in (REPO / "workflow/rules").glob("*.smk"))]
+    fmt = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", *files], cwd=REPO, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def _fake_release_roots(root: Path) -> None:
+    """Each real release's layout, written by `calf synth` (two cases each)."""
+    layouts = {"upenn_gbm": "upenn_gbm", "ucsf_pdgm": "ucsf_pdgm", "brats": "brats2021",
+               "lgg_1p19q": "lgg_1p19q"}
+    for dataset, layout in layouts.items():
+        subprocess.run(
+            [sys.executable, "-m", "calf", "synth", "--layout", layout, "--cases", "6",
+             "--shape", "16", "16", "8", "--out", str(root / dataset)],
+            check=True, capture_output=True,
+        )
+
+
+def test_paper_config_dry_run_lists_every_job(tmp_path):
+    _fake_release_roots(tmp_path / "resources")
+    crosswalk = tmp_path / "crosswalk.csv"
+    crosswalk.write_text("PatientID on TCIA Radiology Portal,BraTS2021 ID\n")
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    paper["resources_dir"] = str(tmp_path / "resources")
+    paper["results_dir"] = str(tmp_path / "results")
+    for study in paper["studies"].values():
+        if study.get("crosswalk"):
+            study["crosswalk"] = str(crosswalk)
+    path = write_config(tmp_path / "paper.yaml", paper)
+    start = time.perf_counter()
+    out = snakemake("-n", "--quiet", "rules", "--configfile", str(path))
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr
+    counts = job_counts(out.stdout + out.stderr)
+    losses = 8
+    cv = 4 * 3 * losses * 5  # datasets x models x losses x folds
+    pooled = 3 * losses
+    filtering = 4 * losses  # FPN x 4 ratios
+    assert sum(v for k, v in counts.items() if k.startswith("train_")) == cv + pooled + filtering
+    assert counts["evaluate"] == cv + pooled + filtering
+    assert "download" not in counts  # the roots exist
+    print(f"paper DAG: {sum(counts.values())} jobs, dry run {seconds:.1f} s")
+
+
+def test_a_loss_is_one_new_rule(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    losses = work / "workflow/rules/losses.smk"
+    losses.write_text(
+        losses.read_text()
+        + "\n\nuse rule train_template as train_gdice with:\n"
+        "    wildcard_constraints:\n        loss=\"gdice\",\n"
+        "    params:\n        loss=\"monai.losses.GeneralizedDiceLoss\",\n"
+        "        loss_kwargs={\"sigmoid\": True},\n"
+    )
+    config = tiny_config(t={"datasets": ["tiny"], "folds": 2, "models": ["unet"]})
+    path = write_config(work / "config/config.yaml", config)
+    dry = snakemake("-n", "--quiet", "rules", cwd=work)
+    assert dry.returncode == 0, dry.stderr
+    assert job_counts(dry.stdout + dry.stderr)["train_gdice"] == 2
+
+    # the new loss alone, for real: trained, evaluated, synced to MLflow
+    config["studies"]["t"]["losses"] = ["gdice"]
+    write_config(path, config)
+    run = snakemake("--cores", "2", cwd=work, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = work / "results"
+    for fold in (0, 1):
+        run_json = json.loads((results / f"runs/t/tiny/unet/gdice/fold{fold}/run.json").read_text())
+        assert run_json["status"] == "complete"
+        metrics = pd.read_csv(results / f"metrics/t/tiny/unet/gdice/fold{fold}.csv")
+        assert set(metrics["loss"]) == {"gdice"} and len(metrics) == 2  # 2 val cases x flair
+    synced = json.loads((results / "mlflow/t.synced.json").read_text())
+    assert synced  # the stamp names what was synced

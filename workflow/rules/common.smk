@@ -1,0 +1,332 @@
+"""Every helper of the workflow: config checks, paths, targets and per-job arguments.
+
+Rules only wire files to `calf` commands; what they need to know about the config comes
+from the functions here.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(
+    config, workflow.source_path("../schemas/config.schema.yaml"), set_default=True
+)
+
+RESULTS = config["results_dir"]
+RESOURCES = config["resources_dir"]
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+
+MODEL_NETWORKS = ("unet", "deeplabv3", "fpn")
+# a {variant} is the part of a run's path after the loss: [ratio-R/][seed-N/]foldK
+VARIANT_RE = r"(ratio-[0-9.]+/)?(seed-[0-9]+/)?fold[0-9]+"
+
+
+class ConfigError(Exception):
+    """A config value the schema cannot catch; the message names the key."""
+
+
+def _fail(key, message):
+    raise ConfigError(f"config key {key}: {message}")
+
+
+# ---------------------------------------------------------------- datasets
+def dataset_root(name):
+    ds = config["datasets"][name]
+    return ds.get("root") or f"{RESOURCES}/{name}"
+
+
+def _check_datasets():
+    for name, ds in config["datasets"].items():
+        key = f"datasets.{name}"
+        if ds["source"] == "synth" and "synth" not in ds:
+            _fail(key, "source 'synth' needs a 'synth' block (layout, preset)")
+        if ds["source"] != "synth" and "synth" in ds:
+            _fail(
+                f"{key}.synth", f"only used with source 'synth', not {ds['source']!r}"
+            )
+        if ds["source"] == "local" and not Path(dataset_root(name)).is_dir():
+            _fail(f"{key}.root", f"folder {dataset_root(name)!r} does not exist")
+
+
+def synapse_download_pending():
+    return any(
+        d["source"] == "download"
+        and d["download"].get("route", "synapse" if d["adapter"] == "brats" else None)
+        == "synapse"
+        and not Path(dataset_root(n)).exists()
+        for n, d in config["datasets"].items()
+    )
+
+
+def store_dir(name):
+    return f"{RESULTS}/stores/{name}"
+
+
+# ---------------------------------------------------------------- losses
+def loss_rules():
+    """Loss name -> its training rule: every rule named train_<loss> but the template."""
+    return {
+        r.name.removeprefix("train_"): r
+        for r in workflow.rules
+        if r.name.startswith("train_") and r.name != "train_template"
+    }
+
+
+def study_losses(study):
+    chosen = config["studies"][study]["losses"]
+    defined = sorted(loss_rules())
+    if chosen == "all":
+        return defined
+    for loss in chosen:
+        if loss not in defined:
+            _fail(
+                f"studies.{study}.losses",
+                f"unknown loss {loss!r}; defined in workflow/rules/losses.smk: {', '.join(defined)}",
+            )
+    return list(chosen)
+
+
+# ---------------------------------------------------------------- studies
+def study_dataset_names(study):
+    """The {dataset} values of a study: each dataset, or the pool's name."""
+    s = config["studies"][study]
+    return [s["pool"]] if s["pool"] else list(s["datasets"])
+
+
+def member_datasets(study, dataset):
+    """The datasets whose stores feed the {dataset} of a study (several for a pool)."""
+    s = config["studies"][study]
+    return list(s["datasets"]) if s["pool"] == dataset else [dataset]
+
+
+def study_stores(wildcards):
+    return [store_dir(d) for d in member_datasets(wildcards.study, wildcards.dataset)]
+
+
+def store_args(wildcards):
+    return " ".join(f"--store {store}" for store in study_stores(wildcards))
+
+
+def fold_ids(study):
+    s = config["studies"][study]
+    return [0] if s["holdout"] else list(range(s["folds"]))
+
+
+def ratio_label(ratio):
+    return "natural" if ratio == "natural" else f"{float(ratio):g}"
+
+
+def variants(study):
+    """Every [ratio-R/][seed-N/]foldK of a study; ratio and seed appear when they vary."""
+    s = config["studies"][study]
+    ratios = [ratio_label(r) for r in s["ratios"]]
+    vary_ratio = ratios != ["natural"]
+    vary_seed = len(s["seeds"]) > 1
+    out = []
+    for ratio in ratios:
+        for seed in s["seeds"]:
+            for fold in fold_ids(study):
+                ratio_part = f"ratio-{ratio}/" if vary_ratio else ""
+                seed_part = f"seed-{seed}/" if vary_seed else ""
+                out.append(f"{ratio_part}{seed_part}fold{fold}")
+    return out
+
+
+def parse_variant(variant):
+    """{'fold': int, 'ratio': str, 'seed': int | None} of a variant path."""
+    match = re.fullmatch(
+        r"(?:ratio-([0-9.]+)/)?(?:seed-([0-9]+)/)?fold([0-9]+)", variant
+    )
+    if match is None:
+        raise ValueError(f"not a run variant: {variant!r}")
+    ratio, seed, fold = match.groups()
+    return {
+        "fold": int(fold),
+        "ratio": ratio or "natural",
+        "seed": int(seed) if seed else None,
+    }
+
+
+def selection(variant):
+    """The training-set file name of a variant: seeds share a selection."""
+    v = parse_variant(variant)
+    prefix = "" if v["ratio"] == "natural" else f"ratio-{v['ratio']}/"
+    return f"{prefix}fold{v['fold']}"
+
+
+def training_set(wildcards):
+    return f"{RESULTS}/splits/{wildcards.study}/{wildcards.dataset}/{selection(wildcards.variant)}.csv"
+
+
+def training_profile(wildcards):
+    return f"{RESULTS}/profiles/{wildcards.study}/{wildcards.dataset}/{selection(wildcards.variant)}.json"
+
+
+def _check_studies():
+    for study, s in config["studies"].items():
+        key = f"studies.{study}"
+        for ds in s["datasets"]:
+            if ds not in config["datasets"]:
+                _fail(
+                    f"{key}.datasets",
+                    f"unknown dataset {ds!r}; known: {', '.join(config['datasets'])}",
+                )
+        for model in s["models"]:
+            if model not in config["models"]:
+                _fail(
+                    f"{key}.models",
+                    f"unknown model {model!r}; known: {', '.join(config['models'])}",
+                )
+        if s["crosswalk"] and not Path(s["crosswalk"]).is_file():
+            _fail(f"{key}.crosswalk", f"file {s['crosswalk']!r} does not exist")
+        if s["pool"] and s["pool"] in config["datasets"]:
+            _fail(f"{key}.pool", f"{s['pool']!r} is also a dataset name; pick another")
+        study_losses(study)
+
+
+def _check_models():
+    for name, m in config["models"].items():
+        network = m.get("network", name)
+        if network not in MODEL_NETWORKS and "." not in network:
+            _fail(
+                f"models.{name}.network",
+                f"unknown network {network!r}; use one of {', '.join(MODEL_NETWORKS)} or an import path",
+            )
+
+
+# ---------------------------------------------------------------- per-job arguments
+def split_args(wildcards):
+    s = config["studies"][wildcards.study]
+    args = [f"--holdout {s['holdout']}" if s["holdout"] else f"--folds {s['folds']}"]
+    args.append(f"--seed {config['training']['seed']}")
+    if s["crosswalk"]:
+        args.append(f"--crosswalk {s['crosswalk']}")
+    args += [f"--crosswalk-column {c}" for c in s["crosswalk_columns"]]
+    return " ".join(args)
+
+
+def selection_args(wildcards):
+    v = parse_variant(wildcards.selection)
+    return (
+        f"--fold {v['fold']} --ratio {v['ratio']} --seed {config['training']['seed']}"
+    )
+
+
+def model_args(wildcards):
+    m = config["models"][wildcards.model]
+    return (
+        f"--model {m.get('network', wildcards.model)} --width {m['width']} "
+        f"--model-kwargs '{json.dumps(m['kwargs'])}'"
+    )
+
+
+def training_args(wildcards):
+    t = config["training"]
+    v = parse_variant(wildcards.variant)
+    seed = v["seed"] if v["seed"] is not None else t["seed"]
+    args = [
+        f"--epochs {t['epochs']}",
+        f"--batch-size {t['batch_size']}",
+        f"--lr {t['lr']}",
+        f"--seed {seed}",
+        f"--device {t['device']}",
+    ]
+    if t["workers"] is not None:
+        args.append(f"--workers {t['workers']}")
+    if t["max_steps_per_epoch"] is not None:
+        args.append(f"--max-steps-per-epoch {t['max_steps_per_epoch']}")
+    return " ".join(args)
+
+
+def evaluation_args(wildcards):
+    v = parse_variant(wildcards.variant)
+    args = [
+        f"--fold {v['fold']}",
+        f"--dataset {wildcards.dataset}",
+        f"--model {wildcards.model}",
+        f"--loss {wildcards.loss}",
+        f"--batch-size {config['evaluation']['batch_size']}",
+        f"--device {config['training']['device']}",
+    ]
+    if v["ratio"] != "natural":
+        args.append(f"--ratio {v['ratio']}")
+    if v["seed"] is not None:
+        args.append(f"--seed {v['seed']}")
+    if config["evaluation"]["conventions"]:
+        args.append(
+            f"--conventions '{json.dumps(config['evaluation']['conventions'])}'"
+        )
+    return " ".join(args)
+
+
+def gpu_resources():
+    """What a train or evaluate job asks for: CPUs, memory, runtime and one GPU in the
+    site's spelling (config cluster.gpu). Set on the template rule, so that every loss
+    rule, a user's new one included, inherits it."""
+    c = config["cluster"]
+    res = dict(c["gpu_job"])
+    if c["gpu"] == "gpu":
+        res["gpu"] = 1
+        if c["gpu_model"]:
+            res["gpu_model"] = c["gpu_model"]
+    elif c["gpu"] == "gres":
+        res["gres"] = f"gpu:{c['gpu_model']}:1" if c["gpu_model"] else "gpu:1"
+    return res
+
+
+def previous_sync(wildcards):
+    """Syncs run one study after another: one writer for the SQLite store at a time."""
+    studies = list(config["studies"])
+    i = studies.index(wildcards.study)
+    return [f"{RESULTS}/mlflow/{studies[i - 1]}.synced.json"] if i else []
+
+
+def tracking_uri():
+    return (
+        config["mlflow"]["tracking_uri"]
+        or f"sqlite:///{Path(RESULTS).resolve()}/mlflow.db"
+    )
+
+
+# ---------------------------------------------------------------- targets
+def run_paths(study, kind):
+    """Every training output ('runs') or per-case metrics file ('metrics') of a study."""
+    out = []
+    s = config["studies"][study]
+    for dataset in study_dataset_names(study):
+        for model in s["models"]:
+            for loss in study_losses(study):
+                for variant in variants(study):
+                    base = f"{study}/{dataset}/{model}/{loss}/{variant}"
+                    if kind == "runs":
+                        out.append(f"{RESULTS}/runs/{base}/run.json")
+                    else:
+                        out.append(f"{RESULTS}/metrics/{base}.csv")
+    return out
+
+
+def profile_paths(study):
+    return [
+        f"{RESULTS}/profiles/{study}/{dataset}/{selection(v)}.json"
+        for dataset in study_dataset_names(study)
+        for v in variants(study)
+    ]
+
+
+def all_metrics(wildcards=None):
+    return [p for study in config["studies"] for p in run_paths(study, "metrics")]
+
+
+def all_targets(wildcards=None):
+    targets = all_metrics()
+    for study in config["studies"]:
+        targets += profile_paths(study)
+        targets.append(f"{RESULTS}/mlflow/{study}.synced.json")
+    return targets
+
+
+_check_datasets()
+_check_models()

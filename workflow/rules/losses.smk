@@ -1,0 +1,73 @@
+# One rule per loss. A rule named train_<name> adds the loss <name> to every study
+# (unless a study lists its losses): it trains on every dataset, model and fold, and its
+# runs are evaluated, synced to MLflow and tabulated like the others.
+#
+# To add a baseline, write one rule here, e.g.:
+#
+#   use rule train_template as train_gdice with:
+#       wildcard_constraints:
+#           loss="gdice",
+#       params:
+#           loss="monai.losses.GeneralizedDiceLoss",
+#           loss_kwargs={"sigmoid": True},
+#
+# `loss` is a name registered in calf.losses or an import path; `loss_kwargs` go to it.
+
+
+use rule train_template as train_bce with:
+    wildcard_constraints:
+        loss="bce",
+    params:
+        loss="bce",
+
+
+use rule train_template as train_dice with:
+    wildcard_constraints:
+        loss="dice",
+    params:
+        loss="dice",
+
+
+use rule train_template as train_iou with:
+    wildcard_constraints:
+        loss="iou",
+    params:
+        loss="iou",
+
+
+use rule train_template as train_tversky with:
+    wildcard_constraints:
+        loss="tversky",
+    params:
+        loss="tversky",
+
+
+use rule train_template as train_focal with:
+    wildcard_constraints:
+        loss="focal",
+    params:
+        loss="focal",
+
+
+use rule train_template as train_combo with:
+    wildcard_constraints:
+        loss="combo",
+    params:
+        loss="combo",
+
+
+# CALF as the authors' code runs it: S and K of every mini-batch
+use rule train_template as train_calf with:
+    wildcard_constraints:
+        loss="calf",
+    params:
+        loss="calf",
+        loss_kwargs={"scope": "batch", "area": "pixels"},
+
+
+use rule train_template as train_calf_region with:
+    wildcard_constraints:
+        loss="calf_region",
+    params:
+        loss="calf_region",
+        loss_kwargs={"grid": 4},

@@ -1,0 +1,37 @@
+# Patient-grouped folds per study and dataset, then the training slices of each fold.
+
+
+rule split_folds:
+    input:
+        study_stores,
+    output:
+        f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+    log:
+        f"{LOGS}/split/{{study}}/{{dataset}}.log",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        stores=store_args,
+        args=split_args,
+    shell:
+        "calf split folds {params.stores} {params.args} --out {output} > {log} 2>&1"
+
+
+rule split_select:
+    input:
+        stores=study_stores,
+        splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+    output:
+        f"{RESULTS}/splits/{{study}}/{{dataset}}/{{selection}}.csv",
+    log:
+        f"{LOGS}/split/{{study}}/{{dataset}}/{{selection}}.log",
+    wildcard_constraints:
+        selection=r"(ratio-[0-9.]+/)?fold[0-9]+",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        stores=store_args,
+        args=selection_args,
+    shell:
+        "calf split select {params.stores} --splits {input.splits} {params.args}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,35 @@
+# Training: one template rule; every loss is a rule derived from it in losses.smk.
+#
+# Only run.json is a declared output: Snakemake deletes the outputs of a failed job, and
+# the checkpoint and epochs.csv beside it must survive a preemption (exit 75) so that
+# the re-run resumes.
+
+
+rule train_template:
+    input:
+        stores=study_stores,
+        train=training_set,
+        profile=training_profile,
+    output:
+        f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}/run.json",
+    log:
+        f"{LOGS}/train/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.log",
+    benchmark:
+        f"{BENCH}/train/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.tsv"
+    wildcard_constraints:
+        loss="(?!)",
+        variant=VARIANT_RE,
+    conda:
+        "../envs/calf.yaml"
+    resources:
+        **gpu_resources(),
+    params:
+        loss=None,
+        loss_kwargs={},
+        stores=store_args,
+        model=model_args,
+        training=training_args,
+    shell:
+        "calf train {params.stores} --train-slices {input.train} --profile {input.profile}"
+        " {params.model} --loss {params.loss} --loss-kwargs {params.loss_kwargs:q}"
+        " {params.training} --out $(dirname {output}) > {log} 2>&1"
