@@ -2,7 +2,11 @@
 # evaluate -> (stats -> report) -> mlflow-sync. See README.md and config/README.md.
 
 
-configfile: "config/config.yaml"
+# the embedded demo, unless --configfile names another config (which then replaces it
+# rather than being merged into it)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -1,9 +1,13 @@
-"""``calf evaluate``: per-case metrics of a trained run on one fold's validation cases.
+"""``calf evaluate``: per-case metrics of trained runs on one fold's validation cases.
 
 ``calf evaluate --run RUN --store S [--store S2 ...] --splits splits_final.json --fold F
 --out X.csv [--conventions JSON] [--dataset NAME --model M --loss L --ratio R --seed N]
 [--batch-size 64] [--device auto] [--force]`` writes ``X.csv``, ``X.json``,
 ``X_slices.csv`` and ``X_overlays/`` (see ``calf.evaluate.pipeline``).
+
+``--run``, ``--out`` and ``--loss`` may be repeated, pairing the n-th of each, to evaluate
+several runs of the same fold in one process (the workflow evaluates all losses of a
+model and fold together: one start-up instead of one per run).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = CONVENTIONS_HELP
     parser.add_argument(
         "--run",
+        action="append",
         required=True,
         metavar="DIR",
-        help="finished training run (checkpoint.pt, run.json)",
+        help="finished training run (checkpoint.pt, run.json); repeat with --out for several",
     )
     parser.add_argument(
         "--store",
@@ -45,9 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
+        action="append",
         required=True,
         metavar="CSV",
-        help="per-case metrics CSV; X.json, X_slices.csv, X_overlays/ go beside it",
+        help="per-case metrics CSV; X.json, X_slices.csv, X_overlays/ go beside it "
+        "(one per --run)",
     )
     parser.add_argument(
         "--conventions",
@@ -64,7 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=None, help="model column (default: the checkpoint's model)"
     )
-    parser.add_argument("--loss", default=None, help="loss column (default: the checkpoint's loss)")
+    parser.add_argument(
+        "--loss",
+        action="append",
+        default=None,
+        help="loss column (default: the checkpoint's loss); one per --run when given",
+    )
     parser.add_argument(
         "--ratio", default=None, help="add a ratio column: 'natural' or a number in (0, 1)"
     )
@@ -87,27 +99,35 @@ def run(args: argparse.Namespace) -> int:
         except CalfError as err:
             raise CalfError(f"--ratio: {err}") from None
         ratio = "natural" if ratio is None else ratio
-    labels = Labels(args.dataset, args.model, args.loss, ratio, args.seed)
-    record = evaluate(
-        args.run,
-        args.store,
-        args.splits,
-        args.fold,
-        args.out,
-        args.conventions,
-        labels,
-        batch_size=args.batch_size,
-        device=args.device,
-        force=args.force,
-        progress=True,
-    )
-    summary = record["summary"]
-    mean, pooled = (
-        "n/a" if v is None else f"{v:.4f}"
-        for v in (summary["mean_dice"], summary["batch_pooled_dice_32"])
-    )
-    print(
-        f"calf evaluate: {record['counts']['volumes']} volumes of {record['counts']['cases']} "
-        f"cases, mean Dice {mean}, batch-pooled Dice {pooled} -> {args.out}"
-    )
+    losses = args.loss or [None] * len(args.run)
+    if not len(args.run) == len(args.out) == len(losses):
+        raise CalfError(
+            f"--run, --out and --loss pair up: got {len(args.run)} --run, {len(args.out)} "
+            f"--out and {len(args.loss or [])} --loss"
+        )
+    for run_dir, out, loss in zip(args.run, args.out, losses):
+        labels = Labels(args.dataset, args.model, loss, ratio, args.seed)
+        record = evaluate(
+            run_dir,
+            args.store,
+            args.splits,
+            args.fold,
+            out,
+            args.conventions,
+            labels,
+            batch_size=args.batch_size,
+            device=args.device,
+            force=args.force,
+            progress=True,
+        )
+        summary = record["summary"]
+        mean, pooled = (
+            "n/a" if v is None else f"{v:.4f}"
+            for v in (summary["mean_dice"], summary["batch_pooled_dice_32"])
+        )
+        print(
+            f"calf evaluate: {record['counts']['volumes']} volumes of "
+            f"{record['counts']['cases']} cases, mean Dice {mean}, batch-pooled Dice {pooled} "
+            f"-> {out}"
+        )
     return 0

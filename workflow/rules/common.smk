@@ -241,13 +241,39 @@ def training_args(wildcards):
     return " ".join(args)
 
 
+def evaluation_runs(wildcards):
+    """The training runs one evaluate job reads: every loss of a (study, dataset, model, fold)."""
+    return [
+        f"{RESULTS}/runs/{wildcards.study}/{wildcards.dataset}/{wildcards.model}/{loss}/{wildcards.variant}/run.json"
+        for loss in study_losses(wildcards.study)
+    ]
+
+
+def evaluation_outputs(study, suffix):
+    """One evaluate job's outputs of a kind (.csv, .json, _slices.csv, _overlays): one per loss."""
+    return [
+        f"{RESULTS}/metrics/{{study}}/{{dataset}}/{{model}}/{loss}/{{variant}}{suffix}"
+        for loss in study_losses(study)
+    ]
+
+
+def evaluation_pairs(wildcards):
+    """--run RUN --out CSV --loss NAME for each loss of the job."""
+    pairs = []
+    for loss in study_losses(wildcards.study):
+        run = f"{wildcards.study}/{wildcards.dataset}/{wildcards.model}/{loss}/{wildcards.variant}"
+        pairs.append(
+            f"--run {RESULTS}/runs/{run} --out {RESULTS}/metrics/{run}.csv --loss {loss}"
+        )
+    return " ".join(pairs)
+
+
 def evaluation_args(wildcards):
     v = parse_variant(wildcards.variant)
     args = [
         f"--fold {v['fold']}",
         f"--dataset {wildcards.dataset}",
         f"--model {wildcards.model}",
-        f"--loss {wildcards.loss}",
         f"--batch-size {config['evaluation']['batch_size']}",
         f"--device {config['training']['device']}",
     ]
@@ -330,3 +356,17 @@ def all_targets(wildcards=None):
 
 _check_datasets()
 _check_models()
+
+
+def _names(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    study=_names(config["studies"]),
+    dataset=_names(
+        set(config["datasets"])
+        | {s["pool"] for s in config["studies"].values() if s["pool"]}
+    ),
+    model=_names(config["models"]),
+    selection=r"(ratio-[0-9.]+/)?fold[0-9]+",

@@ -1,31 +1,37 @@
-# Per-case metrics of every trained model on its fold's validation cases.
+# Per-case metrics of every trained model on its fold's validation cases. One job
+# evaluates every loss of a (study, dataset, model, fold): one process start-up, one
+# model import, instead of one per run. Rules are made per study, as studies differ in
+# their losses.
 
+for study in config["studies"]:
 
-rule evaluate:
-    input:
-        run=f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}/run.json",
-        stores=study_stores,
-        splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
-    output:
-        csv=f"{RESULTS}/metrics/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.csv",
-        json=f"{RESULTS}/metrics/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.json",
-        slices=f"{RESULTS}/metrics/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}_slices.csv",
-        overlays=directory(
-            f"{RESULTS}/metrics/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}_overlays"
-        ),
-    log:
-        f"{LOGS}/evaluate/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.tsv"
-    wildcard_constraints:
-        variant=VARIANT_RE,
-    conda:
-        "../envs/calf.yaml"
-    resources:
-        **gpu_resources(),
-    params:
-        stores=store_args,
-        args=evaluation_args,
-    shell:
-        "calf evaluate --run $(dirname {input.run}) {params.stores} --splits {input.splits}"
-        " {params.args} --out {output.csv} > {log} 2>&1"
+    rule:
+        name:
+            f"evaluate_{study}"
+        input:
+            runs=evaluation_runs,
+            stores=study_stores,
+            splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+        output:
+            csv=evaluation_outputs(study, ".csv"),
+            json=evaluation_outputs(study, ".json"),
+            slices=evaluation_outputs(study, "_slices.csv"),
+            overlays=[directory(p) for p in evaluation_outputs(study, "_overlays")],
+        log:
+            f"{LOGS}/evaluate/{{study}}/{{dataset}}/{{model}}/{{variant}}.log",
+        benchmark:
+            f"{BENCH}/evaluate/{{study}}/{{dataset}}/{{model}}/{{variant}}.tsv"
+        wildcard_constraints:
+            study=re.escape(study),
+            variant=VARIANT_RE,
+        conda:
+            "../envs/calf.yaml"
+        resources:
+            **gpu_resources(),
+        params:
+            stores=store_args,
+            pairs=evaluation_pairs,
+            args=evaluation_args,
+        shell:
+            "calf evaluate {params.pairs} {params.stores} --splits {input.splits}"
+            " {params.args} > {log} 2>&1"
