@@ -147,3 +147,56 @@ def test_a_loss_is_one_new_rule(tmp_path):
         assert set(metrics["loss"]) == {"gdice"} and len(metrics) == 2  # 2 val cases x flair
     synced = json.loads((results / "mlflow/t.synced.json").read_text())
     assert synced  # the stamp names what was synced
+
+
+def test_a_preempted_training_job_resumes_when_the_workflow_reruns(tmp_path):
+    """What SLURM does before preemption or time-out (SIGTERM), through Snakemake: the job
+    fails with exit 75, its checkpoint survives, and the re-run resumes and completes."""
+    import os
+    import signal
+
+    from workflow_helpers import env
+
+    work = copy_workflow(tmp_path / "wf")
+    config = tiny_config(t={"datasets": ["tiny"], "folds": 2, "models": ["unet"],
+                            "losses": ["bce"]})
+    config["training"]["epochs"] = 3
+    write_config(work / "config/config.yaml", config)
+    run_dir = work / "results/runs/t/tiny/unet/bce/fold0"
+    target = "results/runs/t/tiny/unet/bce/fold0/train.done"
+
+    slow = env() | {"CALF_TRAIN_STEP_DELAY": "0.4"}
+    job = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", target], cwd=work,
+                           env=slow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # wait for the first finished epoch
+            epochs = run_dir / "epochs.csv"
+            if epochs.is_file() and len(epochs.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("training never finished an epoch")
+        trainers = subprocess.run(
+            ["pgrep", "-f", "calf train .*--out .*results/runs/t/tiny/unet/bce/fold0"],
+            capture_output=True, text=True,
+        ).stdout.split()
+        assert trainers, "no calf train process found"
+        for pid in trainers:
+            os.kill(int(pid), signal.SIGTERM)
+        assert job.wait(timeout=120) != 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    assert (run_dir / "checkpoint.pt").is_file()
+    assert not (run_dir / "train.done").exists()
+
+    rerun = snakemake("--cores", "1", target, cwd=work)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "complete" and record["epochs_completed"] == 3
+    assert len((run_dir / "epochs.csv").read_text().splitlines()) == 4
+    assert (run_dir / "train.done").is_file()

@@ -244,7 +244,7 @@ def training_args(wildcards):
 def evaluation_runs(wildcards):
     """The training runs one evaluate job reads: every loss of a (study, dataset, model, fold)."""
     return [
-        f"{RESULTS}/runs/{wildcards.study}/{wildcards.dataset}/{wildcards.model}/{loss}/{wildcards.variant}/run.json"
+        f"{RESULTS}/runs/{wildcards.study}/{wildcards.dataset}/{wildcards.model}/{loss}/{wildcards.variant}/train.done"
         for loss in study_losses(wildcards.study)
     ]
 
@@ -328,7 +328,7 @@ def run_paths(study, kind):
                 for variant in variants(study):
                     base = f"{study}/{dataset}/{model}/{loss}/{variant}"
                     if kind == "runs":
-                        out.append(f"{RESULTS}/runs/{base}/run.json")
+                        out.append(f"{RESULTS}/runs/{base}/train.done")
                     else:
                         out.append(f"{RESULTS}/metrics/{base}.csv")
     return out

@@ -1,8 +1,9 @@
 # Training: one template rule; every loss is a rule derived from it in losses.smk.
 #
-# Only run.json is a declared output: Snakemake deletes the outputs of a failed job, and
-# the checkpoint and epochs.csv beside it must survive a preemption (exit 75) so that
-# the re-run resumes.
+# The declared output is a marker that Snakemake touches once `calf train` succeeded.
+# Snakemake deletes the outputs of a failed job; the run's own files (run.json,
+# checkpoint.pt, epochs.csv) are not outputs, so they survive a preemption (exit 75) and
+# the re-run resumes from the checkpoint.
 
 
 rule train_template:
@@ -11,7 +12,9 @@ rule train_template:
         train=training_set,
         profile=training_profile,
     output:
-        f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}/run.json",
+        touch(
+            f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}/train.done"
+        ),
     log:
         f"{LOGS}/train/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.log",
     benchmark:
