@@ -49,6 +49,21 @@ from calf.train.loop import choose_device, determinism, seed_everything
 MODELS = ("unet", "deeplabv3", "fpn")
 
 
+def train_step(model, loss_fn, optimizer, scaler, amp, device, x, y) -> None:
+    """One optimisation step as calf train takes it (autocast forward, float32 loss)."""
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        logits = model(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def synthetic_batch(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -82,17 +97,7 @@ def step_throughput(name: str, width: float, size: int, batch: int, steps: int,
         x = x.contiguous(memory_format=torch.channels_last)
 
     def one() -> None:
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            logits = model(x)
-        loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        train_step(model, loss_fn, optimizer, scaler, amp, device, x, y)
 
     one()
     sync(device)
@@ -163,17 +168,7 @@ def bare_loop(config: TrainConfig) -> list[float]:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    logits = model(x)
-                loss = loss_fn(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                train_step(model, loss_fn, optimizer, scaler, amp, device, x, y)
             sync(device)
             stamps.append(time.perf_counter())
     return stamps + stamps[-1:]
