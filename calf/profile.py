@@ -61,7 +61,8 @@ def select_rows(stores: Sequence["SliceStore"], train_slices: str | Path | None)
 
     path = Path(train_slices)
     try:
-        table = pd.read_csv(path)
+        # every cell as text: case IDs such as "001" must not turn into numbers
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError as err:
         raise CalfError(f"{path}: training-set file not found") from err
     except (OSError, ValueError) as err:

@@ -27,8 +27,8 @@ ALPHA = [0, 0, 0, 2, 3, 4, 10, 0]
 BETA = [0, 5, 5, 0, 0, 0, 1, 0]
 
 
-def _store(root: Path, dataset: str, sides: list[int]) -> Path:
-    folder = root / dataset / "c1"
+def _store(root: Path, dataset: str, sides: list[int], case_id: str = "c1") -> Path:
+    folder = root / dataset / case_id
     folder.mkdir(parents=True)
     shape = (16, 16, len(sides))
     seg = np.zeros(shape, dtype=np.uint8)
@@ -42,7 +42,7 @@ def _store(root: Path, dataset: str, sides: list[int]) -> Path:
         nib.save(
             nib.Nifti1Image(rng.normal(size=shape).astype(np.float32), np.eye(4)), images[modality]
         )
-    case = Case(dataset, "c1", "p1", images, folder / "seg.nii.gz")
+    case = Case(dataset, case_id, "p1", images, folder / "seg.nii.gz")
     out = root / f"{dataset}-store"
     # the training size equals the volume's, nearest: the stored areas are side ** 2
     preprocess([case], out, PreprocessSettings(size=16, mask_resize="nearest"), progress=False)
@@ -102,6 +102,16 @@ def test_training_set_csv_pooled(stores, tmp_path):
     assert record["kurtosis"] == pytest.approx(k, rel=1e-12)
     assert record["branch"] == select_branch(s, k)
     assert record["train_slices"] == str(csv)
+
+
+def test_numeric_looking_case_ids_match_the_store(tmp_path):
+    # the folder adapter names cases like "001": the CSV's case_id must stay text
+    store = _store(tmp_path, "folder", ALPHA, case_id="001")
+    index = SliceStore(store).index
+    csv = tmp_path / "train.csv"
+    index.iloc[[1, 2]].assign(row=[1, 2]).to_csv(csv, index=False)
+    record = profile([store], tmp_path / "p.json", train_slices=csv)
+    assert record["n_slices"] == 2
 
 
 def test_undefined_statistics_are_null(stores, tmp_path):
