@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   install into .venv, then run the whole benchmark workflow on the embedded
-#               synthetic cohorts (config/config.yaml): snakemake --cores all
+#               synthetic cohorts (config/config.yaml): snakemake --cores all, then
+#               snakemake --report results/report.html
 #   make test   install into .venv (with the test extras), then run the test suite
 #
 # torch is installed first and on its own, so that nothing pulls a multi-GB CUDA build
@@ -27,6 +28,7 @@ install: $(VENV)/.installed
 # the workflow's jobs run the venv's `calf`: its bin folder goes first on PATH
 demo: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --cores all $(SNAKEMAKE_ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest

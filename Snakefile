@@ -1,5 +1,5 @@
 # The CALF benchmark: synth/download -> preprocess -> split -> profile -> train ->
-# evaluate -> (stats -> report) -> mlflow-sync. See README.md and config/README.md.
+# evaluate -> stats -> report -> mlflow-sync. See README.md and config/README.md.
 
 
 # the embedded demo, unless --configfile names another config (which then replaces it
@@ -17,6 +17,7 @@ include: "workflow/rules/profile.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/losses.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -6,7 +6,8 @@ slice of the given stores. Areas come straight from the store index (``pixels``:
 pixels at training size, no image decoding) or from the authors' OpenCV polygon areas of
 the stored masks (``contour``). ``n_tumour_slices`` counts slices with any tumour pixel in
 both cases. Undefined statistics (all areas equal) are written as JSON ``null`` and select
-``bce_dice``.
+``bce_dice``. The record carries the areas' histogram (``HISTOGRAM_BINS`` bins over
+``[0, max area]``) so that the report can draw every fold's distribution from the JSONs alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 # columns of a training-set CSV that, when present, must agree with the store index
 _CHECKED_COLUMNS = ("case_id", "modality", "slice", "area")
 _CONTOUR_CHUNK = 1024  # masks per OpenCV pass: bounds memory on large stores
+HISTOGRAM_BINS = 50
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,18 @@ def gather_areas(selections: Sequence[Selection], area: str) -> tuple["np.ndarra
     return chosen, pixel_areas
 
 
+def area_histogram(areas: "np.ndarray") -> dict[str, list]:
+    """``{"edges": [51 floats], "counts": [50 ints]}``: equal bins over ``[0, max area]``.
+
+    The range is at least ``[0, 1]`` so that a training set without tumour still has bins.
+    """
+    import numpy as np
+
+    top = float(areas.max()) if areas.size else 0.0
+    counts, edges = np.histogram(areas, bins=HISTOGRAM_BINS, range=(0.0, max(top, 1.0)))
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
 def build_profile(
     areas: "np.ndarray", pixel_areas: "np.ndarray", area: str, context: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -166,6 +180,7 @@ def build_profile(
         "kurtosis": number(stats.kurtosis),
         "branch": select_branch(stats.skewness, stats.kurtosis),
         "area_definition": area,
+        "histogram": area_histogram(areas),
     }
     record.update({k: v for k, v in (context or {}).items() if v is not None})
     return record
@@ -175,17 +190,16 @@ def _fmt(x: float | None) -> str:
     return "undefined" if x is None else f"{x:.3f}"
 
 
-def render_histogram(areas: "np.ndarray", record: dict[str, Any], path: Path) -> None:
-    """Histogram of the areas (log count axis) with S, K and the branch written on it."""
+def render_histogram(record: dict[str, Any], path: Path) -> None:
+    """The record's histogram (log count axis) with S, K and the branch written on it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
     FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
     ax = fig.add_subplot()
-    top = float(areas.max()) if areas.size else 0.0
-    bins = 50 if top > 0 else 1
-    ax.hist(areas, bins=bins, range=(0.0, max(top, 1.0)), color="#4477aa", edgecolor="white")
+    histogram = record["histogram"]
+    ax.stairs(histogram["counts"], histogram["edges"], fill=True, color="#4477aa")
     ax.set_yscale("log")
     unit = "pixels" if record["area_definition"] == "pixels" else "contour area, pixels"
     ax.set_xlabel(f"tumour area per slice ({unit})")
@@ -216,7 +230,7 @@ def _temp_next_to(path: Path) -> Path:
 
 
 def write_outputs(
-    record: dict[str, Any], out: str | Path, areas: "np.ndarray", figure: str | Path | None = None
+    record: dict[str, Any], out: str | Path, figure: str | Path | None = None
 ) -> None:
     """Write the JSON (and the figure) atomically: temp files beside them, then rename."""
     targets = [(Path(out), "json")] + ([(Path(figure), "png")] if figure is not None else [])
@@ -231,7 +245,7 @@ def write_outputs(
             if kind == "json":
                 tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
             else:
-                render_histogram(areas, record, tmp)
+                render_histogram(record, tmp)
         for (target, _), tmp in zip(targets, temps):
             os.replace(tmp, target)
     finally:
@@ -259,5 +273,5 @@ def profile(
     full_context["stores"] = [str(s.path) for s in opened]
     full_context["train_slices"] = None if train_slices is None else str(train_slices)
     record = build_profile(areas, pixel_areas, area, full_context)
-    write_outputs(record, out, areas, figure)
+    write_outputs(record, out, figure)
     return record

@@ -84,6 +84,32 @@ def test_all_slices_of_one_store(stores, tmp_path, area, per_side):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "p.json"]
 
 
+@pytest.mark.parametrize(
+    "area, per_side", [("pixels", lambda k: k * k), ("contour", lambda k: (k - 1) ** 2 if k else 0)]
+)
+def test_histogram_of_the_areas(stores, tmp_path, area, per_side):
+    record = profile([stores["alpha"]], tmp_path / "p.json", area=area)
+    areas = np.array([per_side(k) for k in ALPHA] * 2, dtype=float)
+    histogram = record["histogram"]
+    assert len(histogram["edges"]) == 51 and len(histogram["counts"]) == 50
+    assert sum(histogram["counts"]) == record["n_slices"] == 16
+    counts, edges = np.histogram(areas, bins=50, range=(0.0, areas.max()))
+    assert histogram["counts"] == counts.tolist()
+    np.testing.assert_allclose(histogram["edges"], edges, rtol=0, atol=1e-12)
+    assert histogram["edges"][0] == 0 and histogram["edges"][-1] == areas.max()
+    if area == "pixels":  # by hand: bins of width 2; areas 0 (x4), 4, 9, 16, 100, each twice
+        expected = [0] * 50
+        expected[0], expected[2], expected[4], expected[8], expected[49] = 8, 2, 2, 2, 2
+        assert histogram["counts"] == expected
+    assert json.loads((tmp_path / "p.json").read_text())["histogram"] == histogram
+
+
+def test_histogram_without_tumour(stores, tmp_path):
+    histogram = profile([stores["empty"]], tmp_path / "p.json")["histogram"]
+    assert histogram["edges"][0] == 0 and histogram["edges"][-1] == 1
+    assert histogram["counts"][0] == 6 and sum(histogram["counts"]) == 6
+
+
 def test_training_set_csv_pooled(stores, tmp_path):
     alpha, beta = SliceStore(stores["alpha"]), SliceStore(stores["beta"])
     picks = {"alpha": [0, 3, 4, 5, 6, 11, 14], "beta": [1, 2, 9, 6, 3]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -200,3 +201,54 @@ def test_a_preempted_training_job_resumes_when_the_workflow_reruns(tmp_path):
     assert record["status"] == "complete" and record["epochs_completed"] == 3
     assert len((run_dir / "epochs.csv").read_text().splitlines()) == 4
     assert (run_dir / "train.done").is_file()
+
+
+@pytest.mark.slow
+def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_path):
+    """A tiny study of three losses and a pooled holdout study, through `snakemake` and
+    `snakemake --report`: every table and figure exists, is in the HTML report, and the
+    README's links resolve."""
+    work = copy_workflow(tmp_path / "wf")
+    config = tiny_config(
+        t={"datasets": ["tiny"], "folds": 2, "models": ["unet"],
+           "losses": ["bce", "dice", "calf"]},
+        p={"datasets": ["tiny"], "pool": "pool", "holdout": 0.25, "models": ["unet"],
+           "losses": ["bce", "calf"]},
+    )
+    config["stats"] = {"resamples": 200}
+    write_config(work / "config/config.yaml", config)
+    run = snakemake("--cores", "2", cwd=work, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = work / "results"
+
+    paired = pd.read_csv(results / "stats/t/paired.csv")
+    assert set(paired["baseline"]) == {"bce", "dice"} and set(paired["calf_loss"]) == {"calf"}
+    assert set(paired["metric"]) == {"dice", "hd95"}
+    assert (paired["n_pairs"] == 4).all()  # 4 cases x flair, matched across the losses
+    assert len(pd.read_csv(results / "stats/t/friedman.csv")) == 2
+    summary = pd.read_csv(results / "report/t/summary.csv")
+    assert set(summary["loss"]) == {"bce", "dice", "calf"}
+    paper = pd.read_csv(results / "report/paper_vs_suite.csv")
+    ran = paper[paper["status"] == "run"]
+    # the pooled holdout study is the authors' protocol: U-Net BCE and CALF are filled in
+    assert set(zip(ran["model"], ran["loss"])) == {("unet", "bce"), ("unet", "calf")}
+    assert (paper["status"] == "not run").sum() == len(paper) - 2
+
+    readme = (results / "report/README.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", readme)
+    assert links and all((results / "report" / link).is_file() for link in links)
+    for study, datasets in (("t", ["tiny"]), ("p", ["pool"])):
+        names = ["dice", "critical_difference", "imbalance", "branches"]
+        for name in names + [f"overlays_{d}" for d in datasets]:
+            for ext in ("png", "svg"):
+                assert (results / f"report/{study}/figures/{name}.{ext}").stat().st_size > 0
+            assert f"{study}/figures/{name}.png" in readme
+
+    report = snakemake("--report", "report.html", cwd=work)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    html = (work / "report.html").read_text()
+    for name in ("paired.csv", "friedman.csv", "summary.html", "paper_vs_suite.html",
+                 "critical_difference.png", "imbalance.png", "branches.png",
+                 "overlays_tiny.png", "overlays_pool.png"):
+        assert name in html, name
+    assert "Paired tests of study" in html  # a caption

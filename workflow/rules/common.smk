@@ -185,6 +185,7 @@ def _check_studies():
         if s["pool"] and s["pool"] in config["datasets"]:
             _fail(f"{key}.pool", f"{s['pool']!r} is also a dataset name; pick another")
         study_losses(study)
+    _check_stats()
 
 
 def _check_models():
@@ -317,6 +318,105 @@ def tracking_uri():
     )
 
 
+# ---------------------------------------------------------------- statistics, report
+def study_calf_losses(study):
+    """The configured CALF losses (stats.calf_losses) that a study trains; may be none,
+    and then the study has no paired tests, only the Friedman test across its losses."""
+    return [
+        loss for loss in config["stats"]["calf_losses"] if loss in study_losses(study)
+    ]
+
+
+def _check_stats():
+    defined = sorted(loss_rules())
+    for loss in config["stats"]["calf_losses"]:
+        if loss not in defined:
+            _fail(
+                "stats.calf_losses",
+                f"unknown loss {loss!r}; defined in workflow/rules/losses.smk: {', '.join(defined)}",
+            )
+
+
+def stats_args(wildcards):
+    st = config["stats"]
+    calf = study_calf_losses(wildcards.study)
+    args = [f"--calf-loss {loss}" for loss in calf] if calf else ["--no-paired"]
+    args += [f"--metric {m}" for m in st["metrics"]]
+    args += [f"--friedman-metric {m}" for m in st["friedman_metrics"]]
+    args += [
+        f"--alpha {st['alpha']}",
+        f"--family {st['family']}",
+        f"--missing {st['missing']}",
+        f"--zero-method {st['zero_method']}",
+        f"--resamples {st['resamples']}",
+        f"--seed {st['seed']}",
+    ]
+    return " ".join(args)
+
+
+def table_args(wildcards):
+    calf = " ".join(
+        f"--calf-loss {loss}" for loss in study_calf_losses(wildcards.study)
+    )
+    return f"{calf} --alpha {config['stats']['alpha']}"
+
+
+def pooled_studies():
+    """Studies run under the authors' protocol: pooled datasets, one holdout split."""
+    return [s for s, c in config["studies"].items() if c["pool"] and c["holdout"]]
+
+
+def pooled_metrics(wildcards=None):
+    return [p for study in pooled_studies() for p in run_paths(study, "metrics")]
+
+
+FIGURES = ("dice", "critical_difference", "imbalance", "branches")
+
+
+def figure_names(study):
+    """A study's figures: one per kind, and one overlay grid per dataset."""
+    return list(FIGURES) + [f"overlays_{d}" for d in study_dataset_names(study)]
+
+
+def figure_outputs(study, suffix):
+    return [
+        f"{RESULTS}/report/{study}/figures/{n}{suffix}" for n in figure_names(study)
+    ]
+
+
+def figure_report_outputs(study):
+    """Named outputs of a study's figure job: each PNG in the report, with its caption."""
+    outputs = {}
+    for name in figure_names(study):
+        base = f"{RESULTS}/report/{{study}}/figures/{name}"
+        caption = "overlays" if name.startswith("overlays_") else name
+        outputs[f"{name}_png"] = report(
+            f"{base}.png",
+            caption=f"../report/{caption}.rst",
+            category="Figures",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": name.replace("_", " ")},
+        )
+        outputs[f"{name}_svg"] = f"{base}.svg"
+    return outputs
+
+
+def readme_study_args():
+    return " ".join(
+        f"--study {s}:{','.join(study_dataset_names(s))}" for s in config["studies"]
+    )
+
+
+def report_files(wildcards=None):
+    """What results/report/README.md links: every table and figure of every study."""
+    files = [f"{RESULTS}/report/paper_vs_suite.md"]
+    for study in config["studies"]:
+        files.append(f"{RESULTS}/report/{study}/summary.md")
+        files.append(f"{RESULTS}/stats/{study}/stats.json")
+        files += figure_outputs(study, ".png")
+    return files
+
+
 # ---------------------------------------------------------------- targets
 def run_paths(study, kind):
     """Every training output ('runs') or per-case metrics file ('metrics') of a study."""
@@ -351,6 +451,7 @@ def all_targets(wildcards=None):
     for study in config["studies"]:
         targets += profile_paths(study)
         targets.append(f"{RESULTS}/mlflow/{study}.synced.json")
+    targets.append(f"{RESULTS}/report/README.md")
     return targets
 
 

@@ -1,8 +1,123 @@
-# The end of the benchmark: MLflow (statistics, tables and the report join here).
+# The end of the benchmark: comparison tables, figures, results/report/README.md (calf
+# report) and the MLflow import. `snakemake --report results/report.html` gathers every
+# output marked report() below and in stats.smk, with its caption from workflow/report/.
+
+
+report: "../report/workflow.rst"
 
 
 localrules:
+    report_tables,
+    report_paper,
+    report_figures,
+    report_readme,
     mlflow_sync,
+
+
+rule report_tables:
+    input:
+        metrics=lambda wildcards: run_paths(wildcards.study, "metrics"),
+        paired=f"{RESULTS}/stats/{{study}}/paired.csv",
+    output:
+        html=report(
+            f"{RESULTS}/report/{{study}}/summary.html",
+            caption="../report/summary.rst",
+            category="Tables",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "metrics per loss"},
+        ),
+        csv=f"{RESULTS}/report/{{study}}/summary.csv",
+        md=f"{RESULTS}/report/{{study}}/summary.md",
+        tex=f"{RESULTS}/report/{{study}}/summary.tex",
+    log:
+        f"{LOGS}/report/{{study}}_tables.log",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        root=f"{RESULTS}/metrics",
+        prefix=lambda wildcards: f"{RESULTS}/report/{wildcards.study}/summary",
+        args=table_args,
+    shell:
+        "calf report tables --metrics-root {params.root} --study {wildcards.study}"
+        " --paired {input.paired} --out-prefix {params.prefix} {params.args}"
+        " {input.metrics} > {log} 2>&1"
+
+
+rule report_paper:
+    input:
+        metrics=pooled_metrics,
+    output:
+        html=report(
+            f"{RESULTS}/report/paper_vs_suite.html",
+            caption="../report/paper.rst",
+            category="Tables",
+            subcategory="paper vs suite",
+            labels={"study": "all", "table": "paper vs suite"},
+        ),
+        csv=f"{RESULTS}/report/paper_vs_suite.csv",
+        md=f"{RESULTS}/report/paper_vs_suite.md",
+        tex=f"{RESULTS}/report/paper_vs_suite.tex",
+    log:
+        f"{LOGS}/report/paper_vs_suite.log",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        root=f"{RESULTS}/metrics",
+        prefix=lambda wildcards, output: output.csv.removesuffix(".csv"),
+    shell:
+        "calf report paper --metrics-root {params.root} --out-prefix {params.prefix}"
+        " {input.metrics} > {log} 2>&1"
+
+
+for study in config["studies"]:
+
+    rule:
+        name:
+            f"report_figures_{study}"
+        input:
+            metrics=run_paths(study, "metrics"),
+            runs=run_paths(study, "runs"),
+            profiles=profile_paths(study),
+            stats=f"{RESULTS}/stats/{study}/stats.json",
+        output:
+            **figure_report_outputs(study),
+        log:
+            f"{LOGS}/report/{{study}}_figures.log",
+        wildcard_constraints:
+            study=re.escape(study),
+        localrule: True
+        conda:
+            "../envs/calf.yaml"
+        params:
+            root=lambda wildcards: f"{RESULTS}/metrics",
+            runs=lambda wildcards: f"{RESULTS}/runs",
+            stats=lambda wildcards, input: Path(input.stats).parent,
+            out=lambda wildcards, output: Path(output.dice_png).parent,
+            profiles=lambda wildcards, input: " ".join(
+                f"--profile {p}" for p in input.profiles
+            ),
+        shell:
+            "calf report figures --metrics-root {params.root} --study {wildcards.study}"
+            " --runs-root {params.runs} --stats-dir {params.stats} {params.profiles}"
+            " --out-dir {params.out} {input.metrics} > {log} 2>&1"
+
+
+rule report_readme:
+    input:
+        report_files,
+    output:
+        f"{RESULTS}/report/README.md",
+    log:
+        f"{LOGS}/report/readme.log",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        report=lambda wildcards, output: Path(output[0]).parent,
+        stats=f"{RESULTS}/stats",
+        studies=readme_study_args(),
+    shell:
+        "calf report readme --report-dir {params.report} --stats-root {params.stats}"
+        " {params.studies} --out {output} > {log} 2>&1"
 
 
 rule mlflow_sync:

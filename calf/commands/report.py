@@ -1,0 +1,204 @@
+"""``calf report``: comparison tables, figures and the report's README.
+
+Four actions, each reading the per-case metric CSVs it is given (paths under
+``--metrics-root``, laid out as the evaluate step writes them):
+
+- ``tables``: a study's metrics per loss, CSV/Markdown/LaTeX/HTML, with significance markers
+  from ``calf stats``'s paired.csv;
+- ``paper``: the authors' numbers beside the suite's batch-pooled Dice of pooled-protocol runs;
+- ``figures``: a study's figures (Dice, critical difference, imbalance, branch shares,
+  overlays), PNG and SVG;
+- ``readme``: ``results/report/README.md`` linking them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+from calf.errors import CalfError
+
+
+def _metrics_arguments(parser: argparse.ArgumentParser, study: bool = True) -> None:
+    parser.add_argument("--metrics-root", required=True, help="root of the per-case CSVs (results/metrics)")
+    if study:
+        parser.add_argument("--study", required=True, help="the study the CSVs belong to")
+    parser.add_argument("metrics", nargs="*", metavar="CSV", help="per-case metrics files")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    tables = actions.add_parser("tables", help="a study's metrics per loss (CSV, Markdown, LaTeX, HTML)")
+    _metrics_arguments(tables)
+    tables.add_argument("--paired", default=None, help="paired.csv of calf stats (significance markers)")
+    tables.add_argument("--out-prefix", required=True, help="writes PREFIX.csv, .md, .tex, .html")
+    tables.add_argument("--calf-loss", action="append", default=None,
+                        help="a CALF loss whose significant differences are marked (repeatable)")
+    tables.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+
+    paper = actions.add_parser("paper", help="the authors' numbers beside the suite's")
+    _metrics_arguments(paper, study=False)
+    paper.add_argument("--out-prefix", required=True, help="writes PREFIX.csv, .md, .tex, .html")
+
+    figures = actions.add_parser("figures", help="a study's figures (PNG and SVG)")
+    _metrics_arguments(figures)
+    figures.add_argument("--runs-root", required=True, help="root of the training runs (results/runs)")
+    figures.add_argument("--stats-dir", required=True, help="the study's calf stats output folder")
+    figures.add_argument("--profile", action="append", default=[], metavar="JSON",
+                         help="a training set's imbalance profile (repeatable)")
+    figures.add_argument("--out-dir", required=True, help="folder for the figures")
+
+    readme = actions.add_parser("readme", help="results/report/README.md linking every table and figure")
+    readme.add_argument("--report-dir", required=True, help="the report folder (results/report)")
+    readme.add_argument("--stats-root", required=True, help="root of calf stats outputs (results/stats)")
+    readme.add_argument("--study", action="append", required=True, metavar="STUDY[:DATASET,...]",
+                        help="a study and its dataset names (overlay grids), e.g. demo:sparse,bulky")
+    readme.add_argument("--out", required=True, help="the README to write")
+
+
+def _cases(args: argparse.Namespace):
+    from calf.stats.collect import load_case_metrics
+
+    cases = load_case_metrics(args.metrics, args.metrics_root)
+    others = sorted(set(cases["study"]) - {args.study})
+    if others:
+        raise CalfError(f"--study {args.study}: metrics files of study {others[0]!r} given")
+    return cases
+
+
+def _tables(args: argparse.Namespace) -> list[Path]:
+    import pandas as pd
+
+    from calf.report.tables import write_summary_tables
+
+    paired = None
+    if args.paired:
+        if not Path(args.paired).is_file():
+            raise CalfError(f"--paired {args.paired}: no such file")
+        paired = pd.read_csv(args.paired, dtype={"ratio": str})
+    calf_losses = args.calf_loss or ["calf", "calf_region"]
+    return write_summary_tables(_cases(args), paired, Path(args.out_prefix),
+                                calf_losses=calf_losses, alpha=args.alpha)
+
+
+def pooled_runs(metrics: list[str], root: str):
+    """study, model, loss, ratio, seed, batch_pooled_dice of each run (its companion JSON)."""
+    import pandas as pd
+
+    from calf.stats.collect import parse_metrics_path
+
+    rows = []
+    for path in metrics:
+        ident = parse_metrics_path(path, root)
+        companion = Path(path).with_suffix(".json")
+        try:
+            summary = json.loads(companion.read_text())["summary"]
+            value = summary["batch_pooled_dice_32"]
+        except FileNotFoundError:
+            raise CalfError(f"{companion}: no such file (the companion JSON of {path})") from None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CalfError(f"{companion}: no summary.batch_pooled_dice_32") from None
+        rows.append({k: ident[k] for k in ("study", "model", "loss", "ratio", "seed")}
+                    | {"batch_pooled_dice": float("nan") if value is None else float(value)})
+    columns = ["study", "model", "loss", "ratio", "seed", "batch_pooled_dice"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _paper(args: argparse.Namespace) -> list[Path]:
+    from calf.report.tables import write_paper_table
+
+    return write_paper_table(pooled_runs(args.metrics, args.metrics_root), Path(args.out_prefix))
+
+
+def _read_stats(stats_dir: Path):
+    import pandas as pd
+
+    frames = {}
+    for name in ("ranks", "nemenyi", "friedman"):
+        path = stats_dir / f"{name}.csv"
+        if not path.is_file():
+            raise CalfError(f"{path}: no such file (run calf stats first)")
+        frames[name] = pd.read_csv(path, dtype={"ratio": str})
+    return frames
+
+
+def _profiles(paths: list[str]) -> list[dict]:
+    profiles = []
+    for path in paths:
+        try:
+            profiles.append(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise CalfError(f"--profile {path}: no such file") from None
+        except json.JSONDecodeError as err:
+            raise CalfError(f"--profile {path}: not JSON ({err.msg})") from None
+    return profiles
+
+
+def _figures(args: argparse.Namespace) -> list[Path]:
+    from calf.report.figures import (
+        plot_branch_shares,
+        plot_critical_difference,
+        plot_dice,
+        plot_imbalance,
+        plot_overlays,
+    )
+    from calf.stats.collect import parse_metrics_path
+
+    cases = _cases(args)
+    stats = _read_stats(Path(args.stats_dir))
+    profiles = _profiles(args.profile)
+    run_dirs = []
+    for path in args.metrics:
+        parse_metrics_path(path, args.metrics_root)
+        rel = Path(path).resolve().relative_to(Path(args.metrics_root).resolve())
+        run_dirs.append(Path(args.runs_root) / rel.with_suffix(""))
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CalfError(f"--out-dir {out_dir}: not a folder")
+    # every figure goes into a temporary folder first: a failure leaves nothing half-written
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        written = [
+            *plot_dice(cases, tmp / "dice"),
+            *plot_critical_difference(stats["ranks"], stats["nemenyi"], stats["friedman"],
+                                      tmp / "critical_difference"),
+            *plot_imbalance(profiles, tmp / "imbalance"),
+            *plot_branch_shares(run_dirs, tmp / "branches", runs_root=args.runs_root),
+            *plot_overlays(args.metrics, tmp, metrics_root=args.metrics_root),
+        ]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        final = []
+        for path in written:
+            target = out_dir / Path(path).name
+            os.replace(path, target)
+            final.append(target)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _readme(args: argparse.Namespace) -> list[Path]:
+    from calf.report.readme import write_readme
+
+    studies = {}
+    for item in args.study:
+        name, _, datasets = item.partition(":")
+        if not name:
+            raise CalfError(f"--study {item!r}: expected STUDY[:DATASET,...]")
+        studies[name] = [d for d in datasets.split(",") if d]
+    return [write_readme(args.report_dir, args.stats_root, studies, args.out)]
+
+
+def run(args: argparse.Namespace) -> int:
+    action = {"tables": _tables, "paper": _paper, "figures": _figures, "readme": _readme}[args.action]
+    if args.action in ("tables", "figures") and not args.metrics:
+        raise CalfError("no per-case metrics files given")
+    written = action(args)
+    print(f"calf report {args.action}: wrote {len(written)} file(s)"
+          + (f", e.g. {written[0]}" if written else ""))
+    return 0

@@ -1,0 +1,99 @@
+"""``calf stats``: a study's paired tests, Friedman test, ranks and Nemenyi post-hoc test.
+
+``calf stats --metrics-root DIR --study NAME --out-dir DIR [--calf-loss L ...]
+[--metric M ...] [--friedman-metric M ...] [--alpha A] [--family group|study]
+[--missing error|drop] [--zero-method wilcox|pratt|zsplit] [--resamples N] [--seed S]
+METRICS_CSV...`` writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``, ``nemenyi.csv``
+and ``stats.json`` into ``--out-dir`` (see ``calf.stats.run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from calf.errors import CalfError
+from calf.stats.collect import METRIC_COLUMNS
+
+DEFAULT_METRICS = ("dice", "hd95")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("metrics", nargs="+", metavar="METRICS_CSV",
+                        help="per-case metrics CSVs, <root>/<study>/<dataset>/<model>/<loss>/"
+                             "[ratio-R/][seed-N/]foldK.csv")
+    parser.add_argument("--metrics-root", required=True, metavar="DIR",
+                        help="the directory the CSV paths are relative to")
+    parser.add_argument("--study", required=True, help="the study to test")
+    parser.add_argument("--out-dir", required=True, metavar="DIR",
+                        help="directory for paired.csv, friedman.csv, ranks.csv, nemenyi.csv, "
+                             "stats.json (new, empty, or a previous run's)")
+    parser.add_argument("--calf-loss", action="append", default=None, metavar="LOSS",
+                        help="loss tested against every other loss (repeatable; default: "
+                             "calf and calf_region, those the study has)")
+    parser.add_argument("--no-paired", action="store_true",
+                        help="no paired tests (a study without a CALF loss): only the "
+                             "Friedman test, ranks and Nemenyi test")
+    parser.add_argument("--metric", action="append", default=None,
+                        help=f"metric of the paired tests, one of {', '.join(METRIC_COLUMNS)} "
+                             "(repeatable; default: dice, hd95)")
+    parser.add_argument("--friedman-metric", action="append", default=None,
+                        help="metric of the Friedman/Nemenyi tests (repeatable; default: "
+                             "dice, hd95)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="significance level (default 0.05)")
+    parser.add_argument("--family", choices=("group", "study"), default="group",
+                        help="Holm family: every test of one (dataset, model, ratio), or of "
+                             "the whole study (default group)")
+    parser.add_argument("--missing", choices=("error", "drop"), default="error",
+                        help="a case one loss has and another lacks: stop (default) or "
+                             "leave it out")
+    parser.add_argument("--zero-method", choices=("wilcox", "pratt", "zsplit"),
+                        default="wilcox",
+                        help="scipy.stats.wilcoxon's treatment of zero differences "
+                             "(default wilcox)")
+    parser.add_argument("--resamples", type=int, default=2000,
+                        help="bootstrap resamples of the median-difference CI (default 2000)")
+    parser.add_argument("--seed", type=int, default=12345,
+                        help="bootstrap seed (default 12345)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from calf.stats.collect import GROUP_KEYS, load_case_metrics
+    from calf.stats.run import DEFAULT_CALF_LOSSES, check_out_dir, compute_stats, write_stats
+
+    if args.no_paired and args.calf_loss:
+        raise CalfError("--no-paired and --calf-loss: give one or the other")
+    check_out_dir(args.out_dir)
+    cases = load_case_metrics(args.metrics, args.metrics_root)
+    losses = set(cases.loc[cases["study"] == args.study, "loss"])
+    for loss in args.calf_loss or []:
+        if losses and loss not in losses:
+            raise CalfError(f"--calf-loss {loss}: not a loss of study {args.study} "
+                            f"(its losses: {', '.join(sorted(losses))})")
+    calf_losses = () if args.no_paired else (args.calf_loss or DEFAULT_CALF_LOSSES)
+    stats = compute_stats(
+        cases,
+        study=args.study,
+        calf_losses=calf_losses,
+        metrics=args.metric or DEFAULT_METRICS,
+        friedman_metrics=args.friedman_metric or DEFAULT_METRICS,
+        alpha=args.alpha,
+        family=args.family,
+        missing=args.missing,
+        zero_method=args.zero_method,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
+    write_stats(stats, args.out_dir)
+    for note in stats.notes:
+        print(f"calf stats: note: {note}", file=sys.stderr)
+    paired = stats.paired
+    groups = pd.concat([paired[list(GROUP_KEYS)], stats.friedman[list(GROUP_KEYS)]])
+    groups = len(groups.drop_duplicates())
+    print(f"calf stats: study {args.study}: {groups} group(s), {len(paired)} paired test(s), "
+          f"{int(paired['significant'].sum())} significant after Holm, "
+          f"{len(stats.friedman)} Friedman test(s) -> {args.out_dir}")
+    return 0

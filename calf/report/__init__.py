@@ -1,0 +1,1 @@
+"""Comparison tables and figures of a study's results (``calf report``)."""

@@ -1,0 +1,221 @@
+"""What the report's figures share: display names, colours, the grid layout and the save.
+
+Figures are built on a ``matplotlib.figure.Figure`` with its own Agg canvas, never through
+pyplot's global state, and saved as PNG and SVG side by side: both are rendered into
+temporary files beside the targets and renamed into place only when both succeeded, so a
+failure leaves the previous outputs (or nothing) behind. The SVG carries no date and fixed
+element ids, so the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calf.errors import CalfError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+LOSS_NAMES = {
+    "bce": "BCE",
+    "dice": "Dice",
+    "iou": "IoU",
+    "tversky": "Tversky",
+    "focal": "Focal",
+    "combo": "Combo",
+    "calf": "CALF",
+    "calf_region": "Region-specific",
+}
+MODEL_NAMES = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "fpn": "FPN"}
+METRIC_NAMES = {
+    "dice": "Dice",
+    "iou": "IoU",
+    "hd95": "HD95",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+}
+CALF_LOSSES = ("calf", "calf_region")
+CALF_COLOUR = "#cc3311"
+BASELINE_COLOUR = "#4477aa"
+# SPEC section 2's branches in the order of calf.losses.BRANCHES (a test checks it), each
+# with a fixed colour (Paul Tol's "bright" scheme) in every figure
+BRANCH_COLOURS = {
+    "fisher": "#4477aa",
+    "logit": "#66ccee",
+    "arcsine": "#228833",
+    "log10": "#ccbb44",
+    "ln": "#ee6677",
+    "bce_dice": "#aa3377",
+}
+DPI = 150
+MAX_WIDTH = 24.0  # inches: a figure never grows past this; its panels shrink instead
+MAX_HEIGHT = 32.0
+
+# the results layout below a root: <study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK
+_LAYOUT = (
+    r"(?P<study>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<loss>[^/]+)/"
+    r"(?:ratio-(?P<ratio>[0-9.]+)/)?(?:seed-(?P<seed>[0-9]+)/)?fold(?P<fold>[0-9]+)"
+)
+
+
+def loss_name(loss: str) -> str:
+    return LOSS_NAMES.get(loss, loss)
+
+
+def model_name(model: str) -> str:
+    return MODEL_NAMES.get(model, model)
+
+
+def loss_colour(loss: str) -> str:
+    return CALF_COLOUR if loss in CALF_LOSSES else BASELINE_COLOUR
+
+
+def _known_first(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    present = set(names)
+    ordered = [n for n in known if n in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def loss_order(losses: Iterable[str]) -> list[str]:
+    """Baselines, then CALF and its region variant (the contract's order); others after."""
+    return _known_first(losses, LOSS_NAMES)
+
+
+def model_order(models: Iterable[str]) -> list[str]:
+    return _known_first(models, MODEL_NAMES)
+
+
+def ratio_text(value: object) -> str:
+    """A filter ratio as the stats tables write it: "natural" or the number's text."""
+    if value is None or value == "natural" or (isinstance(value, float) and math.isnan(value)):
+        return "natural"
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        raise CalfError(f"ratio {value!r}: expected 'natural' or a number") from None
+
+
+def ratio_key(text: str) -> tuple[int, float]:
+    """Sort key: the natural training set first, then filter ratios ascending."""
+    return (0, 0.0) if text == "natural" else (1, float(text))
+
+
+def row_label(dataset: str, ratio: str, study: str | None = None) -> str:
+    text = dataset if ratio == "natural" else f"{dataset}, ratio {ratio}"
+    return text if study is None else f"{study}: {text}"
+
+
+def parse_layout(path: str | Path, suffix: str, root: str | Path | None = None) -> dict:
+    """study, dataset, model, loss, ratio (text), seed (int or None), fold of a results path.
+
+    With ``root`` the whole path below it must follow the layout; without, its last parts
+    must (``suffix``: ``".csv"`` for a per-case metrics file, ``""`` for a run folder).
+    """
+    pattern = _LAYOUT + re.escape(suffix)
+    if root is not None:
+        try:
+            rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            raise CalfError(f"{path}: not under {root}") from None
+        match = re.fullmatch(pattern, rel)
+    else:
+        match = re.search(r"(?:^|/)" + pattern + "$", Path(path).as_posix())
+    if match is None:
+        raise CalfError(
+            f"{path}: not a results path "
+            f"(<study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK{suffix})"
+        )
+    parts = match.groupdict()
+    return {
+        "study": parts["study"],
+        "dataset": parts["dataset"],
+        "model": parts["model"],
+        "loss": parts["loss"],
+        "ratio": ratio_text(parts["ratio"]),
+        "seed": None if parts["seed"] is None else int(parts["seed"]),
+        "fold": int(parts["fold"]),
+    }
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Settings in force while a figure is built and saved.
+
+    Text is never parsed as mathtext (case IDs and dataset names may hold ``$``), and SVG
+    ids come from a fixed salt so that the output is reproducible.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(
+        {"text.parse_math": False, "svg.hashsalt": "calf-report", "font.size": 8,
+         "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7}
+    ):
+        yield
+
+
+def new_figure(width: float, height: float, constrained: bool = True) -> "Figure":
+    """A Figure on its own Agg canvas, at most MAX_WIDTH x MAX_HEIGHT inches.
+
+    ``constrained``: matplotlib's constrained layout places the panels (else the caller does).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(min(width, MAX_WIDTH), min(height, MAX_HEIGHT)), dpi=DPI,
+                 layout="constrained" if constrained else None)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def message_figure(text: str) -> "Figure":
+    """A small figure that only says ``text`` (an output that must exist but has no data)."""
+    with style():
+        fig = new_figure(6.0, 1.6)
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    return fig
+
+
+def note(ax: "Axes", text: str) -> None:
+    """Blank a panel and write ``text`` in its middle (no data to draw)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, text, ha="center", va="center", color="0.35", transform=ax.transAxes)
+
+
+def save_figure(fig: "Figure", out_prefix: str | Path) -> list[Path]:
+    """Write ``{out_prefix}.png`` and ``{out_prefix}.svg`` atomically; return both paths."""
+    prefix = Path(out_prefix)
+    targets = [prefix.with_name(prefix.name + ".png"), prefix.with_name(prefix.name + ".svg")]
+    for target in targets:
+        if target.is_dir():
+            raise CalfError(f"{target}: is a directory, expected a file path")
+    created = [p for p in (prefix.parent, *prefix.parent.parents) if not p.exists()]
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    temps = [t.with_name(f".{t.name}.tmp-{os.getpid()}") for t in targets]
+    done = False
+    try:
+        with style():
+            fig.savefig(temps[0], format="png", dpi=DPI)
+            fig.set_layout_engine("none")  # keep the layout the PNG computed: same, and faster
+            fig.savefig(temps[1], format="svg", dpi=DPI, metadata={"Date": None})
+        for temp, target in zip(temps, targets):
+            os.replace(temp, target)
+        done = True
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        if not done:
+            for folder in created:  # deepest first: only the folders made here, if empty
+                if folder.exists() and not any(folder.iterdir()):
+                    folder.rmdir()
+    return targets

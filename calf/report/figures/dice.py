@@ -1,0 +1,140 @@
+"""Per-case metric distributions by loss: a box and the cases' points per loss.
+
+One panel per (dataset, ratio) row and model column. A case's value is its mean over
+seeds (NaN if any seed's value is NaN, as in the statistics), so each point is one test
+case, the unit the tests pair. Boxes show the quartiles and 1.5 IQR whiskers without
+fliers (the points show every case); CALF and its region variant are drawn in red,
+the baselines in blue. The jitter is seeded: the same input draws the same figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calf.errors import CalfError
+from calf.report.figures._common import (
+    METRIC_NAMES,
+    loss_colour,
+    loss_name,
+    loss_order,
+    model_name,
+    model_order,
+    new_figure,
+    note,
+    ratio_key,
+    ratio_text,
+    row_label,
+    save_figure,
+    style,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+_BOUNDED = ("dice", "iou", "sensitivity", "specificity", "precision")  # values in [0, 1]
+_JITTER = 0.18  # half-width of the points' spread around a box, in box positions
+_CASE_KEYS = ("study", "dataset", "model", "ratio", "loss", "case_id", "modality")
+
+
+def seed_means(cases: "pd.DataFrame", metric: str) -> "pd.DataFrame":
+    """One row per case and run setting: the metric's mean over seeds (NaN if any is NaN)."""
+    missing = [c for c in (*_CASE_KEYS, metric) if c not in cases.columns]
+    if missing:
+        raise CalfError(f"case metrics: missing column(s) {', '.join(missing)}")
+    frame = cases[list(_CASE_KEYS)].assign(
+        ratio=cases["ratio"].map(ratio_text), value=cases[metric], nan=cases[metric].isna()
+    )
+    means = frame.groupby(list(_CASE_KEYS), sort=False).agg(
+        value=("value", "mean"), nan=("nan", "any")
+    )
+    means.loc[means["nan"], "value"] = float("nan")
+    return means["value"].rename(metric).reset_index()
+
+
+def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
+    """The figure: rows (dataset, ratio), columns models, a box and points per loss."""
+    import numpy as np
+
+    if metric not in METRIC_NAMES:
+        raise CalfError(f"metric {metric!r}: expected one of {', '.join(METRIC_NAMES)}")
+    if cases.empty:
+        raise CalfError("no per-case metrics to plot")
+    values = seed_means(cases, metric)
+    several_studies = values["study"].nunique() > 1
+    rows = sorted(
+        values[["study", "dataset", "ratio"]].drop_duplicates().itertuples(index=False),
+        key=lambda r: (r.study, r.dataset, ratio_key(r.ratio)),
+    )
+    models = model_order(values["model"].unique())
+    losses = loss_order(values["loss"].unique())
+    by_panel = {key: part for key, part in values.groupby(["study", "dataset", "ratio", "model"])}
+    finite = values[metric].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if metric in _BOUNDED:
+        limits = (-0.03, 1.03)
+    else:
+        top = float(finite.max()) if finite.size else 1.0
+        limits = (-0.03 * top, 1.05 * top if top > 0 else 1.0)
+    higher = "lower is better" if metric == "hd95" else "higher is better"
+
+    with style():
+        width = max(len(models) * (0.42 * len(losses) + 1.0) + 0.6, 5.0)
+        fig = new_figure(width, len(rows) * 2.6 + 0.9)
+        axes = fig.subplots(len(rows), len(models), squeeze=False)
+        positions = np.arange(1, len(losses) + 1)
+        for i, row in enumerate(rows):
+            for j, model in enumerate(models):
+                ax = axes[i, j]
+                if i == 0:
+                    ax.set_title(model_name(model), fontsize=9)
+                if j == 0:
+                    study = row.study if several_studies else None
+                    label = row_label(row.dataset, row.ratio, study)
+                    ax.set_ylabel(f"{label}\n{METRIC_NAMES[metric]}")
+                part = by_panel.get((row.study, row.dataset, row.ratio, model))
+                if part is None:
+                    note(ax, "no runs")
+                    continue
+                _draw_panel(ax, part, metric, losses, positions, seed=i * len(models) + j)
+                ax.set_ylim(*limits)
+                ax.set_xlim(0.4, len(losses) + 0.6)
+                ax.set_xticks(positions)
+                bottom = i == len(rows) - 1
+                ax.set_xticklabels([loss_name(x) for x in losses] if bottom else [],
+                                   rotation=45, ha="right")
+                ax.grid(axis="y", color="0.9", linewidth=0.6)
+                ax.set_axisbelow(True)
+        fig.suptitle(
+            f"{METRIC_NAMES[metric]} per test case ({higher})\n"
+            "box = quartiles, points = cases (mean over seeds)", fontsize=9
+        )
+    return fig
+
+
+def _draw_panel(ax, part, metric, losses, positions, seed: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for loss, x in zip(losses, positions):
+        y = part.loc[part["loss"] == loss, metric].to_numpy(dtype=float)
+        y = y[np.isfinite(y)]
+        if y.size == 0:
+            continue
+        colour = loss_colour(loss)
+        # the points under the box, fainter the more there are; rasterized: thousands of
+        # markers stay one image in the SVG
+        ax.scatter(x + rng.uniform(-_JITTER, _JITTER, y.size), y, s=4, color=colour,
+                   alpha=min(0.6, 6 / y.size ** 0.5), linewidths=0, rasterized=True, zorder=2)
+        ax.boxplot(
+            [y], positions=[x], widths=0.6, showfliers=False, patch_artist=True, zorder=3,
+            boxprops={"facecolor": colour, "alpha": 0.25, "edgecolor": colour},
+            medianprops={"color": colour, "linewidth": 2},
+            whiskerprops={"color": colour}, capprops={"color": colour},
+        )
+
+
+def plot_dice(cases: "pd.DataFrame", out_prefix: str | Path, metric: str = "dice") -> list[Path]:
+    """Write ``{out_prefix}.png`` and ``.svg``: the metric's distribution per loss."""
+    return save_figure(build_dice(cases, metric), out_prefix)

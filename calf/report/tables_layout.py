@@ -1,0 +1,96 @@
+"""What a comparison table holds, independent of its file format.
+
+A ``Document`` is a title, caption paragraphs and ``Block``s (one table each, with notes
+printed under it). Cells hold their text as shown, whether they are bold, and significance
+markers printed as a superscript; ``calf.report.tables_render`` writes them as Markdown,
+LaTeX and HTML. Also here: the display names and orders of models and losses, and the
+number formats shared by every table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MODEL_NAMES = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "fpn": "FPN"}
+LOSS_NAMES = {
+    "bce": "BCE", "dice": "Dice", "iou": "IoU", "tversky": "Tversky", "focal": "Focal",
+    "combo": "Combo", "calf": "CALF", "calf_region": "Region-specific",
+}
+METRIC_NAMES = {
+    "dice": "Dice", "iou": "IoU", "hd95": "HD95", "sensitivity": "Sensitivity",
+    "specificity": "Specificity", "precision": "Precision",
+}
+# decimals shown: 3 for metrics in [0, 1], 2 for distances
+METRIC_DECIMALS = {"dice": 3, "iou": 3, "hd95": 2, "sensitivity": 3, "specificity": 3,
+                   "precision": 3}
+MISSING = "–"  # en dash: no value
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column heading; consecutive columns with the same non-empty ``group`` share a
+    spanning heading above theirs. ``numeric`` columns are right-aligned."""
+
+    label: str
+    group: str = ""
+    numeric: bool = True
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A value as shown (plain text; each format escapes it), bold or not, with
+    significance ``markers`` (symbols) set as a superscript after it."""
+
+    text: str
+    bold: bool = False
+    markers: str = ""
+
+
+@dataclass
+class Block:
+    """One table: its title, columns, rows of cells, and the notes printed under it."""
+
+    title: str
+    columns: list[Column]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    """Tables of one output file: a title, caption paragraphs, the blocks."""
+
+    title: str
+    caption: list[str]
+    blocks: list[Block]
+
+
+def display(name: str, names: dict[str, str]) -> str:
+    """The display name of a model, loss or metric; unknown names as they are."""
+    return names.get(name, name)
+
+
+def ordered(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """``names`` in the order of ``known``, then the others sorted."""
+    known = list(known)
+    names = set(names)
+    return [n for n in known if n in names] + sorted(names - set(known))
+
+
+def ratio_sort_key(ratio: str) -> tuple[int, float]:
+    """'natural' first, then the filter ratios in increasing order."""
+    return (0, 0.0) if ratio == "natural" else (1, float(ratio))
+
+
+def ratio_title(ratio: str) -> str:
+    return "natural ratio" if ratio == "natural" else f"ratio {ratio}"
+
+
+def fmt(value: float, decimals: int, signed: bool = False) -> str:
+    """A number with fixed decimals ('–' for NaN); ``signed`` adds '+' to positives."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    text = f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    return text.replace("-", "−")  # a true minus sign

@@ -1,0 +1,156 @@
+"""The paper-vs-suite table: the authors' Dice values beside the suite's own.
+
+Each published value (``calf.report.reference``) gets the suite's batch-pooled Dice of the
+runs with the same model, loss and training ratio ('natural' for the main table, the filter
+ratio matched by value for the filtering rows): the mean over seeds, one row per study that
+ran it, "not run" where none did. Suite runs without a published counterpart are not listed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calf.errors import CalfError
+from calf.report.reference import (
+    FILTERING_TABLE, MAIN_TABLE, PAPER_VALUES, POOLED_BATCH, SOURCE, TEST_SLICES, PaperValue,
+)
+from calf.report.tables_io import output_paths, publish
+from calf.report.tables_layout import (
+    LOSS_NAMES, MISSING, MODEL_NAMES, Block, Cell, Column, Document, display, fmt,
+)
+from calf.report.tables_render import to_html, to_latex, to_markdown
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUFFIXES = (".csv", ".md", ".tex", ".html")
+RUN_COLUMNS = ("study", "model", "loss", "ratio", "seed", "batch_pooled_dice")
+DECIMALS = 4  # as the paper prints them
+CSV_COLUMNS = ("table", "model", "loss", "ratio", "study", "paper", "suite", "difference",
+               "n_seeds", "status")
+
+
+def _ratio_value(value: object) -> float | None:
+    """None for the natural ratio ('natural', empty, null), else the ratio as a float."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str) and value.strip() in ("", "natural"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CalfError(f"runs: ratio {value!r} is neither 'natural' nor a number") from None
+
+
+def _check_runs(runs: "pd.DataFrame") -> "pd.DataFrame":
+    import pandas as pd
+
+    if runs.empty:
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("ratio", "batch_pooled_dice")
+                                          else object) for c in RUN_COLUMNS})
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise CalfError(f"runs: missing column(s) {', '.join(missing)}")
+    runs = runs[list(RUN_COLUMNS)].copy()
+    for key in ("study", "model", "loss"):
+        runs[key] = runs[key].astype(str)
+    runs["ratio"] = runs["ratio"].map(_ratio_value).astype(float)  # NaN: natural
+    dice = pd.to_numeric(runs["batch_pooled_dice"], errors="coerce")
+    bad = dice.isna() & runs["batch_pooled_dice"].notna()
+    if bad.any():
+        raise CalfError(f"runs: batch_pooled_dice {runs['batch_pooled_dice'][bad].iloc[0]!r} "
+                        "is not a number")
+    runs["batch_pooled_dice"] = dice.astype(float)
+    identity = runs[["study", "model", "loss", "ratio", "seed"]].astype(str)
+    duplicated = identity.duplicated()
+    if duplicated.any():
+        row = runs[duplicated].iloc[0]
+        ratio = "natural" if math.isnan(row["ratio"]) else f"{row['ratio']:g}"
+        raise CalfError(f"runs: {row['study']}/{row['model']}/{row['loss']} ratio {ratio} "
+                        f"seed {row['seed']} is listed twice")
+    return runs
+
+
+def _matches(runs: "pd.DataFrame", ref: PaperValue) -> "pd.DataFrame":
+    if ref.ratio is None:
+        same_ratio = runs["ratio"].isna()
+    else:
+        same_ratio = runs["ratio"].map(lambda r: math.isclose(r, ref.ratio))
+    return runs[(runs["model"] == ref.model) & (runs["loss"] == ref.loss) & same_ratio]
+
+
+def paper_rows(runs: "pd.DataFrame") -> list[dict[str, object]]:
+    """The CSV's rows: one per published value and study that ran it ('not run' else)."""
+    runs = _check_runs(runs)
+    rows = []
+    for ref in PAPER_VALUES:
+        base = {"table": ref.table, "model": ref.model, "loss": ref.loss,
+                "ratio": "natural" if ref.ratio is None else f"{ref.ratio:g}", "paper": ref.dice}
+        matched = _matches(runs, ref)
+        if matched.empty:
+            rows.append({**base, "study": "", "suite": math.nan, "difference": math.nan,
+                         "n_seeds": 0, "status": "not run"})
+            continue
+        for study, mine in matched.groupby("study", sort=True):
+            values = mine["batch_pooled_dice"].dropna()
+            suite = float(values.mean()) if len(values) else math.nan
+            rows.append({**base, "study": study, "suite": suite, "difference": suite - ref.dice,
+                         "n_seeds": len(values), "status": "run" if len(values) else "no value"})
+    return rows
+
+
+def _cells(row: dict[str, object], first: str) -> list[Cell]:
+    if row["status"] == "run":
+        suite = [Cell(fmt(row["suite"], DECIMALS)), Cell(fmt(row["difference"], DECIMALS, True))]
+    else:
+        suite = [Cell(str(row["status"])), Cell(MISSING)]
+    return [Cell(first), Cell(display(str(row["loss"]), LOSS_NAMES)),
+            Cell(str(row["study"]) or MISSING), Cell(str(row["n_seeds"])),
+            Cell(fmt(row["paper"], DECIMALS)), *suite]
+
+
+def _document(rows: list[dict[str, object]]) -> Document:
+    tail = [Column("Loss", numeric=False), Column("Study", numeric=False), Column("Seeds"),
+            Column("Paper"), Column("Suite"), Column("Suite − paper")]
+    main = [r for r in rows if r["table"] == "main"]
+    filtering = [r for r in rows if r["table"] == "filtering"]
+    blocks = [
+        Block(f"Main table: {len(MAIN_TABLE)} published values, natural tumour-slice ratio",
+              [Column("Model", numeric=False), *tail],
+              [_cells(r, display(str(r["model"]), MODEL_NAMES)) for r in main]),
+        Block(f"FPN with dataset filtering: {len(FILTERING_TABLE)} published values",
+              [Column("Ratio"), *tail], [_cells(r, str(r["ratio"])) for r in filtering]),
+    ]
+    caption = [
+        "Batch-pooled Dice under the authors' pooled protocol: the four datasets pooled, one "
+        "patient-level split of about 90/10 (no validation set, the model after the last "
+        f"epoch tested once), Dice pooled over each batch of {POOLED_BATCH} consecutive test "
+        "slices (1 for a batch without tumour and prediction) and averaged over batches.",
+        f"Paper: the authors' values on their pooled test set of {TEST_SLICES:,} slices; "
+        f"source: {SOURCE}.",
+        "Suite: the mean over seeds of the suite's runs of that model, loss and training "
+        "ratio, one row per study that ran it; 'not run' where no study ran it under this "
+        "protocol. Suite − paper: the difference of the two.",
+    ]
+    return Document("Paper vs suite: batch-pooled Dice", caption, blocks)
+
+
+def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path) -> list[Path]:
+    """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
+
+    ``runs``: one row per holdout run of a pooled study, columns study, model, loss, ratio
+    ('natural' or the filter ratio), seed, batch_pooled_dice (may be empty). The CSV has
+    one row per published value and matching study: table (main/filtering), model, loss,
+    ratio, study ('' if not run), paper, suite, difference (suite - paper; empty if not run),
+    n_seeds, status (run / not run / no value: runs without a batch-pooled Dice).
+    """
+    import pandas as pd
+
+    paths = output_paths(out_prefix, SUFFIXES)
+    rows = paper_rows(runs)
+    table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    doc = _document(rows)
+    return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
+                                    to_latex(doc), to_html(doc)], strict=True)))

@@ -1,0 +1,175 @@
+"""The summary table of a study: every loss's metrics per dataset, model and filter ratio.
+
+Each case first gets its mean over seeds (NaN if any seed's value is NaN, as the paired
+statistics do), then every (dataset, model, ratio, loss, metric) is summarised over cases:
+n, mean, sd (ddof 1), median, q1, q3 (linear interpolation, numpy's default), NaN values
+left out metric by metric. The best value of each shown column is bold (highest; lowest for
+HD95), compared at the precision shown so that equal-looking values are bold together.
+Baselines are listed first, the CALF losses last; significance markers come from
+``calf.report.tables_markers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calf.errors import CalfError
+from calf.report.tables_io import output_paths, publish
+from calf.report.tables_layout import (
+    LOSS_NAMES, METRIC_DECIMALS, METRIC_NAMES, MISSING, MODEL_NAMES, Block, Cell, Column,
+    Document, display, fmt, ordered, ratio_sort_key, ratio_title,
+)
+from calf.report.tables_markers import check_paired, legend, markers_for, ratio_text, significant_vs
+from calf.report.tables_render import to_html, to_latex, to_markdown
+from calf.stats.collect import CASE_KEYS, GROUP_KEYS, HIGHER_IS_BETTER, METRIC_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUFFIXES = (".csv", ".md", ".tex", ".html")
+BASELINE_ORDER = ("bce", "dice", "iou", "tversky", "focal", "combo")
+CSV_COLUMNS = (*GROUP_KEYS, "loss", "metric", "n", "mean", "sd", "median", "q1", "q3", "best",
+               "best_median", "significant_vs")
+
+
+def summarise_cases(cases: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per (group, loss, metric): n, mean, sd, median, q1, q3 over per-case seed means."""
+    keys = [*GROUP_KEYS, "loss", *CASE_KEYS]
+    grouped = cases.groupby(keys, sort=False)[list(METRIC_COLUMNS)]
+    per_case = grouped.mean()
+    per_case = per_case.mask(grouped.count().lt(grouped.size(), axis=0))  # a NaN seed: NaN
+    long = per_case.reset_index().melt(id_vars=keys, value_vars=list(METRIC_COLUMNS),
+                                       var_name="metric")
+    by_cell = long.groupby([*GROUP_KEYS, "loss", "metric"], sort=False)["value"]
+    stats = by_cell.agg(n="count", mean="mean", sd="std", median="median")
+    stats["q1"], stats["q3"] = by_cell.quantile(0.25), by_cell.quantile(0.75)
+    stats = stats.reset_index()
+    stats["n"] = stats["n"].astype(int)
+    return stats
+
+
+def _mark_best(stats: "pd.DataFrame", column: str) -> "pd.Series":
+    """True where ``column`` equals its group's best value at the precision shown (ties:
+    all), per (group, metric); highest is best but for HD95."""
+    shown = stats[column].copy()
+    for metric, decimals in METRIC_DECIMALS.items():
+        rows = stats["metric"] == metric
+        shown[rows] = shown[rows].round(decimals)
+    # lowest-is-best metrics negated, so that the best is always the maximum
+    signed = shown.where(stats["metric"].map(HIGHER_IS_BETTER), -shown)
+    best = signed.groupby([stats[k] for k in (*GROUP_KEYS, "metric")]).transform("max")
+    return signed.eq(best) & signed.notna()
+
+
+def _check_cases(cases: "pd.DataFrame") -> "pd.DataFrame":
+    needed = [*GROUP_KEYS, "loss", *CASE_KEYS, *METRIC_COLUMNS]
+    missing = [c for c in needed if c not in cases.columns]
+    if missing:
+        raise CalfError(f"per-case metrics: missing column(s) {', '.join(missing)}")
+    if cases.empty:
+        raise CalfError("per-case metrics: no rows to summarise")
+    studies = sorted(set(cases["study"].astype(str)))
+    if len(studies) > 1:
+        raise CalfError(f"per-case metrics hold several studies ({', '.join(studies)}); "
+                        "write one summary table per study")
+    cases = cases.copy()
+    for key in (*GROUP_KEYS, "loss", *CASE_KEYS):
+        cases[key] = cases[key].astype(str)
+    cases["ratio"] = cases["ratio"].map(ratio_text)
+    return cases
+
+
+def _group_order(group: tuple) -> tuple:
+    """Blocks by dataset, model (U-Net, DeepLabV3, FPN, then others), ratio."""
+    _, dataset, model, ratio = group
+    known = list(MODEL_NAMES)
+    return (dataset, known.index(model) if model in known else len(known), model,
+            ratio_sort_key(ratio))
+
+
+def _block(stats: "pd.DataFrame", group: tuple, losses: list[str], notes: list[str]) -> Block:
+    """One table: ``stats`` indexed by (loss, metric) for this group, with ``marker`` texts."""
+    _, dataset, model, ratio = group
+    columns = [Column("Loss", numeric=False)]
+    for metric in METRIC_COLUMNS:
+        name = display(metric, METRIC_NAMES)
+        columns += [Column("mean ± sd", name), Column("median [q1, q3]", name)]
+    rows = []
+    for loss in losses:
+        row = [Cell(display(loss, LOSS_NAMES))]
+        for metric in METRIC_COLUMNS:
+            s, d = stats.loc[(loss, metric)], METRIC_DECIMALS[metric]
+            if s["n"] == 0:
+                row += [Cell(MISSING), Cell(MISSING)]
+                continue
+            row += [Cell(f"{fmt(s['mean'], d)} ± {fmt(s['sd'], d)}", bool(s["best"]),
+                         s["marker"]),
+                    Cell(f"{fmt(s['median'], d)} [{fmt(s['q1'], d)}, {fmt(s['q3'], d)}]",
+                         bool(s["best_median"]), s["marker"])]
+        rows.append(row)
+    n_cases = int(stats["n"].max())
+    title = f"{dataset}, {display(model, MODEL_NAMES)}, {ratio_title(ratio)} ({n_cases} cases)"
+    return Block(title, columns, rows, notes)
+
+
+def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
+                         out_prefix: str | Path, *, calf_losses: Sequence[str],
+                         alpha: float) -> list[Path]:
+    """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
+
+    ``cases``: one study's per-case metrics (``calf.stats.collect.load_case_metrics``).
+    ``paired``: the paired statistics (``paired.csv``) of the same cases, or None for no
+    markers. ``calf_losses``: the CALF variants (listed last, with markers); ``alpha``: the
+    level the statistics used (checked against ``p_holm`` where the frame has it).
+    The CSV is long and numeric: group columns, loss, metric, n, mean, sd, median, q1, q3,
+    best (the mean's column), best_median, significant_vs (';'-joined CALF losses).
+    """
+    import pandas as pd
+
+    paths = output_paths(out_prefix, SUFFIXES)
+    cases = _check_cases(cases)
+    calf_losses = list(calf_losses)
+    marks = markers_for(calf_losses)
+    stats = summarise_cases(cases)
+    if paired is not None:
+        present = set(stats[[*GROUP_KEYS, "loss"]].itertuples(index=False, name=None))
+        paired = check_paired(paired, present, calf_losses, alpha)
+        stats = stats.join(significant_vs(paired, calf_losses), on=[*GROUP_KEYS, "loss", "metric"])
+    else:
+        stats["significant_vs"] = None
+    stats["significant_vs"] = stats["significant_vs"].fillna("").astype(str)
+    stats["marker"] = stats["significant_vs"].map(
+        lambda v: "".join(marks[c] for c in v.split(";") if c))
+    stats["best"] = _mark_best(stats, "mean")
+    stats["best_median"] = _mark_best(stats, "median")
+
+    groups = sorted(set(stats[list(GROUP_KEYS)].itertuples(index=False, name=None)),
+                    key=_group_order)
+    blocks, frames = [], []
+    for group in groups:
+        mine = stats[(stats[list(GROUP_KEYS)] == list(group)).all(axis=1)]
+        names = set(mine["loss"])
+        losses = ordered(names - set(calf_losses), BASELINE_ORDER) + [
+            c for c in calf_losses if c in names]
+        mine = mine.set_index(["loss", "metric"]).loc[
+            [(loss, m) for loss in losses for m in METRIC_COLUMNS]]
+        tests = None
+        if paired is not None:
+            tests = paired[(paired[list(GROUP_KEYS)] == list(group)).all(axis=1)]
+        notes = legend(tests, [c for c in calf_losses if c in names], marks, alpha)
+        blocks.append(_block(mine, group, losses, notes))
+        frames.append(mine.reset_index())
+
+    table = pd.concat(frames, ignore_index=True)[list(CSV_COLUMNS)]
+    study = groups[0][0]
+    doc = Document(
+        f"Summary of study {study}",
+        [f"Per-case metrics of study {study}: each case's mean over seeds first, then mean ± sd "
+         "and median [q1, q3] over cases, per dataset, model and filter ratio. NaN values are "
+         "left out metric by metric (the count per metric is in the CSV). HD95 in the units "
+         "of the per-case metrics files."],
+        blocks)
+    return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
+                                    to_latex(doc), to_html(doc)], strict=True)))

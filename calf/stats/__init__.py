@@ -1,0 +1,1 @@
+"""Significance tests across losses from the per-case metric CSVs (``calf stats``)."""

@@ -1,0 +1,402 @@
+"""A study's significance tests as four tables, and their atomic writing (``calf stats``).
+
+``compute_stats`` takes the rows of ``calf.stats.collect.load_case_metrics`` and returns a
+``StudyStats``: per group (study, dataset, model, ratio)
+
+- ``paired``: every CALF loss against every baseline on each metric (Wilcoxon signed-rank
+  test on cases matched by ``(case_id, modality)``, Holm over the declared family,
+  rank-biserial effect size, median difference with a seeded bootstrap CI);
+- ``friedman``: the Friedman test over all losses with cases as blocks, Iman-Davenport's F,
+  Nemenyi's critical difference;
+- ``ranks``: each loss's mean rank (1 = best), mean and median on the same cases;
+- ``nemenyi``: the Nemenyi post-hoc p-value of every pair of losses;
+
+plus ``handling``, one sentence for each choice that shapes the numbers (missing cases, NaN
+metrics, ties, zero differences, seeds, the multiple-testing family). ``write_stats``
+writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``, ``nemenyi.csv`` and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calf.errors import CalfError
+from calf.stats.collect import GROUP_KEYS, HIGHER_IS_BETTER, METRIC_COLUMNS, case_table, \
+    check_complete, group_label
+from calf.stats.paired import ZERO_METHODS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMAT = 1
+FAMILIES = ("group", "study")
+MISSING = ("error", "drop")
+DEFAULT_CALF_LOSSES = ("calf", "calf_region")
+# the order of the tables' rows; losses not named here follow, alphabetically
+LOSS_ORDER = ("bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region")
+
+PAIRED_COLUMNS = (*GROUP_KEYS, "metric", "calf_loss", "baseline", "n_pairs", "n_dropped_missing",
+                  "n_dropped_nan", "n_zero_diff", "mean_calf", "mean_baseline", "median_diff",
+                  "ci_low", "ci_high", "statistic", "p_value", "p_holm", "significant",
+                  "rank_biserial", "favours", "family", "family_size", "method")
+FRIEDMAN_COLUMNS = (*GROUP_KEYS, "metric", "n_cases", "n_dropped_missing", "n_dropped_nan", "k",
+                    "chi2", "p_value", "iman_davenport_f", "iman_davenport_p", "alpha",
+                    "q_alpha", "cd")
+RANKS_COLUMNS = (*GROUP_KEYS, "metric", "loss", "mean_rank", "mean", "median")
+NEMENYI_COLUMNS = (*GROUP_KEYS, "metric", "loss_a", "loss_b", "p_value", "rank_diff",
+                   "significant")
+TABLES = {"paired": PAIRED_COLUMNS, "friedman": FRIEDMAN_COLUMNS, "ranks": RANKS_COLUMNS,
+          "nemenyi": NEMENYI_COLUMNS}
+OUTPUT_FILES = (*(f"{name}.csv" for name in TABLES), "stats.json")
+
+
+@dataclass
+class StudyStats:
+    """The four tables of one study, the settings that made them and how data were handled.
+
+    ``notes``: tests that could not run and why (also in ``stats.json``).
+    """
+
+    study: str
+    settings: dict[str, object]
+    handling: dict[str, str]
+    paired: "pd.DataFrame"
+    friedman: "pd.DataFrame"
+    ranks: "pd.DataFrame"
+    nemenyi: "pd.DataFrame"
+    notes: list[str] = field(default_factory=list)
+
+
+def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
+                  resamples: int, seed: int) -> dict[str, str]:
+    """One sentence per choice that shapes the numbers, for stats.json and the README."""
+    missing_text = (
+        "A case (case_id, modality) that one loss (or seed) of a group has and another lacks "
+        "stops the step with an error naming the case, the loss and a file that has it."
+        if missing == "error" else
+        "A case (case_id, modality) that one loss (or seed) of a group has and another lacks "
+        "is left out of all of that group's tests (missing: drop); n_dropped_missing counts them."
+    )
+    zero_text = {
+        "wilcox": "zero differences are left out of the ranking and the test (zero_method "
+                  "wilcox, Wilcoxon's original treatment)",
+        "pratt": "zero differences are ranked with the others and then left out of both rank "
+                 "sums (zero_method pratt)",
+        "zsplit": "zero differences are ranked with the others and their ranks split half to "
+                  "R+ and half to R- (zero_method zsplit)",
+    }[zero_method]
+    family_text = {
+        "group": "every test of one group (study, dataset, model, ratio): all CALF losses x "
+                 "baselines x metrics",
+        "study": "every test of the study: all groups x CALF losses x baselines x metrics",
+    }[family]
+    return {
+        "missing": missing_text,
+        "nan": "A pair whose metric is NaN for either loss (e.g. HD95 or precision with an "
+               "empty mask, as the evaluation's conventions define) is dropped from that test "
+               "and counted in n_dropped_nan; the Friedman test, ranks and Nemenyi test drop "
+               "every case with a NaN for any loss (also counted).",
+        "ties": "Tied values share the average of their ranks (Wilcoxon |d| ranks and the "
+                "Friedman within-case ranks); with ties or zeros scipy's Wilcoxon test uses "
+                "the normal approximation with its tie-corrected variance (or, up to 13 "
+                "pairs, the fully enumerated permutation distribution), and the Friedman "
+                "chi2 is scipy's, tie-corrected (Demšar's formula has no tie correction); "
+                "the median CI is a percentile bootstrap, which ties do not break.",
+        "zero_differences": f"In the Wilcoxon test and the rank-biserial correlation "
+                            f"r = (R+ - R-) / (R+ + R-), {zero_text}; when every difference is "
+                            f"zero there is no test: p = 1, statistic NaN, r = 0, CI [0, 0], "
+                            f"method 'all zero'.",
+        "seeds": "A study run with several seeds contributes each case's mean over its seeds "
+                 "(NaN if any seed's value is NaN), so every case is one pair or block.",
+        "family": f"Holm's step-down correction (statsmodels multipletests, method 'holm', "
+                  f"not its default Holm-Sidak) runs over {family_text}; tests that could not "
+                  f"run (NaN p) are outside the family; significant = p_holm < {alpha:g}. "
+                  f"Median-difference CIs: percentile bootstrap, {resamples} resamples, "
+                  f"seeded with {seed} and each test's identity.",
+    }
+
+
+def _order_losses(losses) -> list[str]:
+    known = [loss for loss in LOSS_ORDER if loss in set(losses)]
+    return known + sorted(set(losses) - set(LOSS_ORDER))
+
+
+def _check_metrics(metrics: Sequence[str], option: str) -> list[str]:
+    for metric in metrics:
+        if metric not in METRIC_COLUMNS:
+            raise CalfError(f"{option} {metric!r}: unknown metric, expected one of "
+                            f"{', '.join(METRIC_COLUMNS)}")
+    return list(dict.fromkeys(metrics))
+
+
+def _test_rng(seed: int, identity: Sequence[object]):
+    """A generator for one test's resamples: the seed plus a checksum of the test's
+    identity, so a CI does not depend on which other tests were computed."""
+    import numpy as np
+
+    return np.random.default_rng([seed, zlib.crc32("/".join(map(str, identity)).encode())])
+
+
+def _favours(r: float, higher_is_better: bool, calf: str, baseline: str) -> str:
+    if math.isnan(r) or r == 0:
+        return "neither"
+    return calf if (r > 0) == higher_is_better else baseline
+
+
+def _friedman_row(values, alpha: float, label: str, metric: str, notes: list[str]) -> dict:
+    """The Friedman test of one (cases x losses) table and Nemenyi's critical difference."""
+    from calf.stats.friedman import critical_difference, friedman_test
+
+    test = friedman_test(values)
+    if test.note:
+        notes.append(f"{label} {metric}: {test.note}")
+    q, cd = critical_difference(test.k, test.n_cases, alpha)
+    return {"n_cases": test.n_cases, "k": test.k, "chi2": test.chi2, "p_value": test.p_value,
+            "iman_davenport_f": test.iman_davenport_f,
+            "iman_davenport_p": test.iman_davenport_p, "alpha": alpha, "q_alpha": q, "cd": cd}
+
+
+def _rank_rows(values, losses: Sequence[str], higher_is_better: bool) -> list[dict]:
+    """Each loss's mean rank (1 = best), mean and median over the table's cases."""
+    import numpy as np
+
+    from calf.stats.friedman import mean_ranks
+
+    if not len(values):
+        return [{"loss": loss, "mean_rank": math.nan, "mean": math.nan, "median": math.nan}
+                for loss in losses]
+    ranks = mean_ranks(values, higher_is_better)
+    return [{"loss": loss, "mean_rank": float(ranks[j]), "mean": float(values[:, j].mean()),
+             "median": float(np.median(values[:, j]))} for j, loss in enumerate(losses)]
+
+
+def _nemenyi_rows(values, losses: Sequence[str], higher_is_better: bool,
+                  alpha: float) -> list[dict]:
+    """Every unordered pair of losses: Nemenyi p (NaN for k < 3 or fewer than 2 cases),
+    rank_diff = mean rank of loss_a minus that of loss_b."""
+    import numpy as np
+
+    from calf.stats.friedman import MIN_BLOCKS, MIN_LOSSES, mean_ranks, nemenyi
+
+    n, k = values.shape
+    defined = k >= MIN_LOSSES and n >= MIN_BLOCKS
+    p_matrix = nemenyi(values) if defined else np.full((k, k), np.nan)
+    ranks = mean_ranks(values, higher_is_better) if n else np.full(k, np.nan)
+    return [{"loss_a": losses[i], "loss_b": losses[j], "p_value": float(p_matrix[i, j]),
+             "rank_diff": float(ranks[i] - ranks[j]), "significant": bool(p_matrix[i, j] < alpha)}
+            for i, j in combinations(range(k), 2)]
+
+
+def compute_stats(
+    cases: "pd.DataFrame",
+    *,
+    study: str,
+    calf_losses: Sequence[str] = DEFAULT_CALF_LOSSES,
+    metrics: Sequence[str] = ("dice", "hd95"),
+    friedman_metrics: Sequence[str] = ("dice", "hd95"),
+    alpha: float = 0.05,
+    family: str = "group",
+    missing: str = "error",
+    zero_method: str = "wilcox",
+    resamples: int = 2000,
+    seed: int = 12345,
+) -> StudyStats:
+    """The four tables of ``study`` from its per-case rows (see the module docstring).
+
+    ``calf_losses``: those the study has are tested against every other loss; with none
+    present there are no paired tests (a note says so) and the Friedman test still runs.
+    Raises ``CalfError`` for an unknown metric or option, a study without rows, and
+    (``missing="error"``) a case some loss lacks.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from calf.stats.paired import holm, paired_test
+
+    metrics = _check_metrics(metrics, "metric")
+    friedman_metrics = _check_metrics(friedman_metrics, "friedman metric")
+    if family not in FAMILIES:
+        raise CalfError(f"family {family!r}: expected one of {', '.join(FAMILIES)}")
+    if missing not in MISSING:
+        raise CalfError(f"missing {missing!r}: expected one of {', '.join(MISSING)}")
+    if zero_method not in ZERO_METHODS:
+        raise CalfError(f"zero_method {zero_method!r}: expected one of {', '.join(ZERO_METHODS)}")
+    if not 0 < alpha < 1:
+        raise CalfError(f"alpha {alpha!r}: expected a number in (0, 1)")
+    if resamples < 1:
+        raise CalfError(f"resamples {resamples!r}: expected a positive number")
+
+    rows = cases[cases["study"] == study]
+    if rows.empty:
+        studies = ", ".join(sorted(set(cases["study"]))) or "none"
+        raise CalfError(f"study {study!r}: no per-case rows (the files hold study {studies})")
+    losses = _order_losses(rows["loss"].unique())
+    tested = [loss for loss in _order_losses(calf_losses) if loss in losses]
+    paired_rows, friedman_rows, rank_rows, nemenyi_rows, notes = [], [], [], [], []
+    if not tested:
+        # e.g. a study of new baselines only: nothing to pair, the Friedman test still runs
+        asked = ", ".join(calf_losses) or "none asked for"
+        notes.append(f"study {study!r} has no CALF loss ({asked}); "
+                     f"its losses: {', '.join(losses)}: no paired tests")
+    baselines = [loss for loss in losses if loss not in tested]
+    settings = {"calf_losses": tested, "baselines": baselines, "losses": losses,
+                "metrics": metrics, "friedman_metrics": friedman_metrics, "alpha": alpha,
+                "family": family, "missing": missing, "zero_method": zero_method,
+                "resamples": resamples, "seed": seed, "bootstrap_method": "percentile",
+                "confidence_level": 0.95, "wilcoxon_alternative": "two-sided",
+                "nemenyi": "scikit_posthocs.posthoc_nemenyi_friedman",
+                "holm": "statsmodels.stats.multitest.multipletests(method='holm')"}
+
+    for key, group in rows.groupby(list(GROUP_KEYS), sort=True):
+        ident = dict(zip(GROUP_KEYS, key))
+        label = group_label(ident)
+        # every loss of the study must have run in every group; with missing="error" a
+        # case some loss lacks stops here, before any test
+        check_complete(group, losses, missing)
+        for metric in dict.fromkeys([*metrics, *friedman_metrics]):
+            # one table per metric, so that all tests of a group see the same cases
+            wide, dropped_missing = case_table(group, metric, losses, missing)
+            if metric in metrics:
+                for calf in tested:
+                    for baseline in baselines:
+                        pair = wide[[calf, baseline]]
+                        kept = pair.notna().all(axis=1).to_numpy()
+                        result = paired_test(
+                            pair[calf].to_numpy()[kept], pair[baseline].to_numpy()[kept],
+                            zero_method=zero_method, resamples=resamples,
+                            rng=_test_rng(seed, (*key, metric, calf, baseline)))
+                        if math.isnan(result.p_value):
+                            notes.append(f"{label} {metric} {calf} vs {baseline}: "
+                                         f"{result.method}")
+                        paired_rows.append({
+                            **ident, "metric": metric, "calf_loss": calf,
+                            "baseline": baseline, "n_dropped_missing": len(dropped_missing),
+                            "n_dropped_nan": int((~kept).sum()), **result.as_dict(),
+                            "favours": _favours(result.rank_biserial, HIGHER_IS_BETTER[metric],
+                                                calf, baseline),
+                            "family": label if family == "group" else study,
+                        })
+            if metric in friedman_metrics:
+                kept = wide.notna().all(axis=1).to_numpy()
+                values = wide.to_numpy(dtype=float)[kept]
+                friedman_rows.append({**ident, "metric": metric,
+                                      **_friedman_row(values, alpha, label, metric, notes),
+                                      "n_dropped_missing": len(dropped_missing),
+                                      "n_dropped_nan": int((~kept).sum())})
+                rank_rows += [{**ident, "metric": metric, **row}
+                              for row in _rank_rows(values, losses, HIGHER_IS_BETTER[metric])]
+                nemenyi_rows += [{**ident, "metric": metric, **row}
+                                 for row in _nemenyi_rows(values, losses,
+                                                          HIGHER_IS_BETTER[metric], alpha)]
+
+    paired = pd.DataFrame(paired_rows, columns=list(PAIRED_COLUMNS))
+    if not paired.empty:
+        family_key = paired["family"]
+        paired["p_holm"] = np.nan
+        paired["family_size"] = 0
+        for _, index in paired.groupby(family_key, sort=False).groups.items():
+            p = paired.loc[index, "p_value"].to_numpy(dtype=float)
+            paired.loc[index, "p_holm"] = holm(p)
+            paired.loc[index, "family_size"] = int((~np.isnan(p)).sum())
+        paired["significant"] = (paired["p_holm"] < alpha).astype(bool)
+        paired["family_size"] = paired["family_size"].astype(int)
+    return StudyStats(
+        study=study,
+        settings=settings,
+        handling=handling_text(missing=missing, zero_method=zero_method, family=family,
+                               alpha=alpha, resamples=resamples, seed=seed),
+        paired=paired,
+        friedman=pd.DataFrame(friedman_rows, columns=list(FRIEDMAN_COLUMNS)),
+        ranks=pd.DataFrame(rank_rows, columns=list(RANKS_COLUMNS)),
+        nemenyi=pd.DataFrame(nemenyi_rows, columns=list(NEMENYI_COLUMNS)),
+        notes=notes,
+    )
+
+
+def check_out_dir(out_dir: str | Path) -> None:
+    """Refuse an ``out_dir`` that is not a directory of stats outputs (or empty): the step
+    replaces it as a whole and must never delete files the user made."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise CalfError(f"--out-dir {out_dir}: exists and is not a directory")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir()
+                         if p.name not in OUTPUT_FILES or not p.is_file() or p.is_symlink())
+        if foreign:
+            raise CalfError(f"--out-dir {out_dir}: holds {', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}, which calf stats did not "
+                            f"write; choose an empty or new directory")
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_safe(value.item())
+    return value
+
+
+def stats_record(stats: StudyStats) -> dict[str, object]:
+    """The content of ``stats.json``: format, study, settings, handling, notes and the
+    four tables as lists of records (non-finite numbers as null)."""
+    record = {"format": FORMAT, "study": stats.study, "settings": stats.settings,
+              "handling": stats.handling, "notes": stats.notes}
+    for name in TABLES:
+        record[name] = getattr(stats, name).to_dict(orient="records")
+    return _json_safe(record)
+
+
+def write_stats(stats: StudyStats, out_dir: str | Path) -> list[Path]:
+    """Write the four CSVs and ``stats.json`` into ``out_dir``; returns their paths.
+
+    Everything is written into a temporary directory beside ``out_dir`` first, which then
+    takes ``out_dir``'s place (a previous run's outputs are replaced together); a failure
+    leaves ``out_dir`` as it was and no temporary directory behind. An ``out_dir`` holding
+    anything but stats outputs is refused.
+    """
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    old = None
+    try:
+        for name, columns in TABLES.items():
+            getattr(stats, name).to_csv(tmp / f"{name}.csv", index=False, columns=list(columns))
+        (tmp / "stats.json").write_text(
+            json.dumps(stats_record(stats), indent=1, allow_nan=False) + "\n")
+        os.chmod(tmp, 0o777 & ~_umask())
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
+                                        dir=out_dir.parent))
+            os.rename(out_dir, old / out_dir.name)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if old is not None:
+                os.rename(old / out_dir.name, out_dir)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return [out_dir / name for name in OUTPUT_FILES]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,188 @@
+"""calf.stats.collect: identity from the path, reading and checking the per-case CSVs,
+matching cases across losses and averaging seeds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from calf.errors import CalfError
+from calf.stats.collect import (
+    case_table,
+    check_complete,
+    load_case_metrics,
+    pair_metric,
+    parse_metrics_path,
+)
+
+HEADER = ("case_id,patient_id,modality,dataset,model,loss,fold,dice,iou,hd95,sensitivity,"
+          "specificity,precision,tumour_voxels")
+
+
+@pytest.mark.parametrize(
+    "rel, expected",
+    [
+        ("cv/brats/unet/calf/fold0.csv",
+         {"study": "cv", "dataset": "brats", "model": "unet", "loss": "calf",
+          "ratio": "natural", "seed": None, "fold": 0}),
+        ("filt/brats/fpn/dice/ratio-0.10/fold3.csv",
+         {"study": "filt", "dataset": "brats", "model": "fpn", "loss": "dice",
+          "ratio": "0.1", "seed": None, "fold": 3}),
+        ("s/pool/unet/bce/seed-7/fold1.csv",
+         {"study": "s", "dataset": "pool", "model": "unet", "loss": "bce",
+          "ratio": "natural", "seed": 7, "fold": 1}),
+        ("s/d/m/calf_region/ratio-0.5/seed-12/fold2.csv",
+         {"study": "s", "dataset": "d", "model": "m", "loss": "calf_region",
+          "ratio": "0.5", "seed": 12, "fold": 2}),
+    ],
+)
+def test_parse_metrics_path(tmp_path, rel, expected):
+    assert parse_metrics_path(tmp_path / rel, tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    "rel, message",
+    [
+        ("s/d/m/fold0.csv", "not a per-case metrics path"),
+        ("s/d/m/l/seed-1/ratio-0.1/fold0.csv", "not a per-case metrics path"),
+        ("s/d/m/l/fold0.json", "not a per-case metrics path"),
+        ("s/d/m/l/ratio-1.2.3/fold0.csv", "ratio-1.2.3 is not a number"),
+    ],
+)
+def test_parse_metrics_path_errors(tmp_path, rel, message):
+    with pytest.raises(CalfError, match=message) as err:
+        parse_metrics_path(tmp_path / rel, tmp_path)
+    assert rel.split("/")[-1] in str(err.value)
+
+
+def test_path_outside_root(tmp_path):
+    with pytest.raises(CalfError, match="not under the metrics root"):
+        parse_metrics_path(tmp_path / "a" / "x.csv", tmp_path / "b")
+
+
+def _write(root: Path, rel: str, rows: list[str], header: str = HEADER) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _row(case: str, loss: str, dice: str = "0.5", hd95: str = "3.0", modality: str = "flair",
+         dataset: str = "d") -> str:
+    patient = case.split("-")[0]
+    return (f"{case},{patient},{modality},{dataset},unet,{loss},0,{dice},0.3,{hd95},"
+            "0.6,0.99,,120")
+
+
+def test_load_reads_identity_and_nan(tmp_path):
+    path = _write(tmp_path, "s/d/unet/calf/ratio-0.25/seed-3/fold0.csv",
+                  [_row("007-a", "calf"), _row("008-b", "calf", dice="", hd95="373.13")])
+    cases = load_case_metrics([path], tmp_path)
+    assert len(cases) == 2
+    first = cases.iloc[0]
+    assert first["case_id"] == "007-a"  # text kept: leading zeros survive
+    identity = (first["study"], first["model"], first["loss"], first["ratio"])
+    assert identity == ("s", "unet", "calf", "0.25")
+    assert first["seed"] == 3 and first["fold"] == 0 and first["member_dataset"] == "d"
+    assert first["source"] == str(path)
+    assert math.isnan(cases.iloc[1]["dice"]) and cases.iloc[1]["hd95"] == 373.13
+    assert cases["precision"].isna().all()  # empty cells are NaN
+
+
+@pytest.mark.parametrize(
+    "header, row, message",
+    [
+        (HEADER.replace(",hd95", ""), "c-1,c,flair,d,unet,calf,0,0.5,0.3,0.6,0.99,,120",
+         "missing column.s. hd95"),
+        (HEADER, "c-1,c,flair,d,unet,calf,0,high,0.3,3,0.6,0.99,,120",
+         "column dice, row 2: not a number: 'high'"),
+        (HEADER, "c-1,c,flair,d,unet,calf,0,0.5,0.3,3,0.6,0.99,,",
+         "column tumour_voxels, row 2: not a number"),
+        (HEADER, "c-1,c,flair,d,unet,dice,0,0.5,0.3,3,0.6,0.99,,120",
+         "column loss holds dice, the path says 'calf'"),
+    ],
+)
+def test_load_errors_name_file_and_column(tmp_path, header, row, message):
+    path = _write(tmp_path, "s/d/unet/calf/fold0.csv", [row], header=header)
+    with pytest.raises(CalfError, match=message) as err:
+        load_case_metrics([path], tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_load_missing_file_and_no_files(tmp_path):
+    with pytest.raises(CalfError, match="no such file"):
+        load_case_metrics([tmp_path / "s/d/unet/calf/fold0.csv"], tmp_path)
+    with pytest.raises(CalfError, match="no per-case metrics files"):
+        load_case_metrics([], tmp_path)
+
+
+def test_duplicate_case_names_case_and_files(tmp_path):
+    # the same case in two folds of one run
+    a = _write(tmp_path, "s/d/unet/calf/fold0.csv", [_row("c-1", "calf")])
+    b = _write(tmp_path, "s/d/unet/calf/fold1.csv", [_row("c-1", "calf")])
+    other = _write(tmp_path, "s/d/fpn/calf/fold0.csv", [_row("c-1", "calf")])
+    with pytest.raises(CalfError, match="case c-1 .flair. appears more than once for loss calf"
+                       ) as err:
+        load_case_metrics([a, b, other], tmp_path)
+    assert str(a) in str(err.value) and str(b) in str(err.value)
+    assert str(other) not in str(err.value)
+    # another modality of the same case is a different row
+    c = _write(tmp_path, "s/d/unet/dice/fold0.csv",
+               [_row("c-1", "dice"), _row("c-1", "dice", modality="t1")])
+    assert len(load_case_metrics([c], tmp_path)) == 2
+
+
+def _study(tmp_path: Path, values: dict[tuple[str, int | None], dict[str, str]]) -> pd.DataFrame:
+    """values: (loss, seed) -> {case: dice} -> cases of one group."""
+    paths = []
+    for (loss, seed), dice in values.items():
+        rel = f"s/d/unet/{loss}/" + (f"seed-{seed}/" if seed is not None else "") + "fold0.csv"
+        paths.append(_write(tmp_path, rel, [_row(c, loss, dice=v) for c, v in dice.items()]))
+    return load_case_metrics(paths, tmp_path)
+
+
+def test_seed_means_and_nan(tmp_path):
+    cases = _study(tmp_path, {
+        ("calf", 1): {"a-1": "0.2", "b-1": "0.5", "c-1": "0.9"},
+        ("calf", 2): {"a-1": "0.4", "b-1": "", "c-1": "0.7"},
+        ("bce", 1): {"a-1": "0.1", "b-1": "0.1", "c-1": "0.1"},
+        ("bce", 2): {"a-1": "0.3", "b-1": "0.3", "c-1": "0.3"},
+    })
+    pairing = pair_metric(cases, "dice", ["calf", "bce"], "error")
+    assert pairing.values.loc[("a-1", "flair")].tolist() == pytest.approx([0.3, 0.2])
+    assert pairing.values.loc[("c-1", "flair")].tolist() == pytest.approx([0.8, 0.2])
+    assert pairing.dropped_nan == [("b-1", "flair")]  # one seed NaN: the mean is NaN
+    assert pairing.dropped_missing == []
+    wide, dropped = case_table(cases, "dice", ["calf", "bce"], "error")
+    assert len(wide) == 3 and math.isnan(wide.loc[("b-1", "flair"), "calf"]) and dropped == []
+    assert list(wide.columns) == ["calf", "bce"]
+
+
+def test_missing_case_error_and_drop(tmp_path):
+    cases = _study(tmp_path, {
+        ("calf", None): {"a-1": "0.2", "b-1": "0.5", "c-1": "0.9"},
+        ("bce", None): {"a-1": "0.1", "c-1": "0.1"},
+    })
+    with pytest.raises(CalfError, match=r"case b-1 \(flair\) is in .*calf/fold0.csv but missing "
+                                        r"for loss bce") as err:
+        check_complete(cases, ["calf", "bce"], "error")
+    assert "s/d/unet" in str(err.value)
+    pairing = pair_metric(cases, "dice", ["calf", "bce"], "drop")
+    assert pairing.dropped_missing == [("b-1", "flair")]
+    assert list(pairing.values.index) == [("a-1", "flair"), ("c-1", "flair")]
+
+
+def test_missing_seed_and_absent_loss(tmp_path):
+    cases = _study(tmp_path, {
+        ("calf", 1): {"a-1": "0.2"}, ("calf", 2): {"a-1": "0.3"}, ("bce", 1): {"a-1": "0.1"},
+        ("bce", 2): {"b-1": "0.1"},
+    })
+    with pytest.raises(CalfError, match=r"missing for loss bce \(seed 2\)"):
+        check_complete(cases, ["calf", "bce"], "error")
+    with pytest.raises(CalfError, match="no metrics file for loss.es. dice"):
+        check_complete(cases, ["calf", "bce", "dice"], "drop")
+    with pytest.raises(CalfError, match="stats.missing: 'skip'"):
+        check_complete(cases, ["calf", "bce"], "skip")

@@ -1,0 +1,53 @@
+# Significance tests of a study's losses from its per-case metrics (calf stats):
+# paired Wilcoxon tests of each CALF loss against every baseline with Holm's correction,
+# and the Friedman test with mean ranks, the Nemenyi post-hoc test and the critical difference.
+
+
+localrules:
+    stats,
+
+
+rule stats:
+    input:
+        metrics=lambda wildcards: run_paths(wildcards.study, "metrics"),
+    output:
+        paired=report(
+            f"{RESULTS}/stats/{{study}}/paired.csv",
+            caption="../report/paired.rst",
+            category="Statistics",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "paired tests"},
+        ),
+        friedman=report(
+            f"{RESULTS}/stats/{{study}}/friedman.csv",
+            caption="../report/friedman.rst",
+            category="Statistics",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "Friedman tests"},
+        ),
+        ranks=report(
+            f"{RESULTS}/stats/{{study}}/ranks.csv",
+            caption="../report/ranks.rst",
+            category="Statistics",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "mean ranks"},
+        ),
+        nemenyi=report(
+            f"{RESULTS}/stats/{{study}}/nemenyi.csv",
+            caption="../report/nemenyi.rst",
+            category="Statistics",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "Nemenyi post-hoc"},
+        ),
+        json=f"{RESULTS}/stats/{{study}}/stats.json",
+    log:
+        f"{LOGS}/stats/{{study}}.log",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        root=f"{RESULTS}/metrics",
+        out=lambda wildcards: f"{RESULTS}/stats/{wildcards.study}",
+        args=stats_args,
+    shell:
+        "calf stats --metrics-root {params.root} --study {wildcards.study}"
+        " --out-dir {params.out} {params.args} {input.metrics} > {log} 2>&1"
