@@ -102,7 +102,7 @@ def test_load_reads_identity_and_nan(tmp_path):
         (HEADER, "c-1,c,flair,d,unet,calf,0,0.5,0.3,3,0.6,0.99,,",
          "column tumour_voxels, row 2: not a number"),
         (HEADER, "c-1,c,flair,d,unet,dice,0,0.5,0.3,3,0.6,0.99,,120",
-         "column loss holds dice, the path says 'calf'"),
+         "column loss, row 2 holds dice, the path says 'calf'"),
     ],
 )
 def test_load_errors_name_file_and_column(tmp_path, header, row, message):

@@ -116,7 +116,7 @@ def test_paper_config_dry_run_lists_every_job(tmp_path):
     assert counts["evaluate_filtering"] == filtering // losses
     assert "download" not in counts  # the roots exist
     assert "evaluate_demo" not in counts  # the embedded demo config is not merged in
-    print(f"paper DAG: {sum(counts.values())} jobs, dry run {seconds:.1f} s")
+    print(f"paper DAG: {counts['total']} jobs, dry run {seconds:.1f} s")
 
 
 def test_a_loss_is_one_new_rule(tmp_path):

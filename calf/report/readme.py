@@ -56,6 +56,34 @@ def paired_digest(paired: "pd.DataFrame") -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
+def demote_headings(markdown: str) -> str:
+    """Every Markdown heading one level deeper (an embedded document under a section)."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def _fmt(x: float, digits: int) -> str:
+    return "–" if x != x else f"{x:.{digits}f}"
+
+
+def paired_details(paired: "pd.DataFrame", metric: str) -> list[str]:
+    """Every test of ``metric``, one row per group and comparison, in a collapsed block."""
+    rows = paired[paired["metric"] == metric]
+    if rows.empty:
+        return []
+    digits = 2 if metric == "hd95" else 3
+    lines = ["<details><summary>Every test on " + metric + " (median difference CALF − baseline "
+             "with its 95% CI, Holm-adjusted p, rank-biserial r)</summary>", "",
+             "| dataset | model | ratio | CALF loss | baseline | n | median diff [95% CI] | p (Holm) | r | favours |",
+             "|:---|:---|:---|:---|:---|---:|---:|---:|---:|:---|"]
+    for r in rows.itertuples(index=False):
+        mark = "**" if bool(r.significant) else ""
+        lines.append(
+            f"| {r.dataset} | {r.model} | {r.ratio} | {r.calf_loss} | {r.baseline} | {r.n_pairs} | "
+            f"{_fmt(r.median_diff, digits)} [{_fmt(r.ci_low, digits)}, {_fmt(r.ci_high, digits)}] | "
+            f"{mark}{_fmt(r.p_holm, 4)}{mark} | {_fmt(r.rank_biserial, 2)} | {r.favours} |")
+    return lines + ["", "Bold p: significant after Holm's correction.", "", "</details>", ""]
+
+
 def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequence[str]) -> list[str]:
     import pandas as pd
 
@@ -73,6 +101,10 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
     ]
     if len(paired):
         lines += [paired_digest(paired).to_markdown(index=False), ""]
+        for metric in dict.fromkeys(paired["metric"]):
+            lines += paired_details(paired, metric)
+    else:
+        lines += ["No paired tests: the study has no CALF loss.", ""]
     lines += ["How the statistics treat the data:", ""]
     lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in stats.get("handling", {}).items()]
     lines += ["", "### Tables", ""]
@@ -108,9 +140,7 @@ def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[s
         "captions: `snakemake --report results/report.html`. Per-case metrics: `results/metrics/`; "
         "runs: MLflow (`results/mlflow.db` unless configured otherwise).",
         "",
-        "## The paper's numbers beside the suite's",
-        "",
-        paper.read_text().strip(),
+        demote_headings(paper.read_text().strip()),
         "",
         f"(Also as [CSV]({_link(_require(paper.with_suffix('.csv')), report_dir)}), "
         f"[LaTeX]({_link(_require(paper.with_suffix('.tex')), report_dir)}).)",

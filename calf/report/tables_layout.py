@@ -3,25 +3,16 @@
 A ``Document`` is a title, caption paragraphs and ``Block``s (one table each, with notes
 printed under it). Cells hold their text as shown, whether they are bold, and significance
 markers printed as a superscript; ``calf.report.tables_render`` writes them as Markdown,
-LaTeX and HTML. Also here: the display names and orders of models and losses, and the
-number formats shared by every table.
+LaTeX and HTML. Also here: the number formats shared by every table (display names and
+orders: ``calf.naming``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-MODEL_NAMES = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "fpn": "FPN"}
-LOSS_NAMES = {
-    "bce": "BCE", "dice": "Dice", "iou": "IoU", "tversky": "Tversky", "focal": "Focal",
-    "combo": "Combo", "calf": "CALF", "calf_region": "Region-specific",
-}
-METRIC_NAMES = {
-    "dice": "Dice", "iou": "IoU", "hd95": "HD95", "sensitivity": "Sensitivity",
-    "specificity": "Specificity", "precision": "Precision",
-}
+
 # decimals shown: 3 for metrics in [0, 1], 2 for distances
 METRIC_DECIMALS = {"dice": 3, "iou": 3, "hd95": 2, "sensitivity": 3, "specificity": 3,
                    "precision": 3}
@@ -65,18 +56,6 @@ class Document:
     title: str
     caption: list[str]
     blocks: list[Block]
-
-
-def display(name: str, names: dict[str, str]) -> str:
-    """The display name of a model, loss or metric; unknown names as they are."""
-    return names.get(name, name)
-
-
-def ordered(names: Iterable[str], known: Iterable[str]) -> list[str]:
-    """``names`` in the order of ``known``, then the others sorted."""
-    known = list(known)
-    names = set(names)
-    return [n for n in known if n in names] + sorted(names - set(known))
 
 
 def ratio_sort_key(ratio: str) -> tuple[int, float]:

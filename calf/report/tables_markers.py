@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.report.tables_layout import LOSS_NAMES, METRIC_NAMES, display, ordered
+from calf.naming import LOSS_NAMES, METRIC_NAMES, display, ordered
 from calf.stats.collect import GROUP_KEYS, METRIC_COLUMNS
 
 if TYPE_CHECKING:

@@ -17,9 +17,8 @@ from calf.report.reference import (
     FILTERING_TABLE, MAIN_TABLE, PAPER_VALUES, POOLED_BATCH, SOURCE, TEST_SLICES, PaperValue,
 )
 from calf.report.tables_io import output_paths, publish
-from calf.report.tables_layout import (
-    LOSS_NAMES, MISSING, MODEL_NAMES, Block, Cell, Column, Document, display, fmt,
-)
+from calf.naming import LOSS_NAMES, MODEL_NAMES, display
+from calf.report.tables_layout import MISSING, Block, Cell, Column, Document, fmt
 from calf.report.tables_render import to_html, to_latex, to_markdown
 
 if TYPE_CHECKING:

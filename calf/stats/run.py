@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.naming import CALF_LOSSES, LOSS_NAMES, ordered
 from calf.stats.collect import GROUP_KEYS, HIGHER_IS_BETTER, METRIC_COLUMNS, case_table, \
     check_complete, group_label
 from calf.stats.paired import ZERO_METHODS
@@ -41,9 +42,7 @@ if TYPE_CHECKING:
 FORMAT = 1
 FAMILIES = ("group", "study")
 MISSING = ("error", "drop")
-DEFAULT_CALF_LOSSES = ("calf", "calf_region")
-# the order of the tables' rows; losses not named here follow, alphabetically
-LOSS_ORDER = ("bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region")
+DEFAULT_CALF_LOSSES = CALF_LOSSES
 
 PAIRED_COLUMNS = (*GROUP_KEYS, "metric", "calf_loss", "baseline", "n_pairs", "n_dropped_missing",
                   "n_dropped_nan", "n_zero_diff", "mean_calf", "mean_baseline", "median_diff",
@@ -127,8 +126,7 @@ def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
 
 
 def _order_losses(losses) -> list[str]:
-    known = [loss for loss in LOSS_ORDER if loss in set(losses)]
-    return known + sorted(set(losses) - set(LOSS_ORDER))
+    return ordered(losses, LOSS_NAMES)
 
 
 def _check_metrics(metrics: Sequence[str], option: str) -> list[str]:

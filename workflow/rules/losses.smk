@@ -1,6 +1,7 @@
 # One rule per loss. A rule named train_<name> adds the loss <name> to every study
 # (unless a study lists its losses): it trains on every dataset, model and fold, and its
-# runs are evaluated, synced to MLflow and tabulated like the others.
+# runs are evaluated, tested against CALF, tabulated, plotted and synced to MLflow like
+# the others.
 #
 # To add a baseline, write one rule here, e.g.:
 #

@@ -18,31 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.naming import CALF_LOSSES, LOSS_NAMES, MODEL_NAMES, display, ordered
+from calf.stats.collect import RUN_LAYOUT
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-LOSS_NAMES = {
-    "bce": "BCE",
-    "dice": "Dice",
-    "iou": "IoU",
-    "tversky": "Tversky",
-    "focal": "Focal",
-    "combo": "Combo",
-    "calf": "CALF",
-    "calf_region": "Region-specific",
-}
-MODEL_NAMES = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "fpn": "FPN"}
-METRIC_NAMES = {
-    "dice": "Dice",
-    "iou": "IoU",
-    "hd95": "HD95",
-    "sensitivity": "Sensitivity",
-    "specificity": "Specificity",
-    "precision": "Precision",
-}
-CALF_LOSSES = ("calf", "calf_region")
 CALF_COLOUR = "#cc3311"
 BASELINE_COLOUR = "#4477aa"
 # SPEC section 2's branches in the order of calf.losses.BRANCHES (a test checks it), each
@@ -59,38 +41,25 @@ DPI = 150
 MAX_WIDTH = 24.0  # inches: a figure never grows past this; its panels shrink instead
 MAX_HEIGHT = 32.0
 
-# the results layout below a root: <study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK
-_LAYOUT = (
-    r"(?P<study>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<loss>[^/]+)/"
-    r"(?:ratio-(?P<ratio>[0-9.]+)/)?(?:seed-(?P<seed>[0-9]+)/)?fold(?P<fold>[0-9]+)"
-)
-
-
 def loss_name(loss: str) -> str:
-    return LOSS_NAMES.get(loss, loss)
+    return display(loss, LOSS_NAMES)
 
 
 def model_name(model: str) -> str:
-    return MODEL_NAMES.get(model, model)
+    return display(model, MODEL_NAMES)
 
 
 def loss_colour(loss: str) -> str:
     return CALF_COLOUR if loss in CALF_LOSSES else BASELINE_COLOUR
 
 
-def _known_first(names: Iterable[str], known: Iterable[str]) -> list[str]:
-    present = set(names)
-    ordered = [n for n in known if n in present]
-    return ordered + sorted(present - set(ordered))
-
-
 def loss_order(losses: Iterable[str]) -> list[str]:
     """Baselines, then CALF and its region variant (the contract's order); others after."""
-    return _known_first(losses, LOSS_NAMES)
+    return ordered(losses, LOSS_NAMES)
 
 
 def model_order(models: Iterable[str]) -> list[str]:
-    return _known_first(models, MODEL_NAMES)
+    return ordered(models, MODEL_NAMES)
 
 
 def ratio_text(value: object) -> str:
@@ -119,7 +88,7 @@ def parse_layout(path: str | Path, suffix: str, root: str | Path | None = None) 
     With ``root`` the whole path below it must follow the layout; without, its last parts
     must (``suffix``: ``".csv"`` for a per-case metrics file, ``""`` for a run folder).
     """
-    pattern = _LAYOUT + re.escape(suffix)
+    pattern = RUN_LAYOUT + re.escape(suffix)
     if root is not None:
         try:
             rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()

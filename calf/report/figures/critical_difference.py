@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.naming import METRIC_NAMES
 from calf.report.figures._common import (
     BASELINE_COLOUR,
     CALF_COLOUR,
     CALF_LOSSES,
-    METRIC_NAMES,
     loss_name,
     loss_order,
     message_figure,

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.naming import METRIC_NAMES
 from calf.report.figures._common import (
-    METRIC_NAMES,
     loss_colour,
     loss_name,
     loss_order,

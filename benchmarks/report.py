@@ -1,0 +1,98 @@
+"""Statistics and report benchmark at the paper's scale.
+
+Writes a synthetic results tree the size of the paper's cross-validation study (4 datasets x
+3 models x 8 losses x 5 folds, ``--cases`` test cases per fold; tests/report_fixtures.py),
+then times, in one run, against a baseline measured in the same run (no asserts):
+
+- baseline: reading every per-case CSV with pandas, nothing else (the floor of any step
+  that needs the per-case rows);
+- ``load_case_metrics`` (the same reading plus validation and path identities);
+- ``compute_stats`` (every paired test with its bootstrap CI, Friedman, ranks, Nemenyi);
+- ``write_summary_tables``; each figure of ``calf report figures``.
+
+and the process's peak memory. Run: ``.venv/bin/python benchmarks/report.py [--cases 100]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from report_fixtures import write_study  # noqa: E402
+
+from calf.report.figures import (  # noqa: E402
+    plot_branch_shares,
+    plot_critical_difference,
+    plot_dice,
+    plot_imbalance,
+    plot_overlays,
+)
+from calf.report.tables import write_summary_tables  # noqa: E402
+from calf.stats.collect import load_case_metrics  # noqa: E402
+from calf.stats.run import compute_stats  # noqa: E402
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100, help="test cases per fold")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results"
+        start = time.perf_counter()
+        paths = write_study(results, study="cv", datasets=("upenn", "ucsf", "brats", "lgg"),
+                            models=("unet", "deeplabv3", "fpn"), folds=5,
+                            cases_per_fold=args.cases, effects={"calf": 0.02}, epochs=20)
+        print(f"fixture: {len(paths)} runs x {args.cases} cases written in "
+              f"{time.perf_counter() - start:.1f} s")
+        root = results / "metrics"
+
+        base, _ = timed(lambda: [pd.read_csv(p) for p in paths])
+        rows = [("read every CSV (baseline)", base)]
+        t, cases = timed(lambda: load_case_metrics(paths, root))
+        rows.append(("load_case_metrics", t))
+        t, stats = timed(lambda: compute_stats(cases, study="cv", resamples=args.resamples))
+        rows.append((f"compute_stats ({len(stats.paired)} paired tests, "
+                     f"{len(stats.friedman)} Friedman)", t))
+        out = Path(tmp) / "out"
+        out.mkdir()
+        t, _ = timed(lambda: write_summary_tables(cases, stats.paired, out / "summary",
+                                                  calf_losses=["calf", "calf_region"], alpha=0.05))
+        rows.append(("summary tables (CSV, MD, TeX, HTML)", t))
+        profiles = sorted((results / "profiles").rglob("*.json"))
+        runs = [results / "runs" / p.relative_to(root).with_suffix("") for p in paths]
+        figures = {
+            "figure: Dice": lambda: plot_dice(cases, out / "dice"),
+            "figure: critical difference": lambda: plot_critical_difference(
+                stats.ranks, stats.nemenyi, stats.friedman, out / "cd"),
+            "figure: imbalance": lambda: plot_imbalance(profiles, out / "imbalance"),
+            "figure: branch shares": lambda: plot_branch_shares(runs, out / "branches"),
+            "figure: overlays (4 grids)": lambda: plot_overlays(paths, out, metrics_root=root),
+        }
+        for name, fn in figures.items():
+            rows.append((name, timed(fn)[0]))
+
+    print(f"\n{'step':<52} {'seconds':>8} {'x baseline':>11}")
+    for name, seconds in rows:
+        print(f"{name:<52} {seconds:8.2f} {seconds / base:11.1f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak memory of this process: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

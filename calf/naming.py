@@ -1,0 +1,43 @@
+"""Display names and the canonical order of the suite's losses, models and metrics.
+
+One table for the statistics, the comparison tables and the figures: baselines in the
+paper's order, then CALF and its region-specific variant; names not listed here (a user's
+new loss or model) are shown as they are, after the known ones, sorted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+LOSS_NAMES = {
+    "bce": "BCE",
+    "dice": "Dice",
+    "iou": "IoU",
+    "tversky": "Tversky",
+    "focal": "Focal",
+    "combo": "Combo",
+    "calf": "CALF",
+    "calf_region": "Region-specific",
+}
+MODEL_NAMES = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "fpn": "FPN"}
+METRIC_NAMES = {
+    "dice": "Dice",
+    "iou": "IoU",
+    "hd95": "HD95",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+}
+CALF_LOSSES = ("calf", "calf_region")
+
+
+def display(name: str, names: dict[str, str]) -> str:
+    """The display name of a model, loss or metric; unknown names as they are."""
+    return names.get(name, name)
+
+
+def ordered(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """``names`` in the order of ``known``, then the others sorted."""
+    known = list(known)
+    names = set(names)
+    return [n for n in known if n in names] + sorted(names - set(known))

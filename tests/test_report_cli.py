@@ -1,0 +1,127 @@
+"""`calf report` end to end on a small results tree: tables, paper table, figures, README."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from calf.cli import main
+from report_fixtures import write_study
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A study (2 datasets, 1 model, 3 losses) with its statistics, and a pooled holdout study."""
+    results = tmp_path_factory.mktemp("tree") / "results"
+    paths = write_study(results, datasets=("sparse", "bulky"), models=("unet",),
+                        losses=("bce", "dice", "calf"), folds=2, cases_per_fold=8,
+                        effects={"calf": 0.3}, epochs=2)
+    pooled = write_study(results, study="pooled", datasets=("pool",), models=("unet",),
+                         losses=("bce", "calf"), folds=1, cases_per_fold=6, epochs=2, seed=1)
+    metrics = results / "metrics"
+    for study, files in (("demo", paths), ("pooled", pooled)):
+        assert main(["stats", "--metrics-root", str(metrics), "--study", study, "--out-dir",
+                     str(results / "stats" / study), "--resamples", "200",
+                     *map(str, files)]) == 0
+    return results, paths, pooled
+
+
+def _report(results: Path, action: str, *args: str) -> int:
+    return main(["report", action, *args])
+
+
+def test_tables_paper_figures_and_readme(tree):
+    results, paths, pooled = tree
+    metrics, report = results / "metrics", results / "report"
+    for study, files in (("demo", paths), ("pooled", pooled)):
+        assert _report(results, "tables", "--metrics-root", str(metrics), "--study", study,
+                       "--paired", str(results / f"stats/{study}/paired.csv"),
+                       "--out-prefix", str(report / study / "summary"), "--calf-loss", "calf",
+                       *map(str, files)) == 0
+        profiles = [a for p in sorted((results / "profiles" / study).rglob("*.json"))
+                    for a in ("--profile", str(p))]
+        assert _report(results, "figures", "--metrics-root", str(metrics), "--study", study,
+                       "--runs-root", str(results / "runs"), "--stats-dir",
+                       str(results / "stats" / study), *profiles,
+                       "--out-dir", str(report / study / "figures"), *map(str, files)) == 0
+    assert _report(results, "paper", "--metrics-root", str(metrics), "--out-prefix",
+                   str(report / "paper_vs_suite"), *map(str, pooled)) == 0
+    assert _report(results, "readme", "--report-dir", str(report), "--stats-root",
+                   str(results / "stats"), "--study", "demo:sparse,bulky", "--study",
+                   "pooled:pool", "--out", str(report / "README.md")) == 0
+
+    paper = pd.read_csv(report / "paper_vs_suite.csv")
+    ran = paper[paper["status"] == "run"]
+    assert sorted(ran["loss"]) == ["bce", "calf"] and set(ran["model"]) == {"unet"}
+    # the suite's value is the companion JSON's batch-pooled Dice of that run
+    companion = json.loads(Path(str(pooled[-1]).replace(".csv", ".json")).read_text())
+    calf = ran[ran["loss"] == "calf"].iloc[0]
+    assert calf["suite"] == pytest.approx(companion["summary"]["batch_pooled_dice_32"])
+
+    readme = (report / "README.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", readme)
+    assert len(links) > 20 and all((report / link).is_file() for link in links)
+    assert "overlays_sparse.png" in readme and "overlays_pool.png" in readme
+    assert readme.count("\n# ") == 0  # one title; the embedded paper table's headings demoted
+    # the digest counts what paired.csv says: calf (+0.3 Dice) beats both baselines on Dice
+    paired = pd.read_csv(results / "stats/demo/paired.csv")
+    dice = paired[paired["metric"] == "dice"]
+    wins = int((dice["significant"] & (dice["favours"] == "calf")).sum())
+    assert wins == len(dice) == 4
+    assert re.search(rf"\| calf +\| dice +\| +4 \| +{wins} \| +0 \| +0 \|", readme)
+
+
+def test_figures_need_the_stats_and_leave_nothing_when_they_fail(tree, tmp_path, capsys):
+    results, paths, _ = tree
+    out = tmp_path / "figures"
+    code = _report(results, "figures", "--metrics-root", str(results / "metrics"), "--study",
+                   "demo", "--runs-root", str(results / "runs"), "--stats-dir",
+                   str(tmp_path / "nostats"), "--out-dir", str(out), *map(str, paths))
+    assert code == 2
+    assert "nostats/ranks.csv: no such file" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".figures*"))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("other-study", "metrics files of study 'pooled' given"),
+    ("no-paired-file", "--paired"),
+    ("bad-path", "not a per-case metrics path"),
+])
+def test_tables_errors_name_the_problem(tree, tmp_path, capsys, case, message):
+    results, paths, pooled = tree
+    files = [str(p) for p in paths]
+    paired = str(results / "stats/demo/paired.csv")
+    if case == "other-study":
+        files += [str(pooled[0])]
+    elif case == "no-paired-file":
+        paired = str(tmp_path / "missing.csv")
+    else:
+        stray = results / "metrics" / "stray.csv"
+        stray.write_text(Path(paths[0]).read_text())
+        files.append(str(stray))
+    code = _report(results, "tables", "--metrics-root", str(results / "metrics"), "--study",
+                   "demo", "--paired", paired, "--out-prefix", str(tmp_path / "t"), *files)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("t.*"))
+
+
+def test_readme_names_a_missing_figure(tree, tmp_path, capsys):
+    results, _, _ = tree
+    report = tmp_path / "report"
+    (report / "demo").mkdir(parents=True)
+    for name in ("paper_vs_suite.md", "paper_vs_suite.csv", "paper_vs_suite.tex"):
+        (report / name).write_text("# Paper vs suite\n")
+    for fmt in ("md", "csv", "tex", "html"):
+        (report / "demo" / f"summary.{fmt}").write_text("x")
+    code = _report(results, "readme", "--report-dir", str(report), "--stats-root",
+                   str(results / "stats"), "--study", "demo:sparse", "--out",
+                   str(report / "README.md"))
+    assert code == 2
+    assert "figures/dice.png: no such file" in capsys.readouterr().err
+    assert not (report / "README.md").exists()
