@@ -6,10 +6,10 @@
 report: "../report/workflow.rst"
 
 
+# (each study's figure rule, report_figures_<study>, is local too: localrule: True)
 localrules:
     report_tables,
     report_paper,
-    report_figures,
     report_readme,
     mlflow_sync,
 
