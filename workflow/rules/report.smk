@@ -75,8 +75,8 @@ for study in config["studies"]:
         name:
             f"report_figures_{study}"
         input:
+            # (the runs' epochs.csv, read for the branch shares, precede their metrics)
             metrics=run_paths(study, "metrics"),
-            runs=run_paths(study, "runs"),
             profiles=profile_paths(study),
             stats=f"{RESULTS}/stats/{study}/stats.json",
         output:
