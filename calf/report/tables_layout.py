@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-
 # decimals shown: 3 for metrics in [0, 1], 2 for distances
 METRIC_DECIMALS = {"dice": 3, "iou": 3, "hd95": 2, "sensitivity": 3, "specificity": 3,
                    "precision": 3}

@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.naming import LOSS_NAMES, MODEL_NAMES, display
 from calf.report.reference import (
-    FILTERING_TABLE, MAIN_TABLE, PAPER_VALUES, POOLED_BATCH, SOURCE, TEST_SLICES, PaperValue,
+    FILTERING_TABLE,
+    MAIN_TABLE,
+    PAPER_VALUES,
+    POOLED_BATCH,
+    SOURCE,
+    TEST_SLICES,
+    PaperValue,
 )
 from calf.report.tables_io import output_paths, publish
-from calf.naming import LOSS_NAMES, MODEL_NAMES, display
 from calf.report.tables_layout import MISSING, Block, Cell, Column, Document, fmt
 from calf.report.tables_render import to_html, to_latex, to_markdown
 

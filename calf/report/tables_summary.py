@@ -16,10 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.report.tables_io import output_paths, publish
 from calf.naming import LOSS_NAMES, METRIC_NAMES, MODEL_NAMES, display, ordered
+from calf.report.tables_io import output_paths, publish
 from calf.report.tables_layout import (
-    METRIC_DECIMALS, MISSING, Block, Cell, Column, Document, fmt, ratio_sort_key, ratio_title,
+    METRIC_DECIMALS,
+    MISSING,
+    Block,
+    Cell,
+    Column,
+    Document,
+    fmt,
+    ratio_sort_key,
+    ratio_title,
 )
 from calf.report.tables_markers import check_paired, legend, markers_for, ratio_text, significant_vs
 from calf.report.tables_render import to_html, to_latex, to_markdown

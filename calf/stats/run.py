@@ -32,8 +32,14 @@ from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
 from calf.naming import CALF_LOSSES, LOSS_NAMES, ordered
-from calf.stats.collect import GROUP_KEYS, HIGHER_IS_BETTER, METRIC_COLUMNS, case_table, \
-    check_complete, group_label
+from calf.stats.collect import (
+    GROUP_KEYS,
+    HIGHER_IS_BETTER,
+    METRIC_COLUMNS,
+    case_table,
+    check_complete,
+    group_label,
+)
 from calf.stats.paired import ZERO_METHODS
 
 if TYPE_CHECKING:

@@ -33,13 +33,13 @@ from calf.report.figures._common import (
     save_figure,
     style,
 )
+from calf.stats.collect import GROUP_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-GROUP_KEYS = ("study", "dataset", "model", "ratio")
 _COLUMNS = {
     "ranks": ("metric", "loss", "mean_rank"),
     "nemenyi": ("metric", "loss_a", "loss_b", "p_value"),
