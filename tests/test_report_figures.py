@@ -309,7 +309,7 @@ def test_branch_shares_without_calf(study, tmp_path):
     "damage, message",
     [
         (lambda run: (run / "epochs.csv").unlink(), "epochs.csv: no such file"),
-        (lambda run: (run / "run.json").unlink(), "run.json: no such file"),
+        (lambda run: (run / "run.json").unlink(), "run.json: no such run record file"),
         (lambda run: (run / "run.json").write_text("{"), "run.json: not a readable run record"),
         (lambda run: (run / "epochs.csv").write_text("epoch,branch_fisher\n1,2\n"),
          "epochs.csv: missing column.*branch_logit"),

@@ -126,18 +126,6 @@ def _read_stats(stats_dir: Path):
     return frames
 
 
-def _profiles(paths: list[str]) -> list[dict]:
-    profiles = []
-    for path in paths:
-        try:
-            profiles.append(json.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise CalfError(f"--profile {path}: no such file") from None
-        except json.JSONDecodeError as err:
-            raise CalfError(f"--profile {path}: not JSON ({err.msg})") from None
-    return profiles
-
-
 def _figures(args: argparse.Namespace) -> list[Path]:
     from calf.report.figures import (
         plot_branch_shares,
@@ -150,7 +138,6 @@ def _figures(args: argparse.Namespace) -> list[Path]:
 
     cases = _cases(args)
     stats = _read_stats(Path(args.stats_dir))
-    profiles = _profiles(args.profile)
     run_dirs = []
     for path in args.metrics:
         parse_metrics_path(path, args.metrics_root)
@@ -167,7 +154,7 @@ def _figures(args: argparse.Namespace) -> list[Path]:
             *plot_dice(cases, tmp / "dice"),
             *plot_critical_difference(stats["ranks"], stats["nemenyi"], stats["friedman"],
                                       tmp / "critical_difference"),
-            *plot_imbalance(profiles, tmp / "imbalance"),
+            *plot_imbalance(args.profile, tmp / "imbalance"),
             *plot_branch_shares(run_dirs, tmp / "branches", runs_root=args.runs_root),
             *plot_overlays(args.metrics, tmp, metrics_root=args.metrics_root),
         ]

@@ -12,7 +12,6 @@ CALF run gets a figure that says so.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from calf.report.figures._common import (
     new_figure,
     parse_layout,
     ratio_key,
+    read_json_object,
     row_label,
     save_figure,
     style,
@@ -44,16 +44,7 @@ NO_RUNS = "no batch-scope CALF runs in this study"
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """A run folder's ``run.json``."""
-    path = Path(run_dir) / "run.json"
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalfError(f"{path}: no such file") from None
-    except (OSError, ValueError) as err:
-        raise CalfError(f"{path}: not a readable run record ({err})") from None
-    if not isinstance(record, dict):
-        raise CalfError(f"{path}: not a JSON object")
-    return record
+    return read_json_object(Path(run_dir) / "run.json", "run record")
 
 
 def is_batch_calf(record: dict[str, Any]) -> bool:

@@ -12,7 +12,6 @@ written before the histogram existed get the S panel only, and the left panel sa
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from calf.report.figures._common import (
     note,
     ratio_key,
     ratio_text,
+    read_json_object,
     row_label,
     save_figure,
     style,
@@ -58,14 +58,7 @@ def load_profiles(profiles: Sequence[Mapping[str, Any] | str | Path]) -> list[di
             source = f"profile {i + 1} ({item.get('dataset')}, fold {item.get('fold')})"
         else:
             source = str(item)
-            try:
-                record = json.loads(Path(item).read_text())
-            except FileNotFoundError:
-                raise CalfError(f"{item}: no such profile file") from None
-            except (OSError, ValueError) as err:
-                raise CalfError(f"{item}: not a readable profile JSON ({err})") from None
-            if not isinstance(record, dict):
-                raise CalfError(f"{item}: not a profile JSON object")
+            record = read_json_object(item, "profile")
         missing = [k for k in _REQUIRED if k not in record]
         if missing:
             raise CalfError(f"{source}: missing key(s) {', '.join(missing)}")
