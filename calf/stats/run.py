@@ -107,8 +107,8 @@ def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
     }[family]
     return {
         "missing": missing_text,
-        "nan": "A pair whose metric is NaN for either loss (e.g. HD95 or precision with an "
-               "empty mask, as the evaluation's conventions define) is dropped from that test "
+        "nan": "A pair whose metric is NaN for either loss (e.g. precision when nothing is "
+               "predicted, as the evaluation's conventions define) is dropped from that test "
                "and counted in n_dropped_nan; the Friedman test, ranks and Nemenyi test drop "
                "every case with a NaN for any loss (also counted).",
         "ties": "Tied values share the average of their ranks (Wilcoxon |d| ranks and the "
