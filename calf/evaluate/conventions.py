@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from calf._json import read_json_object
 from calf.errors import CalfError
 
 NAN = float("nan")
@@ -110,10 +111,6 @@ def read_conventions(path: str | Path | None) -> EmptyConventions:
             raise CalfError(f"--conventions {path!r}: not valid JSON ({err})") from None
         return EmptyConventions.from_dict(data, "--conventions")
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalfError(f"{path}: conventions file not found") from None
-    except (OSError, ValueError) as err:
-        raise CalfError(f"{path}: not a readable JSON file ({err})") from None
-    return EmptyConventions.from_dict(data, str(path))
+    if not path.is_file():
+        raise CalfError(f"{path}: conventions file not found")
+    return EmptyConventions.from_dict(read_json_object(path, "conventions"), str(path))

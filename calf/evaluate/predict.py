@@ -10,12 +10,12 @@ channels-last, as in training. A pixel is tumour where its logit is > 0.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calf._json import read_json_object
 from calf.errors import CalfError
 
 if TYPE_CHECKING:
@@ -63,13 +63,10 @@ def read_run_info(run: str | Path) -> dict[str, Any]:
     if not path.is_dir():
         raise CalfError(f"{path}: no such run directory")
     info_path = path / RUN_FILE
-    try:
-        info = json.loads(info_path.read_text())
-    except FileNotFoundError:
-        raise CalfError(f"{info_path}: not found; {path} is not a finished training run") from None
-    except (OSError, ValueError) as err:
-        raise CalfError(f"{info_path}: unreadable ({err})") from None
-    status = info.get("status") if isinstance(info, dict) else None
+    if not info_path.is_file():
+        raise CalfError(f"{info_path}: not found; {path} is not a finished training run")
+    info = read_json_object(info_path, "run record")
+    status = info.get("status")
     if status != "complete":
         raise CalfError(
             f"{info_path}: run status is {status!r}, not 'complete'; finish training first"

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 import calf
+from calf._json import read_json_object
 from calf.errors import CalfError
 from calf.losses import BRANCHES
 from calf.train.checkpoint import (
@@ -105,16 +106,7 @@ def _stderr(message: str) -> None:
 
 def read_profile(path: str) -> dict[str, Any]:
     """The imbalance profile JSON (DESIGN.md contract), with the keys training reads."""
-    import json
-
-    try:
-        record = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CalfError(f"--profile {path}: file not found") from None
-    except (OSError, ValueError) as err:
-        raise CalfError(f"--profile {path}: unreadable ({' '.join(str(err).split())})") from None
-    if not isinstance(record, dict):
-        raise CalfError(f"--profile {path}: expected a JSON object")
+    record = read_json_object(path, "profile", name=f"--profile {path}")
     for key in ("n_slices", "skewness", "kurtosis", "area_definition"):
         if key not in record:
             raise CalfError(f"--profile {path}: missing key {key!r}")

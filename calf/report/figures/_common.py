@@ -53,21 +53,6 @@ def loss_colour(loss: str) -> str:
     return CALF_COLOUR if loss in CALF_LOSSES else BASELINE_COLOUR
 
 
-def read_json_object(path: str | Path, what: str) -> dict:
-    """The JSON object in ``path``; ``what`` names the kind of file in the error."""
-    import json
-
-    try:
-        record = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CalfError(f"{path}: no such {what} file") from None
-    except (OSError, ValueError) as err:
-        raise CalfError(f"{path}: not a readable {what} JSON ({err})") from None
-    if not isinstance(record, dict):
-        raise CalfError(f"{path}: not a {what} JSON object")
-    return record
-
-
 def loss_order(losses: Iterable[str]) -> list[str]:
     """Baselines, then CALF and its region variant (the contract's order); others after."""
     return ordered(losses, LOSS_NAMES)

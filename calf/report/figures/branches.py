@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calf._json import read_json_object
 from calf.errors import CalfError
 from calf.report.figures._common import (
     BRANCH_COLOURS,
@@ -27,7 +28,6 @@ from calf.report.figures._common import (
     new_figure,
     parse_layout,
     ratio_key,
-    read_json_object,
     row_label,
     save_figure,
     style,

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calf._json import read_json_object
 from calf.errors import CalfError
 from calf.report.figures._common import (
     BRANCH_COLOURS,
@@ -24,7 +25,6 @@ from calf.report.figures._common import (
     note,
     ratio_key,
     ratio_text,
-    read_json_object,
     row_label,
     save_figure,
     style,
