@@ -52,10 +52,23 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from calf import __version__
+from calf.download.manifest import sha256_file
 from calf.errors import CalfError
-from calf.tracking import (KIND_TAG, MAX_BATCH_METRICS, MAX_BATCH_PARAMS_TAGS, MAX_TAG_VALUE,
-                           MLFLOW_STATUS, RUN_KEY_TAG, STATUS_TAG, RunKey, finite_metrics,
-                           flatten_params, is_server_uri, mlflow_env)
+from calf.evaluate.metrics import METRICS
+from calf.tracking import (
+    KIND_TAG,
+    MAX_BATCH_METRICS,
+    MAX_BATCH_PARAMS_TAGS,
+    MAX_TAG_VALUE,
+    MLFLOW_STATUS,
+    RUN_KEY_TAG,
+    STATUS_TAG,
+    RunKey,
+    finite_metrics,
+    flatten_params,
+    is_server_uri,
+    mlflow_env,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +76,6 @@ if TYPE_CHECKING:
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 FINGERPRINT_TAG = "calf.sync_fingerprint"
 SYNC_FORMAT = 1  # bump when what a sync writes changes: every run is then re-checked
-CASE_METRICS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
 BRANCH_PREFIX = "branch_"
 _QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
@@ -146,14 +158,6 @@ def _read_table(path: Path, required: Sequence[str], numeric: Sequence[str]) -> 
     return table
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _profile_path(key: RunKey, record: dict[str, Any], run_dir: Path,
                   profiles_root: Path | None, warnings: list[str]) -> Path | None:
     named = (record.get("imbalance") or {}).get("profile")
@@ -215,7 +219,7 @@ def read_run(key: RunKey, run_dir: Path, metrics_root: Path | None, profiles_roo
     if metrics_root is not None:
         csv = key.metrics_csv(metrics_root)
         if csv.is_file():
-            cases = _read_table(csv, ("case_id", "modality", "dice"), CASE_METRICS)
+            cases = _read_table(csv, ("case_id", "modality", "dice"), METRICS)
             artifacts.append(("metrics", csv))
             for companion in (csv.with_suffix(".json"), csv.with_name(f"{csv.stem}_slices.csv")):
                 if companion.is_file():
@@ -231,7 +235,7 @@ def read_run(key: RunKey, run_dir: Path, metrics_root: Path | None, profiles_roo
     for folder, path in artifacts:
         stat = path.stat()
         content = (f"{stat.st_size}:{stat.st_mtime_ns}" if path.name == "checkpoint.pt"
-                   else _file_digest(path))
+                   else sha256_file(path))
         digest.update(f"{folder}/{path.name}={content}\n".encode())
     return RunInputs(key, run_dir, record, epochs, cases, profile, artifacts, digest.hexdigest())
 
@@ -333,7 +337,7 @@ def final_metrics(inputs: RunInputs) -> dict[str, float]:
     values: dict[str, Any] = {"train_seconds": inputs.record.get("seconds")}
     if inputs.cases is not None:
         values["n_cases"] = len(inputs.cases)
-        for metric in (m for m in CASE_METRICS if m in inputs.cases.columns):
+        for metric in (m for m in METRICS if m in inputs.cases.columns):
             values[f"{metric}_mean"] = inputs.cases[metric].mean()
             values[f"{metric}_median"] = inputs.cases[metric].median()
     return finite_metrics(values)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calf import __version__
+from calf._json import json_safe
 from calf.errors import CalfError
 from calf.evaluate.conventions import EmptyConventions, read_conventions
 from calf.evaluate.metrics import (
@@ -211,19 +212,6 @@ def validation_volumes(
                 )
             )
     return volumes
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and numpy scalars as JSON values (NaN -> null)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _check_outputs(paths: OutputPaths, force: bool) -> None:
@@ -433,6 +421,6 @@ def evaluate(
         "calf_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    record = _json_safe(record)
+    record = json_safe(record)
     _write(paths, scores, record, f"{model} / {loss} / fold {fold}")
     return record

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.evaluate.metrics import METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METRIC_COLUMNS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
+METRIC_COLUMNS = METRICS  # the evaluate step's six per-case metrics
 # True: larger is better
 HIGHER_IS_BETTER = {m: m != "hd95" for m in METRIC_COLUMNS}
 TEXT_COLUMNS = ("case_id", "patient_id", "modality", "dataset", "model", "loss")

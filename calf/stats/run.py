@@ -30,6 +30,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf._json import json_safe
 from calf.errors import CalfError
 from calf.naming import CALF_LOSSES, LOSS_NAMES, ordered
 from calf.stats.collect import (
@@ -342,18 +343,6 @@ def check_out_dir(out_dir: str | Path) -> None:
                             f"write; choose an empty or new directory")
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalar
-        return _json_safe(value.item())
-    return value
-
-
 def stats_record(stats: StudyStats) -> dict[str, object]:
     """The content of ``stats.json``: format, study, settings, handling, notes and the
     four tables as lists of records (non-finite numbers as null)."""
@@ -361,7 +350,7 @@ def stats_record(stats: StudyStats) -> dict[str, object]:
               "handling": stats.handling, "notes": stats.notes}
     for name in TABLES:
         record[name] = getattr(stats, name).to_dict(orient="records")
-    return _json_safe(record)
+    return json_safe(record)
 
 
 def write_stats(stats: StudyStats, out_dir: str | Path) -> list[Path]:

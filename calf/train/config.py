@@ -100,16 +100,14 @@ class TrainConfig:
 
 
 def _sha256(path: str | Path, option: str) -> str:
-    digest = hashlib.sha256()
+    from calf.download.manifest import sha256_file
+
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_file(path)
     except FileNotFoundError:
         raise CalfError(f"{option} {path}: file not found") from None
     except OSError as err:
         raise CalfError(f"{option} {path}: unreadable ({err.strerror})") from None
-    return digest.hexdigest()
 
 
 def _store_fingerprint(path: str | Path) -> str:
