@@ -231,20 +231,20 @@ class LiveLogger:
         return self._client is not None
 
     @classmethod
-    def from_env(cls, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
-                 run_dir: str | Path | None = None) -> LiveLogger:
+    def from_env(cls, run_name: str, params: Mapping[str, Any],
+                 tags: Mapping[str, str]) -> LiveLogger:
         """A logger for the server named by ``MLFLOW_TRACKING_URI``, or an inactive one.
 
-        The run directory is ``run_dir``, else ``tags["run_dir"]`` (what ``calf train``
-        passes). When its path follows the run layout, the run is named by its key, goes to
-        the experiment named after the study and carries the ``calf.run_key`` tag, and a run
+        The run directory is ``tags["run_dir"]`` (what ``calf train`` passes). When its
+        path follows the run layout, the run is named by its key, goes to the experiment
+        named after the study and carries the ``calf.run_key`` tag, and a run
         with that key already on the server (a resumed job) is continued. Otherwise the run
         is called ``run_name`` and goes to ``MLFLOW_EXPERIMENT_NAME``, or ``calf``.
         """
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         logger = cls(uri)
         if is_server_uri(uri):
-            logger._guard(logger._start, run_name, params, tags, run_dir)
+            logger._guard(logger._start, run_name, params, tags)
         return logger
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> None:
@@ -275,13 +275,12 @@ class LiveLogger:
                   f"({type(err).__name__}: {message}); run 'calf mlflow-sync' later",
                   file=sys.stderr, flush=True)
 
-    def _start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
-               run_dir: str | Path | None) -> None:
+    def _start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         from mlflow.entities import Param, RunTag
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        run_dir = run_dir or tags.get("run_dir")
+        run_dir = tags.get("run_dir")
         key = RunKey.from_parts(Path(run_dir).resolve().parts) if run_dir else None
         experiment = key.study if key else os.environ.get("MLFLOW_EXPERIMENT_NAME") or "calf"
         all_tags = {**{str(k): str(v) for k, v in tags.items()}, KIND_TAG: "run",

@@ -28,6 +28,7 @@ import calf
 from calf._json import read_json_object
 from calf.errors import CalfError
 from calf.losses import BRANCHES
+from calf.tracking import LiveLogger
 from calf.train.checkpoint import (
     CHECKPOINT_FILE,
     load_checkpoint,
@@ -58,7 +59,6 @@ class TrainResult:
     status: str
     epochs_completed: int
     run_dir: Path
-    already_complete: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -257,13 +257,6 @@ def pooled_dice(model: torch.nn.Module, slices: TrainingSlices, batch_size: int,
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def live_logger(run_name: str, params: dict[str, Any], tags: dict[str, str]):
-    """The live MLflow logger (contract E); a no-op unless MLFLOW_TRACKING_URI names a server."""
-    from calf.tracking import LiveLogger
-
-    return LiveLogger.from_env(run_name, params, tags)
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -317,7 +310,7 @@ def _already_complete(run: RunDir, params: dict[str, Any],
     if record["status"] != "complete":
         return None
     log(f"{run.path}: already complete ({record['epochs_completed']} epochs); nothing to do")
-    return TrainResult("complete", record["epochs_completed"], run.path, True)
+    return TrainResult("complete", record["epochs_completed"], run.path)
 
 
 def _position(epochs: int, steps: int) -> str:
@@ -449,7 +442,8 @@ class _Session:
             f"{self.sampler.batches_per_epoch} steps per epoch, {self.execution['device']} "
             f"{self.execution['precision']}, {where}"
         )
-        self.logger = live_logger(str(self.run_dir.path), self.params, self._tags())
+        # the live MLflow logger: a no-op unless MLFLOW_TRACKING_URI names a server
+        self.logger = LiveLogger.from_env(str(self.run_dir.path), self.params, self._tags())
         try:
             with StopRequest() as stop:
                 result = self._epochs(stop)
