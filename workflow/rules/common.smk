@@ -422,10 +422,11 @@ def run_paths(study, kind):
     """Every training output ('runs') or per-case metrics file ('metrics') of a study."""
     out = []
     s = config["studies"][study]
+    losses, study_variants = study_losses(study), variants(study)
     for dataset in study_dataset_names(study):
         for model in s["models"]:
-            for loss in study_losses(study):
-                for variant in variants(study):
+            for loss in losses:
+                for variant in study_variants:
                     base = f"{study}/{dataset}/{model}/{loss}/{variant}"
                     if kind == "runs":
                         out.append(f"{RESULTS}/runs/{base}/train.done")
@@ -435,11 +436,14 @@ def run_paths(study, kind):
 
 
 def profile_paths(study):
-    return [
-        f"{RESULTS}/profiles/{study}/{dataset}/{selection(v)}.json"
-        for dataset in study_dataset_names(study)
-        for v in variants(study)
-    ]
+    """One profile per training set: seeds share theirs, so each is listed once."""
+    return list(
+        dict.fromkeys(
+            f"{RESULTS}/profiles/{study}/{dataset}/{selection(v)}.json"
+            for dataset in study_dataset_names(study)
+            for v in variants(study)
+        )
+    )
 
 
 def all_metrics(wildcards=None):
