@@ -257,3 +257,15 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
                  "overlays_tiny.png", "overlays_pool.png"):
         assert name in html, name
     assert "Paired tests of study" in html  # a caption
+
+
+def test_seeds_share_their_training_set_profile(tmp_path):
+    config = tiny_config(t={"datasets": ["tiny"], "folds": 2, "models": ["unet"],
+                            "losses": ["bce", "calf"], "seeds": [1, 2]})
+    path = write_config(tmp_path / "seeds.yaml", config)
+    out = snakemake("-n", "--printshellcmds", "--configfile", str(path),
+                    "--directory", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    figures = next(line for line in out.stdout.splitlines() if "calf report figures" in line)
+    profiles = re.findall(r"--profile (\S+)", figures)
+    assert sorted(Path(p).name for p in profiles) == ["fold0.json", "fold1.json"]
