@@ -155,7 +155,10 @@ def predict_rows(
     import numpy as np
     import torch
 
+    from calf.train.loop import amp_dtype
+
     device = trained.device
+    dtype = amp_dtype(device)  # the precision training used on this device
     images, truths, preds = [], [], []
     for start in range(0, len(rows), batch_size):
         x, y = store.batch(rows[start : start + batch_size])
@@ -163,7 +166,7 @@ def predict_rows(
         if device.type == "cuda":
             xd = xd.contiguous(memory_format=torch.channels_last)
         try:
-            with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained.model(xd)
         except ValueError as err:  # the suite's networks check their input size
             raise CalfError(f"{store.path}: slices of {store.size} x {store.size}: {err}") from None

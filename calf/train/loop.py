@@ -183,8 +183,16 @@ def choose_device(name: str) -> tuple[torch.device, torch.dtype | None]:
         raise CalfError("--device cuda: no CUDA device is available")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu"), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.device("cuda"), dtype
+    device = torch.device("cuda")
+    return device, amp_dtype(device)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on ``device`` (training and prediction alike): bfloat16 where
+    the GPU has it, else float16; None (float32 throughout) on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def default_workers(device: torch.device) -> int:
