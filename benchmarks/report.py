@@ -1,13 +1,16 @@
 """Statistics and report benchmark at the paper's scale.
 
 Writes a synthetic results tree the size of the paper's cross-validation study (4 datasets x
-3 models x 8 losses x 5 folds, ``--cases`` test cases per fold; tests/report_fixtures.py),
+3 models x 8 losses x 5 folds, ``--cases`` test cases per fold, each a patient with
+``--modalities`` rows (T1, T2, FLAIR by default) as the paper's data have; the fixture of
+tests/report_fixtures.py, its FLAIR row copied to the other modalities with seeded noise),
 then times, in one run, against a baseline measured in the same run (no asserts):
 
 - baseline: reading every per-case CSV with pandas, nothing else (the floor of any step
   that needs the per-case rows);
 - ``load_case_metrics`` (the same reading plus validation and path identities);
-- ``compute_stats`` (every paired test with its bootstrap CI, Friedman, ranks, Nemenyi);
+- ``compute_stats`` (every paired test with its bootstrap CI, Friedman, ranks, Nemenyi, on
+  the patients' means), and again with ``by_modality`` (a group per modality as well);
 - ``write_summary_tables``; each figure of ``calf report figures``.
 
 and the process's peak memory. Run: ``.venv/bin/python benchmarks/report.py [--cases 100]``.
@@ -22,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -40,6 +44,28 @@ from calf.stats.collect import load_case_metrics  # noqa: E402
 from calf.stats.run import compute_stats  # noqa: E402
 
 
+METRICS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
+
+
+def add_modalities(paths: list[Path], modalities: list[str], seed: int = 0) -> None:
+    """Rewrite each per-case CSV with one row per modality: the fixture's row, its metrics
+    shifted by seeded noise (bounded metrics kept in [0, 1]) for every modality but the
+    first, so that a patient's modality rows are correlated, as real ones are."""
+    rng = np.random.default_rng(seed)
+    for path in paths:
+        frame = pd.read_csv(path, dtype={"case_id": str, "patient_id": str})
+        copies = []
+        for i, modality in enumerate(modalities):
+            copy = frame.assign(modality=modality)
+            if i:
+                for metric in METRICS:
+                    noisy = copy[metric] + rng.normal(0, 0.02, len(copy)) * (
+                        20 if metric == "hd95" else 1)
+                    copy[metric] = noisy.clip(0, None if metric == "hd95" else 1).round(4)
+            copies.append(copy)
+        pd.concat(copies, ignore_index=True).to_csv(path, index=False)
+
+
 def timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -50,6 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100, help="test cases per fold")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--modalities", nargs="+", default=["t1", "t2", "flair"],
+                        help="modality rows per case (default t1 t2 flair)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,8 +86,9 @@ def main() -> None:
         paths = write_study(results, study="cv", datasets=("upenn", "ucsf", "brats", "lgg"),
                             models=("unet", "deeplabv3", "fpn"), folds=5,
                             cases_per_fold=args.cases, effects={"calf": 0.02}, epochs=20)
-        print(f"fixture: {len(paths)} runs x {args.cases} cases written in "
-              f"{time.perf_counter() - start:.1f} s")
+        add_modalities(paths, args.modalities)
+        print(f"fixture: {len(paths)} runs x {args.cases} cases x {len(args.modalities)} "
+              f"modalities written in {time.perf_counter() - start:.1f} s")
         root = results / "metrics"
 
         base, _ = timed(lambda: [pd.read_csv(p) for p in paths])
@@ -69,6 +98,10 @@ def main() -> None:
         t, stats = timed(lambda: compute_stats(cases, study="cv", resamples=args.resamples))
         rows.append((f"compute_stats ({len(stats.paired)} paired tests, "
                      f"{len(stats.friedman)} Friedman)", t))
+        t, by_modality = timed(lambda: compute_stats(cases, study="cv", resamples=args.resamples,
+                                                     by_modality=True))
+        rows.append((f"  by_modality ({len(by_modality.paired)} paired tests, "
+                     f"{len(by_modality.friedman)} Friedman)", t))
         out = Path(tmp) / "out"
         out.mkdir()
         t, _ = timed(lambda: write_summary_tables(cases, stats.paired, out / "summary",

@@ -56,17 +56,18 @@ def study(tmp_path_factory):
 
 
 def stats_tables(cases: pd.DataFrame, metric: str = "dice", alpha: float = 0.05):
-    """ranks, nemenyi, friedman as the stats contract lays them out, from scipy directly."""
+    """ranks, nemenyi, friedman as the stats contract lays them out, from scipy directly
+    (the fixture's cases are one patient each, one modality: the pooled-modality groups)."""
     ranks, pairs, friedman = [], [], []
     for key, part in cases.groupby(["study", "dataset", "model", "ratio"]):
-        group = dict(zip(("study", "dataset", "model", "ratio"), key))
+        group = dict(zip(("study", "dataset", "model", "ratio"), key)) | {"modality": "all"}
         wide = part.pivot_table(index=["case_id", "modality"], columns="loss", values=metric)
         losses, n = list(wide.columns), len(wide)
         k = len(losses)
         mean_rank = scipy.stats.rankdata(-wide.to_numpy(), axis=1).mean(axis=0)
         chi2, p = scipy.stats.friedmanchisquare(*wide.to_numpy().T)
         q = scipy.stats.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2)
-        friedman.append({**group, "metric": metric, "n_cases": n, "k": k, "chi2": chi2,
+        friedman.append({**group, "metric": metric, "n_patients": n, "k": k, "chi2": chi2,
                          "p_value": p, "alpha": alpha, "q_alpha": q,
                          "cd": q * np.sqrt(k * (k + 1) / (6 * n))})
         ranks += [{**group, "metric": metric, "loss": loss, "mean_rank": r}

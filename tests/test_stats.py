@@ -45,15 +45,17 @@ VOTING = 12
 # the paper's mean ranks: 3.143, 2.000, 2.893, 1.964
 DEMSAR_RANKS = np.array([44, 28, 40.5, 27.5]) / 14
 
+UNIT = "n_patients n_rows n_dropped_missing n_dropped_nan n_patients_dropped_nan"
 CONTRACT_COLUMNS = {
-    "paired": "study dataset model ratio metric calf_loss baseline n_pairs n_dropped_missing "
-              "n_dropped_nan n_zero_diff mean_calf mean_baseline median_diff ci_low ci_high "
+    "paired": f"study dataset model ratio modality metric calf_loss baseline {UNIT} "
+              "n_zero_diff mean_calf mean_baseline median_diff ci_low ci_high "
               "statistic p_value p_holm significant rank_biserial favours family family_size "
               "method",
-    "friedman": "study dataset model ratio metric n_cases n_dropped_missing n_dropped_nan k chi2 "
+    "friedman": f"study dataset model ratio modality metric {UNIT} k chi2 "
                 "p_value iman_davenport_f iman_davenport_p alpha q_alpha cd",
-    "ranks": "study dataset model ratio metric loss mean_rank mean median",
-    "nemenyi": "study dataset model ratio metric loss_a loss_b p_value rank_diff significant",
+    "ranks": "study dataset model ratio modality metric loss mean_rank mean median",
+    "nemenyi": "study dataset model ratio modality metric loss_a loss_b p_value rank_diff "
+               "significant",
 }
 
 
@@ -230,7 +232,7 @@ def test_nemenyi_equals_scikit_posthocs_and_demsar_conclusion():
 
 @pytest.mark.parametrize("values, note", [
     (np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.1]]), "2 loss(es)"),
-    (np.array([[0.1, 0.2, 0.3]]), "1 case(s)"),
+    (np.array([[0.1, 0.2, 0.3]]), "1 patient(s)"),
 ])
 def test_friedman_undefined(values, note):
     result = friedman_test(values)
@@ -273,8 +275,13 @@ def test_outputs_have_the_contract_columns(effect_outputs):
         assert list(effect_outputs[name].columns) == columns.split()
     record = effect_outputs["json"]
     assert record["format"] == 1 and record["study"] == "demo"
-    assert set(record["handling"]) == {"missing", "nan", "ties", "zero_differences", "seeds",
-                                       "family"}
+    assert set(record["handling"]) == {"unit", "missing", "nan", "ties", "zero_differences",
+                                       "groups", "family"}
+    unit = record["handling"]["unit"]
+    assert unit.index("over the modalities") < unit.index("over the patient's exams") < unit.index(
+        "then over seeds")
+    assert record["settings"]["averaging"] == ["modality", "case_id", "seed"]
+    assert (effect_outputs["paired"]["modality"] == "all").all()  # by_modality off
     for name in CONTRACT_COLUMNS:
         assert len(record[name]) == len(effect_outputs[name])
     assert record["settings"]["resamples"] == 300 and record["settings"]["family"] == "group"
@@ -299,19 +306,20 @@ def test_effect_makes_calf_significant(effect_outputs):
     assert dice["mean_rank"].idxmin() == "calf"
     friedman = effect_outputs["friedman"]
     assert (friedman["p_value"] < 0.05).all() and (friedman["k"] == 8).all()
-    assert (friedman["n_cases"] == 24).all()
+    assert (friedman["n_patients"] == 24).all()
     assert friedman["cd"].iloc[0] == pytest.approx(critical_difference(8, 24, 0.05)[1])
 
 
 def test_paired_rows_equal_scipy_on_the_csvs(effect_study, effect_outputs):
     root, paths = effect_study
     frames = pd.concat([pd.read_csv(p) for p in paths if "/unet/" in str(p)])
-    wide = frames.pivot_table(index=["case_id", "modality"], columns="loss", values="hd95")
+    # the fixture's patients have one case and one modality each: patient = case
+    wide = frames.pivot_table(index=["patient_id"], columns="loss", values="hd95")
     row = effect_outputs["paired"].query(
         "model == 'unet' and metric == 'hd95' and calf_loss == 'calf' and baseline == 'focal'"
     ).iloc[0]
     direct = scipy.stats.wilcoxon(wide["calf"], wide["focal"])
-    assert row["n_pairs"] == len(wide) == 24
+    assert row["n_patients"] == row["n_rows"] == len(wide) == 24
     assert row["statistic"] == direct.statistic
     assert row["p_value"] == pytest.approx(direct.pvalue, rel=1e-12)
     d = (wide["calf"] - wide["focal"]).to_numpy()
@@ -330,7 +338,7 @@ def test_paired_rows_equal_scipy_on_the_csvs(effect_study, effect_outputs):
 def test_nemenyi_rows_equal_scikit_posthocs(effect_study, effect_outputs):
     root, paths = effect_study
     frames = pd.concat([pd.read_csv(p) for p in paths if "/fpn/" in str(p)])
-    wide = frames.pivot_table(index=["case_id", "modality"], columns="loss", values="dice")
+    wide = frames.pivot_table(index=["patient_id"], columns="loss", values="dice")
     losses = ["bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region"]
     direct = scikit_posthocs.posthoc_nemenyi_friedman(wide[losses].to_numpy())
     rows = effect_outputs["nemenyi"].query("model == 'fpn' and metric == 'dice'")
@@ -380,9 +388,9 @@ def test_missing_case_is_an_error_naming_it(small_study, tmp_path, capsys):
     # --missing drop: the case leaves every test of the group, counted
     assert _stats_cli(paths, root, out, "--missing", "drop") == 0
     paired = pd.read_csv(out / "paired.csv")
-    assert (paired["n_dropped_missing"] == 1).all() and (paired["n_pairs"] == 15).all()
+    assert (paired["n_dropped_missing"] == 1).all() and (paired["n_patients"] == 15).all()
     friedman = pd.read_csv(out / "friedman.csv")
-    assert (friedman["n_dropped_missing"] == 1).all() and (friedman["n_cases"] == 15).all()
+    assert (friedman["n_dropped_missing"] == 1).all() and (friedman["n_patients"] == 15).all()
 
 
 def test_nan_metric_drops_the_pair_and_counts_it(small_study, tmp_path):
@@ -392,13 +400,15 @@ def test_nan_metric_drops_the_pair_and_counts_it(small_study, tmp_path):
     out = tmp_path / "stats"
     assert _stats_cli(paths, root, out, "--metric", "dice", "--metric", "iou") == 0
     paired = pd.read_csv(out / "paired.csv").set_index(["metric", "baseline"])
+    # the patient's only row is NaN for bce: the patient leaves that comparison
     assert paired.loc[("dice", "bce"), "n_dropped_nan"] == 1
-    assert paired.loc[("dice", "bce"), "n_pairs"] == 15
+    assert paired.loc[("dice", "bce"), "n_patients_dropped_nan"] == 1
+    assert paired.loc[("dice", "bce"), "n_patients"] == 15
     assert paired.loc[("dice", "dice"), "n_dropped_nan"] == 0
-    assert paired.loc[("dice", "dice"), "n_pairs"] == 16
+    assert paired.loc[("dice", "dice"), "n_patients"] == 16
     assert paired.loc[("iou", "bce"), "n_dropped_nan"] == 0
     friedman = pd.read_csv(out / "friedman.csv").set_index("metric")
-    assert friedman.loc["dice", "n_dropped_nan"] == 1 and friedman.loc["dice", "n_cases"] == 15
+    assert friedman.loc["dice", "n_dropped_nan"] == 1 and friedman.loc["dice", "n_patients"] == 15
 
 
 @pytest.mark.parametrize("extra, word", [(("--metric", "volume"), "volume"),
@@ -449,10 +459,10 @@ def test_seeds_ratio_and_study_family(tmp_path):
     assert sorted(set(paired["ratio"])) == ["0.1", "0.5"]
     assert (paired["family_size"] == 8).all() and (paired["family"] == "demo").all()
     np.testing.assert_allclose(paired["p_holm"], holm(paired["p_value"].to_numpy()))
-    # a case's value: the mean over its two seeds
+    # a patient's value (one case, one modality here): the mean over its two seeds
     row = paired.query("ratio == '0.1' and metric == 'dice' and baseline == 'bce'").iloc[0]
     subset = cases[(cases["ratio"] == "0.1") & (cases["loss"] == "calf")]
-    assert row["n_pairs"] == 10
+    assert row["n_patients"] == 10 and row["n_rows"] == 20
     assert row["mean_calf"] == pytest.approx(subset.groupby("case_id")["dice"].mean().mean())
     with pytest.raises(CalfError, match="not a directory"):
         (tmp_path / "file").write_text("x")

@@ -1,5 +1,5 @@
 """calf.stats.collect: identity from the path, reading and checking the per-case CSVs,
-matching cases across losses and averaging seeds."""
+matching rows across losses and averaging them per patient."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 
 from calf.errors import CalfError
 from calf.stats.collect import (
-    case_table,
+    NO_SEED,
     check_complete,
     load_case_metrics,
-    pair_metric,
     parse_metrics_path,
+    patient_table,
+    row_table,
 )
 
 HEADER = ("case_id,patient_id,modality,dataset,model,loss,fold,dice,iou,hd95,sensitivity,"
@@ -145,20 +146,58 @@ def _study(tmp_path: Path, values: dict[tuple[str, int | None], dict[str, str]])
 
 
 def test_seed_means_and_nan(tmp_path):
+    # patients a, b, c (the case id's prefix), one case and modality each, two seeds
     cases = _study(tmp_path, {
         ("calf", 1): {"a-1": "0.2", "b-1": "0.5", "c-1": "0.9"},
         ("calf", 2): {"a-1": "0.4", "b-1": "", "c-1": "0.7"},
         ("bce", 1): {"a-1": "0.1", "b-1": "0.1", "c-1": "0.1"},
-        ("bce", 2): {"a-1": "0.3", "b-1": "0.3", "c-1": "0.3"},
+        ("bce", 2): {"a-1": "0.3", "b-1": "0.4", "c-1": "0.3"},
     })
-    pairing = pair_metric(cases, "dice", ["calf", "bce"], "error")
-    assert pairing.values.loc[("a-1", "flair")].tolist() == pytest.approx([0.3, 0.2])
-    assert pairing.values.loc[("c-1", "flair")].tolist() == pytest.approx([0.8, 0.2])
-    assert pairing.dropped_nan == [("b-1", "flair")]  # one seed NaN: the mean is NaN
-    assert pairing.dropped_missing == []
-    wide, dropped = case_table(cases, "dice", ["calf", "bce"], "error")
-    assert len(wide) == 3 and math.isnan(wide.loc[("b-1", "flair"), "calf"]) and dropped == []
-    assert list(wide.columns) == ["calf", "bce"]
+    wide, dropped = row_table(cases, "dice", ["calf", "bce"], "error")
+    assert len(wide) == 6 and dropped == [] and list(wide.columns) == ["calf", "bce"]
+    assert math.isnan(wide.loc[("d", "b", "b-1", "flair", 2), "calf"])
+    table = patient_table(wide, ["calf", "bce"])
+    assert table.values.loc[("d", "a")].tolist() == pytest.approx([0.3, 0.2])
+    assert table.values.loc[("d", "c")].tolist() == pytest.approx([0.8, 0.2])
+    # b's seed-2 row is NaN for calf: left out for bce too, so both sides are seed 1
+    assert table.values.loc[("d", "b")].tolist() == pytest.approx([0.5, 0.1])
+    assert (table.n_patients, table.n_rows, table.n_dropped_nan,
+            table.n_patients_dropped_nan) == (3, 5, 1, 0)
+    # bce alone keeps b's seed-2 row
+    assert patient_table(wide, ["bce"]).values.loc[("d", "b"), "bce"] == pytest.approx(0.25)
+
+
+def test_rows_without_seed_and_patient_without_rows(tmp_path):
+    cases = _study(tmp_path, {("calf", None): {"a-1": "0.2", "b-1": ""},
+                              ("bce", None): {"a-1": "0.1", "b-1": "0.3"}})
+    wide, _ = row_table(cases, "dice", ["calf", "bce"], "error")
+    assert set(wide.index.get_level_values("seed")) == {NO_SEED}
+    table = patient_table(wide, ["calf", "bce"])
+    assert list(table.values.index) == [("d", "a")]
+    assert (table.n_patients, table.n_dropped_nan, table.n_patients_dropped_nan) == (1, 1, 1)
+
+
+def test_case_of_two_patients_names_case_and_files(tmp_path):
+    a = _write(tmp_path, "s/d/unet/calf/fold0.csv", [_row("a-1", "calf")])
+    b = _write(tmp_path, "s/d/unet/bce/fold0.csv",
+               [_row("a-1", "bce").replace("a-1,a,", "a-1,z,", 1)])
+    cases = load_case_metrics([a, b], tmp_path)
+    with pytest.raises(CalfError, match="case a-1 belongs to patient d/a in .* but to d/z in"
+                       ) as err:
+        row_table(cases, "dice", ["calf", "bce"], "error")
+    assert str(a) in str(err.value) and str(b) in str(err.value)
+
+
+@pytest.mark.parametrize("row, message", [
+    (",a,flair,d,unet,calf,0,0.5,0.3,3,0.6,0.99,,120", "column case_id, row 2: empty"),
+    ("a-1,,flair,d,unet,calf,0,0.5,0.3,3,0.6,0.99,,120", "column patient_id, row 2: empty"),
+    ("a-1,a,all,d,unet,calf,0,0.5,0.3,3,0.6,0.99,,120", "'all' is reserved"),
+])
+def test_empty_ids_and_reserved_modality(tmp_path, row, message):
+    path = _write(tmp_path, "s/d/unet/calf/fold0.csv", [row])
+    with pytest.raises(CalfError, match=message) as err:
+        load_case_metrics([path], tmp_path)
+    assert str(path) in str(err.value)
 
 
 def test_missing_case_error_and_drop(tmp_path):
@@ -170,9 +209,9 @@ def test_missing_case_error_and_drop(tmp_path):
                                         r"for loss bce") as err:
         check_complete(cases, ["calf", "bce"], "error")
     assert "s/d/unet" in str(err.value)
-    pairing = pair_metric(cases, "dice", ["calf", "bce"], "drop")
-    assert pairing.dropped_missing == [("b-1", "flair")]
-    assert list(pairing.values.index) == [("a-1", "flair"), ("c-1", "flair")]
+    wide, dropped = row_table(cases, "dice", ["calf", "bce"], "drop")
+    assert dropped == [("b-1", "flair")]
+    assert list(wide.index.get_level_values("case_id")) == ["a-1", "c-1"]
 
 
 def test_missing_seed_and_absent_loss(tmp_path):

@@ -3,8 +3,9 @@
 ``calf stats --metrics-root DIR --study NAME --out-dir DIR [--calf-loss L ...]
 [--metric M ...] [--friedman-metric M ...] [--alpha A] [--family group|study]
 [--missing error|drop] [--zero-method wilcox|pratt|zsplit] [--resamples N] [--seed S]
-METRICS_CSV...`` writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``, ``nemenyi.csv``
-and ``stats.json`` into ``--out-dir`` (see ``calf.stats.run``).
+[--by-modality] METRICS_CSV...`` writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``,
+``nemenyi.csv`` and ``stats.json`` into ``--out-dir`` (see ``calf.stats.run``); the patient
+is the unit of every test.
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bootstrap resamples of the median-difference CI (default 2000)")
     parser.add_argument("--seed", type=int, default=12345,
                         help="bootstrap seed (default 12345)")
+    parser.add_argument("--by-modality", action="store_true",
+                        help="also one group per modality (patients again the unit), beside "
+                             "the groups that pool the modalities (modality 'all')")
 
 
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from calf.stats.collect import GROUP_KEYS, load_case_metrics
+    from calf.stats.collect import STATS_GROUP_KEYS, load_case_metrics
     from calf.stats.run import DEFAULT_CALF_LOSSES, check_out_dir, compute_stats, write_stats
 
     if args.no_paired and args.calf_loss:
@@ -86,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
         zero_method=args.zero_method,
         resamples=args.resamples,
         seed=args.seed,
+        by_modality=args.by_modality,
     )
     write_stats(stats, args.out_dir)
     for note in stats.notes:
         print(f"calf stats: note: {note}", file=sys.stderr)
     paired = stats.paired
-    groups = pd.concat([paired[list(GROUP_KEYS)], stats.friedman[list(GROUP_KEYS)]])
+    groups = pd.concat([paired[list(STATS_GROUP_KEYS)], stats.friedman[list(STATS_GROUP_KEYS)]])
     groups = len(groups.drop_duplicates())
     print(f"calf stats: study {args.study}: {groups} group(s), {len(paired)} paired test(s), "
           f"{int(paired['significant'].sum())} significant after Holm, "

@@ -2,8 +2,10 @@
 
 The README is the plain-file twin of Snakemake's HTML report: a section per study with a
 digest of the paired tests (how often each CALF loss beat, lost to or tied with a baseline
-after Holm's correction), how the statistics treated missing cases, NaN metrics, ties and zero
-differences, and relative links to every table and figure.
+after Holm's correction; patients as the unit; the groups pooling the modalities, and each
+modality's groups in a digest of its own when the statistics have them), how the statistics
+treated the unit, missing cases, NaN metrics, ties and zero differences, and relative links
+to every table and figure.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.stats.collect import GROUP_KEYS
+from calf.stats.collect import GROUP_KEYS, POOLED, pooled_groups
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FIGURE_TITLES = {
-    "dice": "Dice per case and loss",
+    "dice": "Dice per patient and loss",
     "critical_difference": "Critical-difference diagrams (Dice)",
     "imbalance": "Imbalance of the training sets and CALF's branch thresholds",
     "branches": "Share of each CALF branch over training (batch scope)",
@@ -73,12 +75,12 @@ def paired_details(paired: "pd.DataFrame", metric: str) -> list[str]:
     digits = 2 if metric == "hd95" else 3
     lines = ["<details><summary>Every test on " + metric + " (median difference CALF − baseline "
              "with its 95% CI, Holm-adjusted p, rank-biserial r)</summary>", "",
-             "| dataset | model | ratio | CALF loss | baseline | n | median diff [95% CI] | p (Holm) | r | favours |",
+             "| dataset | model | ratio | CALF loss | baseline | patients | median diff [95% CI] | p (Holm) | r | favours |",
              "|:---|:---|:---|:---|:---|---:|---:|---:|---:|:---|"]
     for r in rows.itertuples(index=False):
         mark = "**" if bool(r.significant) else ""
         lines.append(
-            f"| {r.dataset} | {r.model} | {r.ratio} | {r.calf_loss} | {r.baseline} | {r.n_pairs} | "
+            f"| {r.dataset} | {r.model} | {r.ratio} | {r.calf_loss} | {r.baseline} | {r.n_patients} | "
             f"{_fmt(r.median_diff, digits)} [{_fmt(r.ci_low, digits)}, {_fmt(r.ci_high, digits)}] | "
             f"{mark}{_fmt(r.p_holm, 4)}{mark} | {_fmt(r.rank_biserial, 2)} | {r.favours} |")
     return lines + ["", "Bold p: significant after Holm's correction.", "", "</details>", ""]
@@ -88,21 +90,27 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
     import pandas as pd
 
     stats = json.loads(_require(stats_dir / "stats.json").read_text())
-    paired = pd.read_csv(_require(stats_dir / "paired.csv"), keep_default_na=True,
-                         dtype={"ratio": str})
+    every = pd.read_csv(_require(stats_dir / "paired.csv"), keep_default_na=True,
+                        dtype={"ratio": str, "modality": str})
+    paired = pooled_groups(every, f"{stats_dir / 'paired.csv'}")
     settings = stats.get("settings", {})
     lines = [f"## Study `{study}`", ""]
     groups = paired[list(GROUP_KEYS)].drop_duplicates() if len(paired) else paired
     lines += [
         f"Each CALF loss against every baseline, per dataset, model and filter ratio "
-        f"({len(groups)} groups): paired Wilcoxon signed-rank tests over cases, Holm-corrected "
-        f"over each {settings.get('family', 'group')}, alpha {settings.get('alpha', 0.05)}.",
+        f"({len(groups)} groups): paired Wilcoxon signed-rank tests over patients (each "
+        f"patient's mean over modalities, then exams, then seeds), Holm-corrected over each "
+        f"{settings.get('family', 'group')}, alpha {settings.get('alpha', 0.05)}.",
         "",
     ]
     if len(paired):
         lines += [paired_digest(paired).to_markdown(index=False), ""]
         for metric in dict.fromkeys(paired["metric"]):
             lines += paired_details(paired, metric)
+        for modality, tests in every[every["modality"] != POOLED].groupby("modality"):
+            lines += [f"Modality `{modality}` alone (its own groups and Holm families; each "
+                      f"patient's mean over exams, then seeds):", "",
+                      paired_digest(tests).to_markdown(index=False), ""]
     else:
         lines += ["No paired tests: the study has no CALF loss.", ""]
     lines += ["How the statistics treat the data:", ""]

@@ -1,7 +1,9 @@
 """Significance markers of the summary table, from the paired statistics (``paired.csv``).
 
 A baseline's cells of a metric carry one marker per CALF loss that differs significantly
-from that baseline on that metric (``significant``, after Holm); the legend under each
+from that baseline on that metric (``significant``, after Holm) in the group that pools
+the modalities (``modality == "all"``; per-modality groups carry no marker, the summary
+table pools the modalities too); the legend under each
 table says what the markers mean, which test and correction made them, at which alpha,
 and which metrics were tested at all.
 """
@@ -13,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
 from calf.naming import LOSS_NAMES, METRIC_NAMES, display, ordered
-from calf.stats.collect import GROUP_KEYS, METRIC_COLUMNS
+from calf.stats.collect import GROUP_KEYS, METRIC_COLUMNS, pooled_groups
 
 if TYPE_CHECKING:
     import pandas as pd
 
 MARKERS = {"calf": "†", "calf_region": "‡"}
 SPARE_MARKERS = ("§", "¶", "‖")  # for other CALF variants, in the order given
-PAIRED_COLUMNS = (*GROUP_KEYS, "metric", "calf_loss", "baseline", "significant")
+PAIRED_COLUMNS = (*GROUP_KEYS, "modality", "metric", "calf_loss", "baseline", "significant")
 FAMILY_TEXT = {
     "group": "over every test of this dataset, model and ratio",
     "study": "over every test of the study",
@@ -52,13 +54,14 @@ def ratio_text(value: object) -> str:
 
 def check_paired(paired: "pd.DataFrame", present: set[tuple[str, ...]],
                  calf_losses: Sequence[str], alpha: float) -> "pd.DataFrame":
-    """``paired`` with text keys and boolean ``significant``, or a CalfError naming the row
-    that does not fit: ``present`` holds the (study, dataset, model, ratio, loss) of the
-    cases; ``significant`` must agree with ``p_holm < alpha`` where ``p_holm`` is given."""
+    """The pooled-modality rows of ``paired`` with text keys and boolean ``significant``, or
+    a CalfError naming the row that does not fit: ``present`` holds the (study, dataset,
+    model, ratio, loss) of the cases; ``significant`` must agree with ``p_holm < alpha``
+    where ``p_holm`` is given."""
     missing = [c for c in PAIRED_COLUMNS if c not in paired.columns]
     if missing:
         raise CalfError(f"paired statistics: missing column(s) {', '.join(missing)}")
-    paired = paired.copy()
+    paired = pooled_groups(paired, "paired statistics").copy()
     for key in (*GROUP_KEYS, "metric", "calf_loss", "baseline"):
         paired[key] = paired[key].astype(str)
     paired["ratio"] = paired["ratio"].map(ratio_text)
@@ -137,7 +140,8 @@ def legend(tests: "pd.DataFrame | None", calf_present: list[str], marks: dict[st
     metrics = ", ".join(display(m, METRIC_NAMES) for m in ordered(tests["metric"], METRIC_COLUMNS))
     return [bold,
             f"{names}: on a baseline's row, this CALF loss differs significantly from that "
-            "baseline on that metric (paired Wilcoxon signed-rank test over cases matched on "
-            f"case and modality, p-values Holm-corrected {family}, α = {alpha:g}).",
+            "baseline on that metric (paired Wilcoxon signed-rank test over patients, each "
+            "patient's mean over modalities, then exams, then seeds; p-values "
+            f"Holm-corrected {family}, α = {alpha:g}).",
             f"Tested metrics: {metrics} only; the other metrics were not tested and carry "
             "no marker."]

@@ -1,20 +1,23 @@
-"""Read the per-case metric CSVs of a study into one table, and pair its rows across losses.
+"""Read the per-case metric CSVs of a study into one table, and reduce its rows to patients.
 
 A metrics file sits at ``<root>/<study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK.csv``
 (the evaluate step's contract). The path is the source of the run's identity: ``dataset``
 is the study's dataset, or the pool's name for a pooled study (whose CSV column
 ``dataset`` names each case's member dataset, kept here as ``member_dataset``).
 
-Statistics compare losses within a **group**: one study, dataset, model and filter ratio.
-Cases are matched on ``(case_id, modality)``; a study with several seeds contributes each
-case's mean over its seeds.
+Statistics compare losses within a **group**: one study, dataset, model and filter ratio
+(and, for the statistics' tables, a ``modality``: ``"all"`` or one modality). Rows are
+matched across losses on ``(case_id, modality)`` and seed; the unit of every test is the
+**patient**, keyed on ``(member_dataset, patient_id)`` (two member datasets of a pool may
+reuse an ID). ``patient_means`` averages a patient's rows over modalities, then exams
+(``case_id``), then seeds, in that order.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,13 @@ TEXT_COLUMNS = ("case_id", "patient_id", "modality", "dataset", "model", "loss")
 REQUIRED_COLUMNS = (*TEXT_COLUMNS, "fold", *METRIC_COLUMNS, "tumour_voxels")
 GROUP_KEYS = ("study", "dataset", "model", "ratio")
 CASE_KEYS = ("case_id", "modality")
+# the statistics' groups: GROUP_KEYS and a modality, POOLED for all modalities together
+STATS_GROUP_KEYS = (*GROUP_KEYS, "modality")
+POOLED = "all"
+UNIT_KEYS = ("member_dataset", "patient_id")  # a patient, unique within a pooled study
+# one row of a loss: a case (exam), modality and seed (NO_SEED when the study has none)
+ROW_KEYS = (*UNIT_KEYS, "case_id", "modality", "seed")
+NO_SEED = -1
 
 # a run below a results root (runs/, metrics/): study/dataset/model/loss/[ratio-R/][seed-N/]foldK
 RUN_LAYOUT = (
@@ -116,6 +126,14 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     if wrong.size:
         raise CalfError(f"{where(wrong[0], 'loss')} holds {cases['loss'].iloc[wrong[0]]}, "
                         f"the path says {path_loss[wrong[0]]!r}")
+    for column in ("case_id", "patient_id", "modality"):
+        empty = (cases[column].str.strip() == "").to_numpy().nonzero()[0]
+        if empty.size:
+            raise CalfError(f"{where(empty[0], column)}: empty")
+    reserved = (cases["modality"] == POOLED).to_numpy().nonzero()[0]
+    if reserved.size:
+        raise CalfError(f"{where(reserved[0], 'modality')}: {POOLED!r} is reserved for the "
+                        "statistics' pooled-modality groups")
     cases = cases.drop(columns=["fold", "loss"]).rename(columns={"dataset": "member_dataset"})
     for key in idents[0]:
         cases[key] = np.array([i[key] for i in idents], dtype=object)[file_of]
@@ -136,20 +154,6 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     return cases
 
 
-@dataclass
-class Pairing:
-    """Rows matched across losses for one group and metric.
-
-    ``values``: one row per ``(case_id, modality)`` kept, one column per loss (seed means).
-    ``dropped_missing``: cases dropped because some loss lacks them (``missing="drop"``).
-    ``dropped_nan``: cases dropped because some loss's value is NaN.
-    """
-
-    values: "pd.DataFrame"
-    dropped_missing: list[tuple[str, str]] = field(default_factory=list)
-    dropped_nan: list[tuple[str, str]] = field(default_factory=list)
-
-
 def group_label(group: dict[str, object]) -> str:
     text = f"{group['study']}/{group['dataset']}/{group['model']}"
     return text if group.get("ratio", "natural") == "natural" else f"{text}/ratio-{group['ratio']}"
@@ -168,7 +172,7 @@ def check_complete(cases: "pd.DataFrame", losses: Sequence[str], missing: str) -
     first = cases.iloc[0]
     label = group_label(first.to_dict())
     present = cases[[*CASE_KEYS, "loss", "seed"]].copy()
-    present["seed"] = present["seed"].fillna(-1)
+    present["seed"] = present["seed"].fillna(NO_SEED)
     runs = present[["loss", "seed"]].drop_duplicates()
     absent_losses = sorted(set(losses) - set(present["loss"]))
     if absent_losses:
@@ -184,7 +188,7 @@ def check_complete(cases: "pd.DataFrame", losses: Sequence[str], missing: str) -
         lacking = next((loss, seed) for loss, seed in runs.itertuples(index=False)
                        if (loss, seed) not in have)
         holder = cases[(cases["case_id"] == case_id) & (cases["modality"] == modality)]["source"].iloc[0]
-        seed_text = "" if lacking[1] == -1 else f" (seed {lacking[1]})"
+        seed_text = "" if lacking[1] == NO_SEED else f" (seed {lacking[1]})"
         raise CalfError(
             f"{label}: case {case_id} ({modality}) is in {holder} but missing for loss "
             f"{lacking[0]}{seed_text}; set stats.missing: drop to leave such cases out"
@@ -193,33 +197,115 @@ def check_complete(cases: "pd.DataFrame", losses: Sequence[str], missing: str) -
     return cases[keep]
 
 
-def case_table(
+def check_patients(cases: "pd.DataFrame") -> None:
+    """Every case of one group belongs to one patient: a case whose (member_dataset,
+    patient_id) differs between files raises, naming the case and two files."""
+    keys = cases[["case_id", *UNIT_KEYS]].drop_duplicates()
+    split = keys["case_id"].duplicated(keep=False)
+    if split.any():
+        case_id = keys.loc[split, "case_id"].iloc[0]
+        mine = cases[cases["case_id"] == case_id].drop_duplicates(list(UNIT_KEYS))
+        a, b = mine.iloc[0], mine.iloc[1]
+        raise CalfError(
+            f"{group_label(a.to_dict())}: case {case_id} belongs to patient "
+            f"{a['member_dataset']}/{a['patient_id']} in {a['source']} but to "
+            f"{b['member_dataset']}/{b['patient_id']} in {b['source']}"
+        )
+
+
+def row_table(
     cases: "pd.DataFrame", metric: str, losses: Sequence[str], missing: str
 ) -> tuple["pd.DataFrame", list[tuple[str, str]]]:
-    """Seed-mean values of ``metric`` for one group, NaN rows kept, and the cases dropped.
+    """One group's values of ``metric``: a row per (case, modality, seed), a column per loss.
 
-    Rows ``(case_id, modality)`` (sorted) that every loss has (see ``check_complete``),
-    columns ``losses``; a value is the mean over the case's seeds, NaN if any seed's value
-    is NaN. Also returns the cases left out as incomplete (``missing="drop"``).
+    Index ``ROW_KEYS`` (sorted; ``seed`` is ``NO_SEED`` when the study has none), columns
+    ``losses``, NaN kept. Only cases every loss (and seed) has are kept (see
+    ``check_complete``); also returns the ``(case_id, modality)`` left out as incomplete
+    (``missing="drop"``).
     """
     complete = check_complete(cases, losses, missing)
-    dropped_missing = sorted(
+    check_patients(complete)
+    dropped_missing = [] if len(complete) == len(cases) else sorted(
         set(cases.set_index(list(CASE_KEYS)).index) - set(complete.set_index(list(CASE_KEYS)).index)
     )
-    keys = [complete[k] for k in (*CASE_KEYS, "loss")]
-    column = complete[metric]
-    means = column.groupby(keys).mean()
-    means[column.isna().groupby(keys).any()] = float("nan")
-    wide = means.unstack("loss").reindex(columns=list(losses)).sort_index()
+    wide = indexed_rows(complete, [metric], after=["loss"])[metric].unstack("loss")
+    wide = wide.reindex(columns=list(losses)).sort_index()
+    wide.columns.name = None
     return wide, [tuple(x) for x in dropped_missing]
 
 
-def pair_metric(cases: "pd.DataFrame", metric: str, losses: Sequence[str], missing: str) -> Pairing:
-    """Matched values of ``metric`` for one group: rows ``(case_id, modality)``, columns losses."""
-    wide, dropped_missing = case_table(cases, metric, losses, missing)
-    nan_rows = wide.isna().any(axis=1)
-    return Pairing(
-        values=wide[~nan_rows],
-        dropped_missing=dropped_missing,
-        dropped_nan=[tuple(x) for x in wide.index[nan_rows]],
-    )
+def indexed_rows(cases: "pd.DataFrame", columns: Sequence[str], before: Sequence[str] = (),
+                 after: Sequence[str] = ()) -> "pd.DataFrame":
+    """``columns`` of ``cases`` indexed by ``[*before, *ROW_KEYS, *after]`` (seed ``NO_SEED``
+    where the study has none), the form ``patient_means`` takes."""
+    keys = [*before, *ROW_KEYS, *after]
+    frame = cases[list(dict.fromkeys([*keys, *columns]))]
+    frame = frame.assign(seed=frame["seed"].fillna(NO_SEED).astype(int))
+    return frame.set_index(keys)[list(columns)]
+
+
+def patient_means(rows: "pd.DataFrame", by: Sequence[str] = ()) -> "pd.DataFrame":
+    """Each patient's mean of every value column: over modalities, then exams, then seeds.
+
+    ``rows``: indexed by ``[*by, *ROW_KEYS]`` (``by``: e.g. the group keys), one column per
+    value. First the mean over a (patient, exam, seed)'s modalities, then over a (patient,
+    seed)'s exams (``case_id``), then over the patient's seeds, so that a patient with a
+    follow-up exam or an extra modality still counts once. NaN values are left out of each
+    mean, column by column; a patient without any value is NaN. Index ``[*by, *UNIT_KEYS]``.
+    """
+    by = list(by)
+    exams = rows.groupby(level=[*by, *UNIT_KEYS, "case_id", "seed"], sort=True).mean()
+    seeds = exams.groupby(level=[*by, *UNIT_KEYS, "seed"], sort=True).mean()
+    return seeds.groupby(level=[*by, *UNIT_KEYS], sort=True).mean()
+
+
+@dataclass
+class PatientTable:
+    """One comparison's patient means: the same rows for every loss it compares.
+
+    ``values``: one row per patient (index ``UNIT_KEYS``), one column per loss, no NaN.
+    ``n_rows``: the (case, modality, seed) rows averaged into them; ``n_dropped_nan``: rows
+    left out because some compared loss's value is NaN; ``n_patients_dropped_nan``: patients
+    left with no row by that.
+    """
+
+    values: "pd.DataFrame"
+    n_rows: int
+    n_dropped_nan: int
+    n_patients_dropped_nan: int
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.values)
+
+
+def patient_table(wide: "pd.DataFrame", losses: Sequence[str]) -> PatientTable:
+    """The patient means of ``losses`` from a ``row_table``: a row NaN for any of
+    ``losses`` is left out for all of them before averaging (so each side of a paired test
+    averages the same rows), then ``patient_means``."""
+    part = wide[list(losses)]
+    nan = part.isna().any(axis=1).to_numpy()
+    kept = part[~nan]
+    values = patient_means(kept) if len(kept) else kept.droplevel(["case_id", "modality", "seed"])
+    patients = wide.index.droplevel(["case_id", "modality", "seed"]).unique()
+    return PatientTable(values=values, n_rows=int(len(kept)), n_dropped_nan=int(nan.sum()),
+                        n_patients_dropped_nan=int(len(patients) - len(values)))
+
+
+def patient_tables(wide: "pd.DataFrame",
+                   comparisons: Sequence[Sequence[str]]) -> list[PatientTable]:
+    """``patient_table(wide, losses)`` for each ``losses`` of ``comparisons``; when no value
+    of ``wide`` is NaN, every comparison averages all rows, so the means are taken once."""
+    if wide.isna().to_numpy().any():
+        return [patient_table(wide, losses) for losses in comparisons]
+    full = patient_table(wide, list(wide.columns))
+    return [PatientTable(full.values[list(losses)], full.n_rows, 0, 0) for losses in comparisons]
+
+
+def pooled_groups(table: "pd.DataFrame", name: str) -> "pd.DataFrame":
+    """The rows of a statistics table (paired, friedman, ranks, nemenyi) whose group pools
+    all modalities (``modality == "all"``); a table without the column raises."""
+    if "modality" not in table.columns:
+        raise CalfError(f"{name}: missing column modality (written by an older calf stats; "
+                        "run calf stats again)")
+    return table[table["modality"].astype(str) == POOLED]

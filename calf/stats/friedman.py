@@ -1,6 +1,7 @@
-"""All losses at once: Friedman test with cases as blocks, mean ranks, Nemenyi, CD.
+"""All losses at once: Friedman test with patients as blocks, mean ranks, Nemenyi, CD.
 
-Demšar (2006, JMLR 7:1-30): rank the k losses within each case (rank 1 = best), compare
+Demšar (2006, JMLR 7:1-30): rank the k losses within each block (rank 1 = best; the
+suite's blocks are patients, ``calf.stats.collect.patient_table``), compare
 the mean ranks with the Friedman test (scipy, with its tie correction) and its
 Iman-Davenport F form, then every pair with the Nemenyi test (scikit-posthocs); two losses
 differ when their mean ranks differ by at least the critical difference
@@ -22,7 +23,7 @@ MIN_BLOCKS = 2  # Iman-Davenport's denominator degrees of freedom (k - 1)(N - 1)
 class FriedmanResult:
     """The Friedman test of one (N blocks x k losses) table; NaN where not defined."""
 
-    n_cases: int
+    n_blocks: int
     k: int
     chi2: float
     p_value: float
@@ -67,10 +68,11 @@ def iman_davenport(chi2: float, n: int, k: int) -> tuple[float, float]:
 
 
 def friedman_test(values: np.ndarray) -> FriedmanResult:
-    """``scipy.stats.friedmanchisquare`` over the columns of ``values`` (rows = cases).
+    """``scipy.stats.friedmanchisquare`` over the columns of ``values`` (rows = blocks:
+    patients).
 
-    k < 3 or N < 2: NaN throughout, ``note`` says why. Every case tied across all losses:
-    chi2 NaN (scipy's tie correction divides by zero), p = 1 (no case orders the losses).
+    k < 3 or N < 2: NaN throughout, ``note`` says why. Every block tied across all losses:
+    chi2 NaN (scipy's tie correction divides by zero), p = 1 (no block orders the losses).
     """
     from scipy.stats import friedmanchisquare
 
@@ -82,10 +84,10 @@ def friedman_test(values: np.ndarray) -> FriedmanResult:
                               f"Friedman test not computed: {k} loss(es), it needs {MIN_LOSSES}")
     if n < MIN_BLOCKS:
         return FriedmanResult(n, k, nan, nan, nan, nan,
-                              f"Friedman test not computed: {n} case(s), it needs {MIN_BLOCKS}")
+                              f"Friedman test not computed: {n} patient(s), it needs {MIN_BLOCKS}")
     if (values == values[:, :1]).all():
         return FriedmanResult(n, k, nan, 1.0, nan, 1.0,
-                              "every case ties all losses: Friedman p set to 1")
+                              "every patient ties all losses: Friedman p set to 1")
     result = friedmanchisquare(*values.T)
     chi2 = float(result.statistic)
     f_value, f_p = iman_davenport(chi2, n, k)

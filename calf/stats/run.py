@@ -1,19 +1,23 @@
 """A study's significance tests as four tables, and their atomic writing (``calf stats``).
 
 ``compute_stats`` takes the rows of ``calf.stats.collect.load_case_metrics`` and returns a
-``StudyStats``: per group (study, dataset, model, ratio)
+``StudyStats``: per group (study, dataset, model, ratio, modality: ``"all"`` pools the
+modalities; ``by_modality`` adds a group per modality), with the **patient** as the unit of
+every test (each metric averaged per patient over modalities, then exams, then seeds;
+``calf.stats.collect.patient_means``):
 
 - ``paired``: every CALF loss against every baseline on each metric (Wilcoxon signed-rank
-  test on cases matched by ``(case_id, modality)``, Holm over the declared family,
-  rank-biserial effect size, median difference with a seeded bootstrap CI);
-- ``friedman``: the Friedman test over all losses with cases as blocks, Iman-Davenport's F,
-  Nemenyi's critical difference;
-- ``ranks``: each loss's mean rank (1 = best), mean and median on the same cases;
+  test on the patients' means, Holm over the declared family, rank-biserial effect size,
+  median difference with a seeded bootstrap CI);
+- ``friedman``: the Friedman test over all losses with patients as blocks, Iman-Davenport's
+  F, Nemenyi's critical difference;
+- ``ranks``: each loss's mean rank (1 = best), mean and median over the same patients;
 - ``nemenyi``: the Nemenyi post-hoc p-value of every pair of losses;
 
-plus ``handling``, one sentence for each choice that shapes the numbers (missing cases, NaN
-metrics, ties, zero differences, seeds, the multiple-testing family). ``write_stats``
-writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``, ``nemenyi.csv`` and ``stats.json``.
+plus ``handling``, one sentence for each choice that shapes the numbers (the unit, missing
+cases, NaN metrics, ties, zero differences, the groups, the multiple-testing family).
+``write_stats`` writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``, ``nemenyi.csv`` and
+``stats.json``.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ from calf.stats.collect import (
     GROUP_KEYS,
     HIGHER_IS_BETTER,
     METRIC_COLUMNS,
-    case_table,
+    POOLED,
+    STATS_GROUP_KEYS,
     check_complete,
     group_label,
+    patient_tables,
+    row_table,
 )
 from calf.stats.paired import ZERO_METHODS
 
@@ -51,15 +58,20 @@ FAMILIES = ("group", "study")
 MISSING = ("error", "drop")
 DEFAULT_CALF_LOSSES = CALF_LOSSES
 
-PAIRED_COLUMNS = (*GROUP_KEYS, "metric", "calf_loss", "baseline", "n_pairs", "n_dropped_missing",
-                  "n_dropped_nan", "n_zero_diff", "mean_calf", "mean_baseline", "median_diff",
+# n_patients: the test's N; n_rows: the (case, modality, seed) rows averaged into them;
+# n_dropped_missing: (case, modality) left out as incomplete; n_dropped_nan: rows left out
+# for a NaN; n_patients_dropped_nan: patients left without a row by that
+UNIT_COLUMNS = ("n_patients", "n_rows", "n_dropped_missing", "n_dropped_nan",
+                "n_patients_dropped_nan")
+PAIRED_COLUMNS = (*STATS_GROUP_KEYS, "metric", "calf_loss", "baseline", *UNIT_COLUMNS,
+                  "n_zero_diff", "mean_calf", "mean_baseline", "median_diff",
                   "ci_low", "ci_high", "statistic", "p_value", "p_holm", "significant",
                   "rank_biserial", "favours", "family", "family_size", "method")
-FRIEDMAN_COLUMNS = (*GROUP_KEYS, "metric", "n_cases", "n_dropped_missing", "n_dropped_nan", "k",
+FRIEDMAN_COLUMNS = (*STATS_GROUP_KEYS, "metric", *UNIT_COLUMNS, "k",
                     "chi2", "p_value", "iman_davenport_f", "iman_davenport_p", "alpha",
                     "q_alpha", "cd")
-RANKS_COLUMNS = (*GROUP_KEYS, "metric", "loss", "mean_rank", "mean", "median")
-NEMENYI_COLUMNS = (*GROUP_KEYS, "metric", "loss_a", "loss_b", "p_value", "rank_diff",
+RANKS_COLUMNS = (*STATS_GROUP_KEYS, "metric", "loss", "mean_rank", "mean", "median")
+NEMENYI_COLUMNS = (*STATS_GROUP_KEYS, "metric", "loss_a", "loss_b", "p_value", "rank_diff",
                    "significant")
 TABLES = {"paired": PAIRED_COLUMNS, "friedman": FRIEDMAN_COLUMNS, "ranks": RANKS_COLUMNS,
           "nemenyi": NEMENYI_COLUMNS}
@@ -84,7 +96,7 @@ class StudyStats:
 
 
 def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
-                  resamples: int, seed: int) -> dict[str, str]:
+                  resamples: int, seed: int, by_modality: bool) -> dict[str, str]:
     """One sentence per choice that shapes the numbers, for stats.json and the README."""
     missing_text = (
         "A case (case_id, modality) that one loss (or seed) of a group has and another lacks "
@@ -102,18 +114,37 @@ def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
                   "R+ and half to R- (zero_method zsplit)",
     }[zero_method]
     family_text = {
-        "group": "every test of one group (study, dataset, model, ratio): all CALF losses x "
-                 "baselines x metrics",
-        "study": "every test of the study: all groups x CALF losses x baselines x metrics",
+        "group": "every test of one group (study, dataset, model, ratio, modality): all CALF "
+                 "losses x baselines x metrics",
+        "study": "every test of the study with the same modality key: all of its groups x "
+                 "CALF losses x baselines x metrics",
     }[family]
+    groups_text = (
+        "Each group is one dataset, model and filter ratio with modality 'all' (its "
+        "modalities pooled in the patient means)"
+        + ("; by_modality adds one group per modality, where a patient's value is the mean "
+           "of that modality's rows over exams, then seeds; the per-modality groups form "
+           "Holm families of their own, so they leave the 'all' groups' results unchanged"
+           if by_modality else "; by_modality is off: no per-modality groups")
+    )
     return {
+        "unit": "The unit of every test is the patient, keyed on (member_dataset, patient_id) "
+                "so that two member datasets of a pooled study reusing an ID stay two "
+                "patients. Before the paired Wilcoxon tests, the Friedman test, mean ranks, "
+                "the Nemenyi test and the critical difference, each metric is averaged per "
+                "patient: first over the modalities of an exam (case_id) and seed, then over "
+                "the patient's exams within a seed, then over seeds, in that order; N "
+                "(n_patients) is the number of patients, n_rows the (case, modality, seed) "
+                "rows averaged.",
         "missing": missing_text,
-        "nan": "A pair whose metric is NaN for either loss (e.g. precision when nothing is "
-               "predicted, as the evaluation's conventions define) is dropped from that test "
-               "and counted in n_dropped_nan; the Friedman test, ranks and Nemenyi test drop "
-               "every case with a NaN for any loss (also counted).",
+        "nan": "A (case, modality, seed) row whose metric is NaN for a loss (e.g. precision "
+               "when nothing is predicted, as the evaluation's conventions define) is left "
+               "out for every loss of that comparison before the patient means (both losses "
+               "of a paired test; all losses for the Friedman test, ranks and Nemenyi test), "
+               "so that every loss averages the same rows; n_dropped_nan counts the rows, "
+               "n_patients_dropped_nan the patients left without any row.",
         "ties": "Tied values share the average of their ranks (Wilcoxon |d| ranks and the "
-                "Friedman within-case ranks); with ties or zeros scipy's Wilcoxon test uses "
+                "Friedman within-patient ranks); with ties or zeros scipy's Wilcoxon test uses "
                 "the normal approximation with its tie-corrected variance (or, up to 13 "
                 "pairs, the fully enumerated permutation distribution), and the Friedman "
                 "chi2 is scipy's, tie-corrected (Demšar's formula has no tie correction); "
@@ -122,8 +153,7 @@ def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
                             f"r = (R+ - R-) / (R+ + R-), {zero_text}; when every difference is "
                             f"zero there is no test: p = 1, statistic NaN, r = 0, CI [0, 0], "
                             f"method 'all zero'.",
-        "seeds": "A study run with several seeds contributes each case's mean over its seeds "
-                 "(NaN if any seed's value is NaN), so every case is one pair or block.",
+        "groups": groups_text + ".",
         "family": f"Holm's step-down correction (statsmodels multipletests, method 'holm', "
                   f"not its default Holm-Sidak) runs over {family_text}; tests that could not "
                   f"run (NaN p) are outside the family; significant = p_holm < {alpha:g}. "
@@ -159,20 +189,20 @@ def _favours(r: float, higher_is_better: bool, calf: str, baseline: str) -> str:
 
 
 def _friedman_row(values, alpha: float, label: str, metric: str, notes: list[str]) -> dict:
-    """The Friedman test of one (cases x losses) table and Nemenyi's critical difference."""
+    """The Friedman test of one (patients x losses) table and Nemenyi's critical difference."""
     from calf.stats.friedman import critical_difference, friedman_test
 
     test = friedman_test(values)
     if test.note:
         notes.append(f"{label} {metric}: {test.note}")
-    q, cd = critical_difference(test.k, test.n_cases, alpha)
-    return {"n_cases": test.n_cases, "k": test.k, "chi2": test.chi2, "p_value": test.p_value,
+    q, cd = critical_difference(test.k, test.n_blocks, alpha)
+    return {"k": test.k, "chi2": test.chi2, "p_value": test.p_value,
             "iman_davenport_f": test.iman_davenport_f,
             "iman_davenport_p": test.iman_davenport_p, "alpha": alpha, "q_alpha": q, "cd": cd}
 
 
 def _rank_rows(values, losses: Sequence[str], higher_is_better: bool) -> list[dict]:
-    """Each loss's mean rank (1 = best), mean and median over the table's cases."""
+    """Each loss's mean rank (1 = best), mean and median over the table's patients."""
     import numpy as np
 
     from calf.stats.friedman import mean_ranks
@@ -187,7 +217,7 @@ def _rank_rows(values, losses: Sequence[str], higher_is_better: bool) -> list[di
 
 def _nemenyi_rows(values, losses: Sequence[str], higher_is_better: bool,
                   alpha: float) -> list[dict]:
-    """Every unordered pair of losses: Nemenyi p (NaN for k < 3 or fewer than 2 cases),
+    """Every unordered pair of losses: Nemenyi p (NaN for k < 3 or fewer than 2 patients),
     rank_diff = mean rank of loss_a minus that of loss_b."""
     import numpy as np
 
@@ -200,6 +230,36 @@ def _nemenyi_rows(values, losses: Sequence[str], higher_is_better: bool,
     return [{"loss_a": losses[i], "loss_b": losses[j], "p_value": float(p_matrix[i, j]),
              "rank_diff": float(ranks[i] - ranks[j]), "significant": bool(p_matrix[i, j] < alpha)}
             for i, j in combinations(range(k), 2)]
+
+
+def _unit_counts(table, dropped_missing) -> dict[str, int]:
+    return {"n_patients": table.n_patients, "n_rows": table.n_rows,
+            "n_dropped_missing": len(dropped_missing), "n_dropped_nan": table.n_dropped_nan,
+            "n_patients_dropped_nan": table.n_patients_dropped_nan}
+
+
+def modality_groups(group: "pd.DataFrame", by_modality: bool):
+    """(modality key, rows) of one group: ``"all"`` with every row, then (``by_modality``)
+    each modality's rows, sorted by name."""
+    yield POOLED, group
+    if by_modality:
+        for modality, rows in group.groupby("modality", sort=True):
+            yield modality, rows
+
+
+def stats_label(ident: dict[str, object]) -> str:
+    """A statistics group in notes and Holm family names: the group label, plus
+    ``/modality-M`` for a per-modality group."""
+    label = group_label(ident)
+    return label if ident["modality"] == POOLED else f"{label}/modality-{ident['modality']}"
+
+
+def _family_name(family: str, label: str, study: str, modality: str) -> str:
+    """The Holm family of a test: its group (``family="group"``), or the study, a
+    per-modality group's tests forming a family of their own per modality."""
+    if family == "group":
+        return label
+    return study if modality == POOLED else f"{study}/modality-{modality}"
 
 
 def compute_stats(
@@ -215,13 +275,15 @@ def compute_stats(
     zero_method: str = "wilcox",
     resamples: int = 2000,
     seed: int = 12345,
+    by_modality: bool = False,
 ) -> StudyStats:
     """The four tables of ``study`` from its per-case rows (see the module docstring).
 
     ``calf_losses``: those the study has are tested against every other loss; with none
     present there are no paired tests (a note says so) and the Friedman test still runs.
-    Raises ``CalfError`` for an unknown metric or option, a study without rows, and
-    (``missing="error"``) a case some loss lacks.
+    ``by_modality``: also one group per modality (patients again the unit).
+    Raises ``CalfError`` for an unknown metric or option, a study without rows, a case
+    assigned to two patients, and (``missing="error"``) a case some loss lacks.
     """
     import numpy as np
     import pandas as pd
@@ -257,52 +319,55 @@ def compute_stats(
     settings = {"calf_losses": tested, "baselines": baselines, "losses": losses,
                 "metrics": metrics, "friedman_metrics": friedman_metrics, "alpha": alpha,
                 "family": family, "missing": missing, "zero_method": zero_method,
-                "resamples": resamples, "seed": seed, "bootstrap_method": "percentile",
+                "resamples": resamples, "seed": seed, "by_modality": by_modality,
+                "unit": "patient (member_dataset, patient_id)",
+                "averaging": ["modality", "case_id", "seed"],
+                "bootstrap_method": "percentile",
                 "confidence_level": 0.95, "wilcoxon_alternative": "two-sided",
                 "nemenyi": "scikit_posthocs.posthoc_nemenyi_friedman",
                 "holm": "statsmodels.stats.multitest.multipletests(method='holm')"}
 
-    for key, group in rows.groupby(list(GROUP_KEYS), sort=True):
-        ident = dict(zip(GROUP_KEYS, key))
-        label = group_label(ident)
+    for key, whole in rows.groupby(list(GROUP_KEYS), sort=True):
         # every loss of the study must have run in every group; with missing="error" a
         # case some loss lacks stops here, before any test
-        check_complete(group, losses, missing)
-        for metric in dict.fromkeys([*metrics, *friedman_metrics]):
-            # one table per metric, so that all tests of a group see the same cases
-            wide, dropped_missing = case_table(group, metric, losses, missing)
-            if metric in metrics:
-                for calf in tested:
-                    for baseline in baselines:
-                        pair = wide[[calf, baseline]]
-                        kept = pair.notna().all(axis=1).to_numpy()
-                        result = paired_test(
-                            pair[calf].to_numpy()[kept], pair[baseline].to_numpy()[kept],
-                            zero_method=zero_method, resamples=resamples,
-                            rng=_test_rng(seed, (*key, metric, calf, baseline)))
-                        if math.isnan(result.p_value):
-                            notes.append(f"{label} {metric} {calf} vs {baseline}: "
-                                         f"{result.method}")
-                        paired_rows.append({
-                            **ident, "metric": metric, "calf_loss": calf,
-                            "baseline": baseline, "n_dropped_missing": len(dropped_missing),
-                            "n_dropped_nan": int((~kept).sum()), **result.as_dict(),
-                            "favours": _favours(result.rank_biserial, HIGHER_IS_BETTER[metric],
-                                                calf, baseline),
-                            "family": label if family == "group" else study,
-                        })
-            if metric in friedman_metrics:
-                kept = wide.notna().all(axis=1).to_numpy()
-                values = wide.to_numpy(dtype=float)[kept]
-                friedman_rows.append({**ident, "metric": metric,
-                                      **_friedman_row(values, alpha, label, metric, notes),
-                                      "n_dropped_missing": len(dropped_missing),
-                                      "n_dropped_nan": int((~kept).sum())})
-                rank_rows += [{**ident, "metric": metric, **row}
-                              for row in _rank_rows(values, losses, HIGHER_IS_BETTER[metric])]
-                nemenyi_rows += [{**ident, "metric": metric, **row}
-                                 for row in _nemenyi_rows(values, losses,
-                                                          HIGHER_IS_BETTER[metric], alpha)]
+        check_complete(whole, losses, missing)
+        for modality, group in modality_groups(whole, by_modality):
+            ident = {**dict(zip(GROUP_KEYS, key)), "modality": modality}
+            label = stats_label(ident)
+            for metric in dict.fromkeys([*metrics, *friedman_metrics]):
+                # one row table per metric: every test of a group starts from the same rows
+                wide, dropped_missing = row_table(group, metric, losses, missing)
+                pairs = [(c, b) for c in tested for b in baselines] if metric in metrics else []
+                tables = patient_tables(wide, [*pairs, losses])
+                for (calf, baseline), table in zip(pairs, tables):
+                    identity = (*key, *([] if modality == POOLED else [modality]),
+                                metric, calf, baseline)
+                    result = paired_test(
+                        table.values[calf].to_numpy(), table.values[baseline].to_numpy(),
+                        zero_method=zero_method, resamples=resamples,
+                        rng=_test_rng(seed, identity))
+                    if math.isnan(result.p_value):
+                        notes.append(f"{label} {metric} {calf} vs {baseline}: {result.method}")
+                    numbers = result.as_dict()
+                    numbers.pop("n_pairs")  # = n_patients
+                    paired_rows.append({
+                        **ident, "metric": metric, "calf_loss": calf, "baseline": baseline,
+                        **_unit_counts(table, dropped_missing), **numbers,
+                        "favours": _favours(result.rank_biserial, HIGHER_IS_BETTER[metric],
+                                            calf, baseline),
+                        "family": _family_name(family, label, study, modality),
+                    })
+                if metric in friedman_metrics:
+                    table = tables[-1]
+                    values = table.values.to_numpy(dtype=float)
+                    higher = HIGHER_IS_BETTER[metric]
+                    friedman_rows.append({**ident, "metric": metric,
+                                          **_unit_counts(table, dropped_missing),
+                                          **_friedman_row(values, alpha, label, metric, notes)})
+                    rank_rows += [{**ident, "metric": metric, **row}
+                                  for row in _rank_rows(values, losses, higher)]
+                    nemenyi_rows += [{**ident, "metric": metric, **row}
+                                     for row in _nemenyi_rows(values, losses, higher, alpha)]
 
     paired = pd.DataFrame(paired_rows, columns=list(PAIRED_COLUMNS))
     if not paired.empty:
@@ -319,7 +384,8 @@ def compute_stats(
         study=study,
         settings=settings,
         handling=handling_text(missing=missing, zero_method=zero_method, family=family,
-                               alpha=alpha, resamples=resamples, seed=seed),
+                               alpha=alpha, resamples=resamples, seed=seed,
+                               by_modality=by_modality),
         paired=paired,
         friedman=pd.DataFrame(friedman_rows, columns=list(FRIEDMAN_COLUMNS)),
         ranks=pd.DataFrame(rank_rows, columns=list(RANKS_COLUMNS)),

@@ -1,9 +1,11 @@
 """Critical-difference diagrams (Demšar 2006) of the losses' mean ranks, one per group.
 
-A group is one study, dataset, model and ratio (the statistics' unit). Each panel puts the
-losses on the mean-rank axis (rank 1 = best by the metric's direction), joins by a bar the
-losses whose Nemenyi test does not separate them at the study's alpha, and draws the
-critical difference over the axis; its title gives the CD and the Friedman p-value. The
+A group is one study, dataset, model and ratio, its modalities pooled (the statistics'
+``modality == "all"`` rows; per-modality groups are not drawn); its blocks are patients.
+Each panel puts the losses on the mean-rank axis (rank 1 = best by the metric's direction),
+joins by a bar the losses whose Nemenyi test does not separate them at the study's alpha,
+and draws the critical difference over the axis; its title gives the CD, the Friedman
+p-value and the number of patients. The
 drawing is scikit-posthocs' ``critical_difference_diagram``. A group without a finite
 Friedman result or with fewer than two ranked losses says "not enough data".
 """
@@ -33,7 +35,7 @@ from calf.report.figures._common import (
     save_figure,
     style,
 )
-from calf.stats.collect import GROUP_KEYS
+from calf.stats.collect import GROUP_KEYS, pooled_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,14 +45,15 @@ if TYPE_CHECKING:
 _COLUMNS = {
     "ranks": ("metric", "loss", "mean_rank"),
     "nemenyi": ("metric", "loss_a", "loss_b", "p_value"),
-    "friedman": ("metric", "n_cases", "k", "p_value", "alpha", "cd"),
+    "friedman": ("metric", "n_patients", "k", "p_value", "alpha", "cd"),
 }
 
 
 def _select(table: "pd.DataFrame", name: str, metric: str) -> "pd.DataFrame":
-    missing = [c for c in (*GROUP_KEYS, *_COLUMNS[name]) if c not in table.columns]
+    missing = [c for c in (*GROUP_KEYS, "modality", *_COLUMNS[name]) if c not in table.columns]
     if missing:
         raise CalfError(f"{name} table: missing column(s) {', '.join(missing)}")
+    table = pooled_groups(table, f"{name} table")
     part = table[table["metric"] == metric].copy()
     part["ratio"] = part["ratio"].map(ratio_text)
     for key in ("study", "dataset", "model"):
@@ -115,7 +118,7 @@ def _draw_group(ax: "Axes", heading: str, ranks, pairs, friedman) -> None:
 
     usable = (
         friedman is not None and ranks is not None and len(ranks) >= 2
-        and all(np.isfinite(float(friedman[c])) for c in ("cd", "p_value", "alpha", "n_cases"))
+        and all(np.isfinite(float(friedman[c])) for c in ("cd", "p_value", "alpha", "n_patients"))
         and np.isfinite(ranks["mean_rank"].to_numpy(dtype=float)).all()
     )
     if not usable:
@@ -149,7 +152,7 @@ def _draw_group(ax: "Axes", heading: str, ranks, pairs, friedman) -> None:
     _draw_cd_bar(ax, cd, k)
     ax.set_title(
         f"{heading}\nCD = {cd:.2f}, Friedman p = {_p_text(p)} "
-        f"(n = {int(friedman['n_cases'])} cases)",
+        f"(n = {int(friedman['n_patients'])} patients)",
         pad=30,
     )
 

@@ -1,10 +1,10 @@
-"""Per-case metric distributions by loss: a box and the cases' points per loss.
+"""Per-patient metric distributions by loss: a box and the patients' points per loss.
 
-One panel per (dataset, ratio) row and model column. A case's value is its mean over
-seeds (NaN if any seed's value is NaN, as in the statistics), so each point is one test
-case, the unit the tests pair. Boxes show the quartiles and 1.5 IQR whiskers without
-fliers (the points show every case); CALF and its region variant are drawn in red,
-the baselines in blue. The jitter is seeded: the same input draws the same figure.
+One panel per (dataset, ratio) row and model column. A patient's value is its mean over
+modalities, then exams, then seeds (``calf.stats.collect.patient_means``, NaN values left
+out), so each point is one patient, the unit the tests pair. Boxes show the quartiles and
+1.5 IQR whiskers without fliers (the points show every patient); CALF and its region
+variant are drawn in red, the baselines in blue. The jitter is seeded: the same input draws the same figure.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from calf.report.figures._common import (
     save_figure,
     style,
 )
+from calf.stats.collect import ROW_KEYS, indexed_rows, patient_means
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,22 +36,17 @@ if TYPE_CHECKING:
 
 _BOUNDED = ("dice", "iou", "sensitivity", "specificity", "precision")  # values in [0, 1]
 _JITTER = 0.18  # half-width of the points' spread around a box, in box positions
-_CASE_KEYS = ("study", "dataset", "model", "ratio", "loss", "case_id", "modality")
+_RUN_KEYS = ("study", "dataset", "model", "ratio", "loss")
 
 
-def seed_means(cases: "pd.DataFrame", metric: str) -> "pd.DataFrame":
-    """One row per case and run setting: the metric's mean over seeds (NaN if any is NaN)."""
-    missing = [c for c in (*_CASE_KEYS, metric) if c not in cases.columns]
+def patient_values(cases: "pd.DataFrame", metric: str) -> "pd.DataFrame":
+    """One row per patient and run setting: the metric's patient mean (NaN if none)."""
+    missing = [c for c in (*_RUN_KEYS, *ROW_KEYS, metric) if c not in cases.columns]
     if missing:
         raise CalfError(f"case metrics: missing column(s) {', '.join(missing)}")
-    frame = cases[list(_CASE_KEYS)].assign(
-        ratio=cases["ratio"].map(ratio_text), value=cases[metric], nan=cases[metric].isna()
-    )
-    means = frame.groupby(list(_CASE_KEYS), sort=False).agg(
-        value=("value", "mean"), nan=("nan", "any")
-    )
-    means.loc[means["nan"], "value"] = float("nan")
-    return means["value"].rename(metric).reset_index()
+    rows = indexed_rows(cases.assign(ratio=cases["ratio"].map(ratio_text)), [metric],
+                        before=_RUN_KEYS)
+    return patient_means(rows, by=_RUN_KEYS).reset_index()
 
 
 def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
@@ -61,7 +57,7 @@ def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
         raise CalfError(f"metric {metric!r}: expected one of {', '.join(METRIC_NAMES)}")
     if cases.empty:
         raise CalfError("no per-case metrics to plot")
-    values = seed_means(cases, metric)
+    values = patient_values(cases, metric)
     several_studies = values["study"].nunique() > 1
     rows = sorted(
         values[["study", "dataset", "ratio"]].drop_duplicates().itertuples(index=False),
@@ -107,8 +103,9 @@ def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
                 ax.grid(axis="y", color="0.9", linewidth=0.6)
                 ax.set_axisbelow(True)
         fig.suptitle(
-            f"{METRIC_NAMES[metric]} per test case ({higher})\n"
-            "box = quartiles, points = cases (mean over seeds)", fontsize=9
+            f"{METRIC_NAMES[metric]} per patient ({higher})\n"
+            "box = quartiles, points = patients (mean over modalities, exams, seeds)",
+            fontsize=9
         )
     return fig
 
