@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calf.evaluate.pooled import pooled_settings
+
 BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
 LOSSES = ("bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region")
 
@@ -146,9 +148,17 @@ def write_study(
                             base.parent.mkdir(parents=True, exist_ok=True)
                             frame.to_csv(f"{base}.csv", index=False)
                             companion = {
-                                "format": 1, "dataset": dataset, "model": model, "loss": loss,
+                                "format": 2, "dataset": dataset, "model": model, "loss": loss,
                                 "fold": fold, "ratio": ratio, "seed": run_seed,
                                 "hd95_units": "voxels",
+                                "batch_pooled_dice": pooled_settings(),
+                                "protocol": {"scaling": "volume",
+                                             "modalities": {dataset: "flair"},
+                                             "area": "pixels" if loss == "calf" else None,
+                                             "scope": "batch" if loss == "calf" else None,
+                                             "precision": "bf16", "deterministic": False,
+                                             "init": "pytorch"},
+                                "execution": {"precision": "fp32"},
                                 "summary": {"mean_dice": float(frame["dice"].mean()),
                                             "batch_pooled_dice_32": float(rng.uniform(0.5, 0.95))},
                                 "overlays": {r: {"file": f"{r}.png", "case_id": cases[i],

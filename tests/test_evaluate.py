@@ -28,6 +28,7 @@ from calf.evaluate import (
     case_metrics,
     evaluate,
     read_conventions,
+    sampler_order,
     slice_counts,
 )
 from calf.models import build_model
@@ -214,14 +215,108 @@ def _slices(rows: list[tuple[int, int, int, int]]) -> pd.DataFrame:
     )
 
 
-def test_batch_pooled_dice_by_hand():
-    table = _slices([(2, 1, 0, 9), (0, 0, 3, 9), (0, 0, 0, 12), (0, 0, 0, 12), (1, 0, 1, 10)])
-    # batches of 2: (tp 2, fp 1, fn 3) -> 4/8; empty -> 1 (authors); (1, 0, 1) -> 2/3
-    assert batch_pooled_dice(table, batch_size=2) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
-    # one batch of 32 pools all: tp 3, fp 1, fn 4 -> 6/11
-    assert batch_pooled_dice(table) == pytest.approx(6 / 11)
-    # batches of 1: 4/5, 0, 1, 1, 2/3
-    assert batch_pooled_dice(table, batch_size=1) == pytest.approx((0.8 + 0 + 1 + 1 + 2 / 3) / 5)
+HAND = [(2, 1, 0, 9), (0, 0, 3, 9), (0, 0, 0, 12), (0, 0, 0, 12), (1, 0, 1, 10)]
+
+
+def test_sampler_order_is_torch_randperm_seed_0():
+    # torch.randperm(5) with a generator seeded 0, as the authors' sampler drew it
+    assert sampler_order(5).tolist() == [4, 0, 1, 3, 2]
+    # 2 replicas pad to 6 by repeating the head (4); rank r takes every 2nd from r
+    assert sampler_order(5, replicas=2, rank=0).tolist() == [4, 1, 2]
+    assert sampler_order(5, replicas=2, rank=1).tolist() == [0, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "batch_size, replicas, expected",
+    [
+        # drawn 4, 0 | 1, 3 | 2: (tp 3, fp 1, fn 1) -> 6/8; (0, 0, 3) -> 0; empty -> 1
+        (2, 1, (0.75 + 0 + 1) / 3),
+        # one batch pools all, whatever the order: tp 3, fp 1, fn 4 -> 6/11
+        (32, 1, 6 / 11),
+        # batches of 1, order irrelevant: 4/5, 0, 1, 1, 2/3
+        (1, 1, (0.8 + 0 + 1 + 1 + 2 / 3) / 5),
+        # rank 0 draws 4, 1 | 2 -> (1/3 + 1) / 2; rank 1 draws 0, 3 | 4 -> (4/5 + 2/3) / 2
+        (2, 2, ((1 / 3 + 1) / 2 + (4 / 5 + 2 / 3) / 2) / 2),
+    ],
+)
+def test_batch_pooled_dice_by_hand(batch_size, replicas, expected):
+    value = batch_pooled_dice(_slices(HAND), batch_size=batch_size, replicas=replicas)
+    assert value == pytest.approx(expected, abs=1e-12)
+
+
+def _authors_dice(counts: np.ndarray, batch: torch.Tensor) -> float:
+    """Their ``dice_similarity_coefficient`` on one batch: 2 sum(p y) / (sum p + sum y)."""
+    tp, fp, fn = counts[batch.numpy(), :3].sum(axis=0)
+    union = (tp + fp) + (tp + fn)
+    return 1.0 if union == 0 else 2.0 * tp / union
+
+
+@pytest.mark.parametrize(
+    "n, replicas, seed",
+    [(1000, 1, 0), (57, 1, 0), (101, 3, 0), (5, 8, 0), (101, 2, 12345)],
+)
+def test_batches_are_those_of_torch_distributed_sampler(n, replicas, seed):
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    rng = np.random.default_rng(n)
+    tp = rng.integers(0, 50, n) * (rng.random(n) < 0.5)  # about half the slices tumour-free
+    counts = np.stack(
+        [tp, rng.integers(0, 20, n) * (rng.random(n) < 0.3), rng.integers(0, 20, n) * (tp > 0)],
+        axis=1,
+    )
+    table = pd.DataFrame(counts, columns=["tp", "fp", "fn"]).assign(tn=1000)
+    dataset = list(range(n))
+    rank_means = []
+    for rank in range(replicas):
+        sampler = DistributedSampler(
+            dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed
+        )
+        batches = list(DataLoader(dataset, batch_size=32, sampler=sampler))
+        drawn = torch.cat(batches).numpy()
+        assert drawn.tolist() == sampler_order(n, seed, replicas, rank).tolist()
+        rank_means.append(sum(_authors_dice(counts, b) for b in batches) / len(batches))
+    # Solver.validate: each rank's sum over batches / len(loader), all_reduce SUM / world size
+    expected = sum(rank_means) / replicas
+    got = batch_pooled_dice(table, batch_size=32, seed=seed, replicas=replicas)
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def _toy_slices() -> pd.DataFrame:
+    """60 cases x 3 modalities x 155 slices in slice-CSV order: tumour in a run of 50-70
+    middle slices (Dice 0.9 there), a few false-positive pixels on 10 % of empty slices."""
+    rng = np.random.default_rng(10)
+    rows = []
+    for _case in range(60):
+        lo = int(rng.integers(40, 60))
+        hi = lo + int(rng.integers(50, 70))
+        for _modality in range(3):
+            for z in range(155):
+                if lo <= z < hi:
+                    area = int(rng.integers(200, 2000))
+                    tp, fp = int(area * 0.9), int(area * 0.1)
+                    fn = area - tp
+                else:
+                    tp = fn = 0
+                    fp = int(rng.integers(1, 30)) if rng.random() < 0.1 else 0
+                rows.append((tp, fp, fn, 256 * 256 - tp - fp - fn))
+    return _slices(rows)
+
+
+def test_authors_order_differs_from_consecutive_as_the_issue_measured():
+    table = _toy_slices()
+    counts = table[["tp", "fp", "fn"]].to_numpy(dtype=float)
+    # the old, consecutive form: 32 slices in file order, so whole batches of one case's
+    # tumour-free slices, where a few false-positive pixels give Dice 0
+    pooled = np.add.reduceat(counts, np.arange(0, len(counts), 32), axis=0)
+    union = 2 * pooled[:, 0] + pooled[:, 1] + pooled[:, 2]
+    consecutive = np.where(union > 0, 2 * pooled[:, 0] / np.maximum(union, 1), 1.0).mean()
+    tp, fp, fn = counts.sum(axis=0)
+    overall = 2 * tp / (2 * tp + fp + fn)
+    shuffled = batch_pooled_dice(table)
+    assert consecutive == pytest.approx(0.533, abs=0.005)  # the issue: 0.56
+    assert shuffled == pytest.approx(0.899, abs=0.005)  # the issue: 0.90
+    # a shuffled batch of 32 almost surely holds tumour, so it pools like the whole set
+    assert shuffled == pytest.approx(overall, abs=0.002)
 
 
 def test_batch_pooled_dice_rejects_bad_input():
@@ -231,6 +326,8 @@ def test_batch_pooled_dice_rejects_bad_input():
         batch_pooled_dice(_slices([(1, 0, 0, 1)]).drop(columns="tn"))
     with pytest.raises(ValueError, match="no rows"):
         batch_pooled_dice(_slices([]))
+    with pytest.raises(ValueError, match="replicas"):
+        batch_pooled_dice(_slices([(1, 0, 0, 1)]), replicas=0)
 
 
 # ------------------------------------------------------------------- end to end
@@ -417,6 +514,13 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
     )
     assert record["counts"] == {"cases": 2, "volumes": 4, "slices": 20}
     assert record["summary"]["batch_pooled_dice_32"] == pytest.approx(batch_pooled_dice(slices))
+    drawn = record["batch_pooled_dice"]
+    assert (drawn["order"], drawn["seed"], drawn["batch_size"], drawn["replicas"]) == (
+        "authors_sampler_randperm",
+        0,
+        32,
+        1,
+    )
     assert record["summary"]["mean_dice"] == pytest.approx(cases["dice"].mean())
     assert (
         record["overlays"]["best"]["case_id"] == "c1"

@@ -54,6 +54,11 @@ def test_tables_paper_figures_and_readme(tree):
                    str(results / "stats"), "--study", "demo:sparse,bulky", "--study",
                    "pooled:pool", "--out", str(report / "README.md")) == 0
 
+    # every block of the summary names the protocol switches its runs recorded
+    summary = (report / "demo" / "summary.md").read_text()
+    assert summary.count("Protocol switches: intensity scaling per volume (suite's); CALF "
+                         "areas pixels (suite's); CALF scope batch (authors'); precision bf16 "
+                         "(suite's), run as fp32 where the device lacked it;") == 2
     paper = pd.read_csv(report / "paper_vs_suite.csv")
     ran = paper[paper["status"] == "run"]
     assert sorted(ran["loss"]) == ["bce", "calf"] and set(ran["model"]) == {"unet"}
@@ -125,3 +130,24 @@ def test_readme_names_a_missing_figure(tree, tmp_path, capsys):
     assert code == 2
     assert "figures/dice.png: no such file" in capsys.readouterr().err
     assert not (report / "README.md").exists()
+
+
+def test_paper_table_refuses_a_batch_pooled_dice_of_the_old_consecutive_order(tree, tmp_path,
+                                                                              capsys):
+    """A metrics JSON written before the authors' sampler order (format 1) is not compared."""
+    results, _, pooled = tree
+    metrics = tmp_path / "metrics"
+    stale = metrics / Path(pooled[0]).relative_to(results / "metrics")
+    stale.parent.mkdir(parents=True)
+    stale.write_text(Path(pooled[0]).read_text())
+    record = json.loads(Path(pooled[0]).with_suffix(".json").read_text())
+    record["format"] = 1
+    del record["batch_pooled_dice"]
+    stale.with_suffix(".json").write_text(json.dumps(record))
+    code = _report(results, "paper", "--metrics-root", str(metrics), "--out-prefix",
+                   str(tmp_path / "paper"), str(stale))
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{stale.with_suffix('.json')}: batch-pooled Dice drawn in order None" in err
+    assert not list(tmp_path.glob("paper*"))

@@ -14,12 +14,12 @@ Four actions, each reading the per-case metric CSVs it is given (paths under
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 from pathlib import Path
 
 from calf.errors import CalfError
+from calf.naming import CALF_LOSSES
 
 
 def _metrics_arguments(parser: argparse.ArgumentParser, study: bool = True) -> None:
@@ -80,28 +80,44 @@ def _tables(args: argparse.Namespace) -> list[Path]:
         if not Path(args.paired).is_file():
             raise CalfError(f"--paired {args.paired}: no such file")
         paired = pd.read_csv(args.paired, dtype={"ratio": str})
-    calf_losses = args.calf_loss or ["calf", "calf_region"]
-    return write_summary_tables(_cases(args), paired, Path(args.out_prefix),
-                                calf_losses=calf_losses, alpha=args.alpha)
+    calf_losses = args.calf_loss or list(CALF_LOSSES)
+    cases = _cases(args)  # checks every path first
+    protocols = {str(path): companion(path) for path in args.metrics}
+    return write_summary_tables(cases, paired, Path(args.out_prefix),
+                                calf_losses=calf_losses, alpha=args.alpha, protocols=protocols)
+
+
+def companion(path: str | Path) -> dict:
+    """The companion JSON of a per-case metrics CSV (written by calf evaluate)."""
+    from calf._json import read_json_object
+
+    json_path = Path(path).with_suffix(".json")
+    if not json_path.is_file():
+        raise CalfError(f"{json_path}: no such file (the companion JSON of {path})")
+    return read_json_object(json_path, "metrics companion")
 
 
 def pooled_runs(metrics: list[str], root: str):
     """study, model, loss, ratio, seed, batch_pooled_dice of each run (its companion JSON)."""
     import pandas as pd
 
+    from calf.evaluate.pooled import ORDER
     from calf.stats.collect import parse_metrics_path
 
     rows = []
     for path in metrics:
         ident = parse_metrics_path(path, root)
-        companion = Path(path).with_suffix(".json")
+        record = companion(path)
+        where = Path(path).with_suffix(".json")
         try:
-            summary = json.loads(companion.read_text())["summary"]
-            value = summary["batch_pooled_dice_32"]
-        except FileNotFoundError:
-            raise CalfError(f"{companion}: no such file (the companion JSON of {path})") from None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise CalfError(f"{companion}: no summary.batch_pooled_dice_32") from None
+            value = record["summary"]["batch_pooled_dice_32"]
+        except (KeyError, TypeError):
+            raise CalfError(f"{where}: no summary.batch_pooled_dice_32") from None
+        order = (record.get("batch_pooled_dice") or {}).get("order")
+        if order != ORDER:
+            # written before the authors' sampler order (format 1: consecutive slices)
+            raise CalfError(f"{where}: batch-pooled Dice drawn in order {order!r}, not "
+                            f"{ORDER!r}; re-run its evaluation")
         rows.append({k: ident[k] for k in ("study", "model", "loss", "ratio", "seed")}
                     | {"batch_pooled_dice": float("nan") if value is None else float(value)})
     columns = ["study", "model", "loss", "ratio", "seed", "batch_pooled_dice"]

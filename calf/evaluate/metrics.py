@@ -6,10 +6,8 @@ Dice (``compute_dice``), IoU (``compute_iou``), HD95 (``compute_hausdorff_distan
 specificity and precision (``get_confusion_matrix`` + ``compute_confusion_matrix_metric``).
 Where an empty mask leaves a metric undefined the value comes from ``EmptyConventions``.
 
-``slice_counts`` gives TP, FP, FN and TN per slice, and ``batch_pooled_dice`` the
-authors' figure from them: Dice pooled over each run of ``batch_size`` consecutive
-slices (2 TP / (2 TP + FP + FN), 1 for a batch without tumour and without prediction),
-averaged over the batches with equal weight, the last shorter batch included.
+``slice_counts`` gives TP, FP, FN and TN per slice, from which
+``calf.evaluate.pooled.batch_pooled_dice`` computes the authors' batch-pooled Dice.
 """
 
 from __future__ import annotations
@@ -23,11 +21,9 @@ from calf.evaluate.conventions import EmptyConventions
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
     import torch
 
 METRICS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
-COUNT_COLUMNS = ("tp", "fp", "fn", "tn")
 HD_PERCENTILE = 95.0
 
 
@@ -46,8 +42,6 @@ def metric_settings() -> dict[str, Any]:
         f"distance_metric='euclidean', percentile={HD_PERCENTILE:g}, directed=False)",
         "sensitivity, specificity, precision": "monai.metrics.get_confusion_matrix + "
         "compute_confusion_matrix_metric over the whole volume (counts exact)",
-        "batch_pooled_dice": "2 TP / (2 TP + FP + FN) over each batch of consecutive slices "
-        "of the slice CSV, 1 for a batch without tumour and prediction, mean over batches",
     }
 
 
@@ -168,22 +162,3 @@ def slice_counts(pred: Any, truth: Any) -> np.ndarray:
         :, 0
     ]  # (n, 4): tp, fp, tn, fn
     return cm[:, [0, 1, 3, 2]].round().to(torch.int64).numpy()
-
-
-def batch_pooled_dice(slices: pd.DataFrame, batch_size: int = 32) -> float:
-    """The authors' test Dice from a slice CSV (module docstring), rows in file order."""
-    import numpy as np
-    import torch
-    from monai.metrics import compute_confusion_matrix_metric
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    missing = [c for c in COUNT_COLUMNS if c not in slices.columns]
-    if missing:
-        raise ValueError(f"slice table lacks column(s) {', '.join(missing)}")
-    if slices.empty:
-        raise ValueError("slice table has no rows")
-    counts = slices[["tp", "fp", "tn", "fn"]].to_numpy(dtype=np.float64)  # MONAI's order
-    pooled = np.add.reduceat(counts, np.arange(0, len(counts), batch_size), axis=0)
-    dice = compute_confusion_matrix_metric("f1 score", torch.from_numpy(pooled))
-    return float(torch.nan_to_num(dice, nan=1.0).mean().item())

@@ -9,7 +9,8 @@ Outputs beside ``--out X.csv`` (contract D):
   columns when given). ``case_id`` is the splits key: the bare case ID with one store,
   ``<dataset>/<case_id>`` with several (pooled), so rows stay unique.
 - ``X.json``: empty-mask conventions, metric settings, HD95 units, inputs, summary.
-- ``X_slices.csv``: TP, FP, FN, TN per slice in the order evaluated (``batch_pooled_dice``).
+- ``X_slices.csv``: TP, FP, FN, TN per slice in the order evaluated, the table the authors'
+  batch-pooled Dice is drawn from (``calf.evaluate.pooled``; its settings in ``X.json``).
 - ``X_overlays/``: ``best.png``, ``median.png``, ``worst.png`` by Dice (NaN Dice excluded;
   ties go to the earlier row; the median is the lower middle).
 
@@ -37,14 +38,9 @@ from calf import __version__
 from calf._json import json_safe
 from calf.errors import CalfError
 from calf.evaluate.conventions import EmptyConventions, read_conventions
-from calf.evaluate.metrics import (
-    METRICS,
-    batch_pooled_dice,
-    case_metrics,
-    metric_settings,
-    slice_counts,
-)
+from calf.evaluate.metrics import METRICS, case_metrics, metric_settings, slice_counts
 from calf.evaluate.overlays import overlay_slice, write_overlay
+from calf.evaluate.pooled import POOLED_BATCH, POOLED_SEED, batch_pooled_dice, pooled_settings
 from calf.evaluate.predict import TrainedRun, load_run, loss_name, predict_rows, resolve_device
 
 if TYPE_CHECKING:
@@ -53,7 +49,7 @@ if TYPE_CHECKING:
 
     from calf.store import SliceStore
 
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2  # 2: batch-pooled Dice in the authors' sampler order (1: consecutive)
 SPACING_COLUMNS = ("spacing_x", "spacing_y", "spacing_z")
 CASE_COLUMNS = (
     "case_id",
@@ -69,7 +65,6 @@ CASE_COLUMNS = (
 )
 SLICE_COLUMNS = ("case_id", "modality", "slice", "tp", "fp", "fn", "tn")
 OVERLAY_RANKS = ("best", "median", "worst")
-POOLED_BATCH = 32  # the authors' test batch
 
 
 @dataclass(frozen=True)
@@ -393,9 +388,13 @@ def evaluate(
         "stores": [str(s.path) for s in opened],
         **columns,
         "device": str(trained.device),
+        # the run's protocol switches (calf.protocol) and how it executed, for the captions
+        "protocol": (trained.config.get("params") or {}).get("protocol"),
+        "execution": trained.config.get("execution"),
         "batch_size": batch_size,
         "conventions": conv.to_dict(),
         "metrics": metric_settings(),
+        "batch_pooled_dice": pooled_settings(POOLED_BATCH, POOLED_SEED),
         "hd95_units": "mm" if in_mm else "voxels",
         "spacing": (
             "store index columns spacing_x, spacing_y, spacing_z (mm at training size)"
@@ -405,7 +404,9 @@ def evaluate(
         "counts": {"cases": len(keys), "volumes": len(cases), "slices": len(scores.slices)},
         "summary": {
             **{f"mean_{m}": float(cases[m].mean()) for m in METRICS},
-            f"batch_pooled_dice_{POOLED_BATCH}": batch_pooled_dice(scores.slices, POOLED_BATCH),
+            f"batch_pooled_dice_{POOLED_BATCH}": batch_pooled_dice(
+                scores.slices, POOLED_BATCH, POOLED_SEED
+            ),
         },
         "overlays": {
             rank: {

@@ -7,7 +7,9 @@ Empty masks, authors' definitions: Dice, IoU and Tversky are averaged over image
 numerator smoothing, so an image with an empty mask scores 0 whatever the prediction and
 adds a constant 1 to its loss term (no gradient towards an empty prediction); this is why
 they collapse on DeepLabV3. The ``monai_*`` losses smooth numerator and denominator
-(1e-5), so an empty mask with an empty prediction scores 1.
+(1e-5), which changes little at realistic logits: on a 256 x 256 empty mask with logits
+-10, ``monai_dice`` is 0.999997, and at +10 its gradient is below 1e-12 (measured in
+tests/test_losses_empty_mask.py against the README's table).
 """
 
 from __future__ import annotations

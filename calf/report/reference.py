@@ -3,7 +3,9 @@
 Every value is the batch-pooled Dice of one training run under the authors' protocol: the
 four datasets pooled, one patient-level split of about 90/10, the model after the last
 epoch tested once on the pooled test set of 57,090 slices, Dice pooled over each test batch
-of 32 consecutive slices and averaged over batches. Models and losses are named as in the
+of 32 slices, the batches drawn from one fixed random permutation of the test set (their
+loader's ``DistributedSampler(shuffle=True)``, seed 0, ``set_epoch`` never called), and
+averaged over batches (``calf.evaluate.pooled``). Models and losses are named as in the
 suite (``unet``, ``calf_region``, ...); ``ratio`` is ``None`` for the natural tumour-slice
 fraction, else the training set's filter ratio.
 """
@@ -18,7 +20,6 @@ SOURCE = (
     "(Results.xlsx in github.com/masa-byte/MICCAI-Submission, Feb 2025)"
 )
 TEST_SLICES = 57_090
-POOLED_BATCH = 32
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
 from calf.naming import LOSS_NAMES, MODEL_NAMES, display
+from calf.evaluate.pooled import ORDER, POOLED_BATCH, POOLED_SEED
 from calf.report.reference import (
     FILTERING_TABLE,
     MAIN_TABLE,
     PAPER_VALUES,
-    POOLED_BATCH,
     SOURCE,
     TEST_SLICES,
     PaperValue,
@@ -131,8 +131,11 @@ def _document(rows: list[dict[str, object]]) -> Document:
     caption = [
         "Batch-pooled Dice under the authors' pooled protocol: the four datasets pooled, one "
         "patient-level split of about 90/10 (no validation set, the model after the last "
-        f"epoch tested once), Dice pooled over each batch of {POOLED_BATCH} consecutive test "
-        "slices (1 for a batch without tumour and prediction) and averaged over batches.",
+        f"epoch tested once), Dice pooled over each batch of {POOLED_BATCH} test slices (1 for a "
+        "batch without tumour and prediction) and averaged over batches, the batches drawn "
+        f"from one seeded random permutation of the test slices, seed {POOLED_SEED} (the "
+        "authors' DistributedSampler(shuffle=True), set_epoch never called; order "
+        f"'{ORDER}'), for the paper and the suite alike.",
         f"Paper: the authors' values on their pooled test set of {TEST_SLICES:,} slices; "
         f"source: {SOURCE}.",
         "Suite: the mean over seeds of the suite's runs of that model, loss and training "
