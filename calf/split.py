@@ -19,26 +19,8 @@ Three steps, each a function on DataFrames (``calf split`` is a thin CLI over th
    the subsampled group never exceeds its share. Each image slice (one modality of one
    axial slice) is one sample, as the authors counted them.
 
-Crosswalk files link patient IDs across (or within) datasets. A crosswalk is a CSV; each
-chosen ID column is assigned a *namespace*, and all IDs in one row are linked:
-
-- a namespace equal to a loaded dataset's name matches that dataset's case IDs and patient
-  IDs (case-insensitive, ignoring leading zeros in numbers, so ``UCSF-PDGM-004`` matches
-  ``UCSF-PDGM-0004``); values that match nothing (subjects not loaded, placeholders,
-  other collections' IDs) are ignored;
-- any other namespace holds intermediate IDs that only chain rows together, so that two
-  files sharing a column (e.g. BraTS 2021 IDs) link through it; such a column must hold
-  real IDs only, since rows sharing a value are linked.
-
-The columns whose header is a loaded dataset's name are always used, each as that
-dataset's namespace (a CSV with header ``upenn_gbm,brats`` needs no options); further
-columns are named ``COLUMN=NAMESPACE``. TCIA's ``BraTS2021_MappingToTCIA.xlsx`` (saved
-as CSV) links UPENN-GBM scans with ``"PatientID on TCIA Radiology Portal=upenn_gbm"`` and
-``"BraTS2021 ID=brats"``; UCSF-PDGM's ``UCSF-PDGM-metadata`` CSV links its patients with
-``"ID=ucsf_pdgm"`` and ``"BraTS21 ID=brats"``. If the BraTS store uses 2023+ names, map the
-2021 ID columns to a free namespace (``brats2021``) and add a CSV that links ``brats2021``
-to ``brats``. A dataset column whose values match none of that dataset's IDs is an error:
-it would silently link nothing.
+Crosswalk files (``calf.crosswalk``) link one subject's IDs across releases; a pool of BraTS
+with UPENN-GBM or UCSF-PDGM that no crosswalk links is refused.
 """
 
 from __future__ import annotations
@@ -46,13 +28,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf.crosswalk import (  # noqa: F401 (the crosswalk API, also reachable from here)
+    Crosswalk,
+    Edge,
+    Node,
+    crosswalk_edges,
+    link_edges,
+    load_crosswalk,
+    parse_crosswalk_columns,
+    read_crosswalk,
+)
 from calf.errors import CalfError
 
 if TYPE_CHECKING:  # pandas stays out of ``import calf.split`` until it is needed
@@ -63,8 +54,6 @@ INDEX_COLUMNS = ("dataset", "case_id", "patient_id", "modality", "slice", "area"
 TRAINING_SET_COLUMNS = ("dataset", "row", "case_id", "patient_id", "modality", "slice", "area")
 DEFAULT_SEED = 12345
 
-# a crosswalk node: (namespace, id); for loaded datasets the id is the patient_id
-Node = tuple[str, str]
 
 
 # ----------------------------------------------------------------------------- cases
@@ -150,90 +139,7 @@ def case_table(index: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------- crosswalk
 
 
-def _normalise_id(value: str) -> str:
-    """Compare IDs case-insensitively and without leading zeros in numbers."""
-    return re.sub(r"\d+", lambda m: str(int(m.group())), value.strip().lower())
-
-
-def read_crosswalk(path: str | Path) -> pd.DataFrame:
-    """A crosswalk CSV, every cell a string ("" where empty)."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise CalfError(f"{path}: crosswalk file not found")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise CalfError(f"{path}: cannot read the crosswalk CSV: {err}") from None
-
-
-def parse_crosswalk_columns(specs: Sequence[str]) -> dict[str, str]:
-    """``["COLUMN=NAMESPACE", ...]`` -> ``{column: namespace}`` (the last ``=`` splits)."""
-    columns: dict[str, str] = {}
-    for spec in specs:
-        column, sep, namespace = spec.rpartition("=")
-        if not sep or not column.strip() or not namespace.strip():
-            raise CalfError(f"crosswalk column {spec!r} is not of the form COLUMN=DATASET")
-        columns[column.strip()] = namespace.strip()
-    return columns
-
-
-def crosswalk_edges(
-    table: pd.DataFrame,
-    cases: pd.DataFrame,
-    columns: Mapping[str, str] | None = None,
-    source: str = "crosswalk",
-) -> list[tuple[Node, Node]]:
-    """The links one crosswalk table makes between the loaded patients (module docstring).
-
-    Columns named after a loaded dataset are that dataset's IDs; ``columns`` maps further
-    headers (or overrides those) to namespaces. ``source`` names the table in errors.
-    """
-    columns = dict(columns or {})
-    datasets = set(cases["dataset"])
-    used = {c: c for c in table.columns if c in datasets}
-    used.update({c: ns for c, ns in columns.items() if c in table.columns})
-    if len(used) < 2:
-        wanted = sorted(datasets | set(columns))
-        raise CalfError(
-            f"{source}: needs at least two ID columns, found {sorted(used) or 'none'} "
-            f"of {wanted} (name columns after datasets or pass COLUMN=DATASET)"
-        )
-    # normalised case or patient ID -> patient nodes, per loaded dataset
-    lookup: dict[str, dict[str, set[Node]]] = {d: {} for d in datasets}
-    for row in cases.itertuples(index=False):
-        node = (row.dataset, row.patient_id)
-        for value in (row.case_id, row.patient_id):
-            lookup[row.dataset].setdefault(_normalise_id(value), set()).add(node)
-
-    nodes_by_row: list[list[Node]] = [[] for _ in range(len(table))]
-    for column, namespace in used.items():
-        values = table[column].astype(str).str.strip()
-        matched = 0
-        for i, value in enumerate(values):
-            if not value:
-                continue
-            if namespace in lookup:
-                found = lookup[namespace].get(_normalise_id(value), set())
-                matched += bool(found)
-                nodes_by_row[i].extend(sorted(found))
-            else:
-                nodes_by_row[i].append((namespace, _normalise_id(value)))
-        if namespace in lookup and matched == 0 and (values != "").any():
-            example = next(v for v in values if v)
-            known = cases.loc[cases["dataset"] == namespace, "case_id"].iat[0]
-            raise CalfError(
-                f"{source}: column {column!r} matches none of the IDs of dataset "
-                f"{namespace!r} (e.g. {example!r} vs {known!r})"
-            )
-    edges: list[tuple[Node, Node]] = []
-    for nodes in nodes_by_row:
-        edges.extend(zip(nodes, nodes[1:]))
-    return edges
-
-
-def patient_groups(cases: pd.DataFrame, edges: Sequence[tuple[Node, Node]] = ()) -> list[int]:
+def patient_groups(cases: pd.DataFrame, edges: Sequence[Edge] = ()) -> list[int]:
     """A group label per case: connected components of patients linked by ``edges``.
 
     Without edges each (dataset, patient) is its own group. Labels count up in the order
@@ -327,21 +233,15 @@ def make_splits(
     folds: int = 5,
     holdout: float | None = None,
     seed: int = DEFAULT_SEED,
-    crosswalks: Sequence[tuple[str, pd.DataFrame]] = (),
-    crosswalk_columns: Mapping[str, str] | None = None,
+    crosswalks: Sequence[Crosswalk] = (),
 ) -> list[dict[str, list[str]]]:
     """Folds (or, with ``holdout``, the single split) of the cases of a slice index.
 
-    ``crosswalks`` are ``(name, table)`` pairs (``read_crosswalk``) whose columns named
-    after loaded datasets, and those in ``crosswalk_columns``, link patients.
+    ``crosswalks`` (``load_crosswalk``) link patients across releases; a pool that mixes
+    BraTS with UPENN-GBM or UCSF-PDGM must be linked by them (``check_links``).
     """
     cases = case_table(index)
-    edges = [
-        edge
-        for name, table in crosswalks
-        for edge in crosswalk_edges(table, cases, crosswalk_columns, source=name)
-    ]
-    cases["group"] = patient_groups(cases, edges)
+    cases["group"] = patient_groups(cases, link_edges(cases, crosswalks))
     if holdout is not None:
         return holdout_split(cases, holdout, seed)
     return kfold_splits(cases, folds, seed)

@@ -864,3 +864,58 @@ def test_connection_errors_are_redacted_too(tmp_path, capsys):
     assert rc == 2 and "failed after 2 attempt(s): ConnectionError" in stderr
     assert QUERY_TOKEN not in stdout + stderr
     assert _leftovers(tmp_path, tmp_path / "data") == []
+
+
+# ---------------------------------------------------------------- crosswalk files
+
+
+def _crosswalk(capsys, name, out, *extra) -> tuple[int, str, str]:
+    return _cli(capsys, "--crosswalk", name, "--out", out, "--timeout", "5", "--backoff", "0",
+                *extra)
+
+
+@pytest.mark.parametrize("name", ["BraTS2021_MappingToTCIA.xlsx", "UCSF-PDGM-metadata_v5.csv"])
+def test_a_published_crosswalk_file_is_fetched_whole(server, tmp_path, capsys, name):
+    from calf.download import CROSSWALKS
+
+    data = np.random.default_rng(3).bytes(70_000)
+    server.files[name] = data
+    out = tmp_path / "resources" / "crosswalk" / name
+    # TCIA publishes it over plain HTTPS; the test serves it from a local mirror
+    assert CROSSWALKS[name].url == f"https://www.cancerimagingarchive.net/wp-content/uploads/{name}"
+    rc, stdout, _ = _crosswalk(capsys, name, out, "--url", f"{server.url}/{name}")
+    assert rc == 0
+    assert out.read_bytes() == data and f"sha256 {_sha(data)}" in stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == [name]
+    # an existing file is never replaced
+    rc, _, err = _crosswalk(capsys, name, out, "--url", f"{server.url}/{name}")
+    assert rc == 2 and "already exists" in err and out.read_bytes() == data
+
+
+def test_an_interrupted_crosswalk_download_resumes(server, tmp_path, capsys):
+    name = "UCSF-PDGM-metadata_v5.csv"
+    data = b"ID,Sex,BraTS21 ID\n" + b"UCSF-PDGM-004,F,BraTS2021_00097\n" * 2000
+    server.files[name] = data
+    server.drops, server.cut = 1, 10_000
+    out = tmp_path / name
+    url = f"{server.url}/{name}"
+    rc, _, err = _crosswalk(capsys, name, out, "--url", url, "--retries", "0")
+    assert rc == 2 and "run the same command again to resume" in err
+    assert not out.exists() and (tmp_path / f"{name}.part").stat().st_size == 10_000
+    rc, _, _ = _crosswalk(capsys, name, out, "--url", url)
+    assert rc == 0 and out.read_bytes() == data
+    assert server.seen[-1]["range"] == "bytes=10000-"
+
+
+def test_a_crosswalk_without_public_source_says_where_to_get_it(tmp_path, capsys):
+    name = "BraTS2023_2017_GLI_Mapping.xlsx"
+    out = tmp_path / "resources" / "crosswalk" / name
+    rc, _, err = _crosswalk(capsys, name, out)
+    assert rc == 2
+    for phrase in ("no public download", "https://www.synapse.org/Synapse:syn51514105",
+                   "ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData.zip", f"put it at {out}"):
+        assert phrase in err, phrase
+    assert not out.parent.exists()
+    with pytest.raises(SystemExit) as stop:  # argparse's exit: only the known files
+        _crosswalk(capsys, "mapping.csv", out)
+    assert stop.value.code == 2 and "invalid choice: 'mapping.csv'" in capsys.readouterr().err

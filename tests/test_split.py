@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from calf import split
+from calf.crosswalk import Crosswalk
 from calf.errors import CalfError
 
 # --------------------------------------------------------------------------- helpers
@@ -178,13 +179,20 @@ def pooled_with_overlap():
         }
     )
     columns = {"PatientID on TCIA Radiology Portal": "upenn_gbm", "BraTS2021 ID": "brats"}
-    return index, tcia, columns
+    return index, Crosswalk("tcia.csv", tcia, columns), columns
+
+
+def unlinked_cases(index: pd.DataFrame) -> pd.DataFrame:
+    """The case table grouped by patient only: what a pool without crosswalks would split."""
+    cases = split.case_table(index)
+    cases["group"] = split.patient_groups(cases)
+    return cases
 
 
 def test_crosswalk_links_subjects_across_releases():
     index, tcia, columns = pooled_with_overlap()
     cases = split.case_table(index)
-    edges = split.crosswalk_edges(tcia, cases, columns, source="tcia.csv")
+    edges = split.crosswalk_edges(tcia, cases)
     groups = dict(zip(cases["key"], split.patient_groups(cases, edges)))
     # 12 UPENN patients + 14 BraTS subjects, 8 of them UPENN patients: 18 groups
     assert len(set(groups.values())) == 18
@@ -204,14 +212,12 @@ def test_pooled_folds_keep_linked_subjects_on_one_side():
     linked.append(("upenn_gbm/UPENN-GBM-00007_21", "brats/BraTS2021_00007"))
     straddled_without = 0
     for seed in range(4):
-        splits = split.make_splits(
-            index, folds=5, seed=seed, crosswalks=[("tcia.csv", tcia)], crosswalk_columns=columns
-        )
+        splits = split.make_splits(index, folds=5, seed=seed, crosswalks=[tcia])
         assert all(k.startswith(("upenn_gbm/", "brats/")) for f in splits for k in f["val"])
         for fold in range(5):
             sides = side_of(splits, fold)
             assert all(sides[a] == sides[b] for a, b in linked)
-        plain = split.make_splits(index, folds=5, seed=seed)
+        plain = split.kfold_splits(unlinked_cases(index), 5, seed)
         straddled_without += sum(
             side_of(plain, f)[a] != side_of(plain, f)[b] for f in range(5) for a, b in linked
         )
@@ -242,7 +248,11 @@ def test_crosswalk_default_columns_zero_padding_and_chaining():
         "brats2021": "brats2021",
         "brats": "brats",
     }
-    edges = [e for t in (metadata, renames) for e in split.crosswalk_edges(t, cases, columns)]
+    edges = [
+        e
+        for t in (metadata, renames)
+        for e in split.crosswalk_edges(Crosswalk("x", t, {c: columns[c] for c in t}), cases)
+    ]
     groups = dict(zip(cases["key"], split.patient_groups(cases, edges)))
     assert groups["ucsf_pdgm/UCSF-PDGM-0004"] == groups["brats/BraTS-GLI-00001-000"]
     assert len(set(groups.values())) == 5
@@ -250,7 +260,7 @@ def test_crosswalk_default_columns_zero_padding_and_chaining():
     direct = pd.DataFrame(
         {"ucsf_pdgm": ["UCSF-PDGM-0006"], "brats": ["BraTS-GLI-00003-000"], "note": ["x"]}
     )
-    groups = split.patient_groups(cases, split.crosswalk_edges(direct, cases))
+    groups = split.patient_groups(cases, split.crosswalk_edges(Crosswalk("d", direct), cases))
     assert len(set(groups)) == 5
 
 
@@ -261,6 +271,11 @@ def test_crosswalk_default_columns_zero_padding_and_chaining():
         (
             pd.DataFrame({"a": ["UPENN-GBM-00001_11"], "b": ["x"]}),
             {"a": "upenn_gbm", "c": "brats"},
+            "no column 'c'",
+        ),
+        (  # a column of a dataset that is not loaded is not used
+            pd.DataFrame({"a": ["UPENN-GBM-00001_11"], "b": ["UCSF-PDGM-0001"]}),
+            {"a": "upenn_gbm", "b": "ucsf_pdgm"},
             "at least two ID columns",
         ),
         (
@@ -273,7 +288,7 @@ def test_crosswalk_default_columns_zero_padding_and_chaining():
 def test_crosswalk_errors(table, columns, message):
     index, _, _ = pooled_with_overlap()
     with pytest.raises(CalfError, match=message):
-        split.crosswalk_edges(table, split.case_table(index), columns, source="map.csv")
+        split.crosswalk_edges(Crosswalk("map.csv", table, columns or {}), split.case_table(index))
 
 
 def test_parse_crosswalk_columns():
@@ -446,7 +461,7 @@ def calf_split(*args) -> subprocess.CompletedProcess:
 def test_cli_folds_then_select(tmp_path):
     index, tcia, _ = pooled_with_overlap()
     stores = [write_store(tmp_path, index[index["dataset"] == d]) for d in ("upenn_gbm", "brats")]
-    tcia.to_csv(tmp_path / "tcia.csv", index=False)
+    tcia.table.to_csv(tmp_path / "tcia.csv", index=False)
     out = tmp_path / "splits" / "splits_final.json"
     store_args = [a for s in stores for a in ("--store", s)]
     done = calf_split(
@@ -564,3 +579,278 @@ def test_cli_help():
         assert done.returncode == 0 and "usage: calf split" in done.stdout
     done = calf_split("folds", "--store", "s", "--out", "o.json", "--seed", "-3")
     assert done.returncode == 2 and "seed -3 is outside" in done.stderr
+
+
+# ------------------------------------- pooled releases with known overlaps (real files)
+
+# Synthetic UPENN-GBM, UCSF-PDGM and BraTS 2023 releases (written by `calf synth` in the
+# real layouts, preprocessed by `calf preprocess`), and the three linking files in their
+# published formats, with the subjects below in two or three releases.
+LINKED_GROUPS = [
+    {"upenn_gbm/UPENN-GBM-00001_11", "brats/BraTS-GLI-00000-000"},
+    # UPENN-GBM-00003's baseline and follow-up are two BraTS 2021 subjects, two 2023 ones
+    {
+        "upenn_gbm/UPENN-GBM-00003_11",
+        "upenn_gbm/UPENN-GBM-00003_21",
+        "brats/BraTS-GLI-00001-000",
+        "brats/BraTS-GLI-00002-000",
+        "brats/BraTS-GLI-00002-001",
+    },
+    {"ucsf_pdgm/UCSF-PDGM-0001", "brats/BraTS-GLI-00003-000"},
+    # a follow-up exam in BraTS under its own 2021 ID: 4-digit ID in the metadata
+    {"ucsf_pdgm/UCSF-PDGM-0004", "ucsf_pdgm/UCSF-PDGM-0004_FU060d", "brats/BraTS-GLI-00004-000"},
+    # a chain through all three releases
+    {"upenn_gbm/UPENN-GBM-00005_11", "ucsf_pdgm/UCSF-PDGM-0005", "brats/BraTS-GLI-00007-000"},
+]
+UNLINKED = [  # TCIA's placeholder rows and unmatched 2021 IDs must link nothing
+    ("brats/BraTS-GLI-00005-000", "brats/BraTS-GLI-00006-000"),
+    ("ucsf_pdgm/UCSF-PDGM-0002", "brats/BraTS-GLI-00008-000"),
+]
+N_GROUPS = 9 + 10 + 9 - 7  # patients of the three releases, less the 7 links
+
+
+def _tcia_mapping(path: Path) -> Path:
+    rows = [  # Data Collection, Site ID, PatientID on TCIA Radiology Portal, BraTS2021 ID
+        ("UPENN-GBM", "18", "UPENN-GBM-00001_11", "BraTS2021_00101"),
+        ("UPENN-GBM", "18", "UPENN-GBM-00003_11", "BraTS2021_00103"),
+        ("UPENN-GBM", "18", "UPENN-GBM-00003_21", "BraTS2021_00104"),
+        ("UPENN-GBM", "18", "UPENN-GBM-00005_11", "BraTS2021_00105"),
+        ("UCSF-PDGM", "20", "57", "BraTS2021_00201"),  # UCSF rows hold the bare number
+        ("UPENN-GBM_Additional", "18", "new-not-previously-in-TCIA", "BraTS2021_00301"),
+        ("Collection 5", "5", "new-not-previously-in-TCIA", "BraTS2021_00302"),
+        ("TCGA-GBM", "3", "TCGA-02-0001", "00169"),  # a Task-2-only row: bare 2021 ID
+    ]
+    columns = [
+        "Data Collection (as on TCIA+additional)",
+        "Site ID",
+        "PatientID on TCIA Radiology Portal",
+        "BraTS2021 ID",
+    ]
+    frame = pd.DataFrame(rows, columns=columns).assign(**{"MGMT value": "1"})
+    frame.to_excel(path, index=False)
+    return path
+
+
+def _ucsf_metadata(path: Path) -> Path:
+    ids = {  # the metadata writes 3 digits, follow-ups 4 (the folders use 4)
+        "UCSF-PDGM-001": "BraTS2021_00201",
+        "UCSF-PDGM-002": "BraTS2021_00202",
+        "UCSF-PDGM-004": "",
+        "UCSF-PDGM-0004_FU060d": "BraTS2021_00204",
+        "UCSF-PDGM-005": "BraTS2021_00105",
+        "UCSF-PDGM-006": "",
+    }
+    frame = pd.DataFrame(
+        {
+            "ID": list(ids),
+            "Sex": "F",
+            "Final pathologic diagnosis (WHO 2021)": "Glioblastoma, IDH-wildtype",
+            "BraTS21 ID": list(ids.values()),
+            "BraTS21 Segmentation Cohort": ["Training" if v else "" for v in ids.values()],
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _gli_mapping(path: Path) -> Path:
+    pairs = {
+        "BraTS-GLI-00000-000": "BraTS2021_00101",
+        "BraTS-GLI-00001-000": "BraTS2021_00103",
+        "BraTS-GLI-00002-000": "BraTS2021_00104",
+        "BraTS-GLI-00003-000": "BraTS2021_00201",
+        "BraTS-GLI-00004-000": "BraTS2021_00204",
+        "BraTS-GLI-00005-000": "BraTS2021_00301",
+        "BraTS-GLI-00006-000": "BraTS2021_00302",
+        "BraTS-GLI-00007-000": "BraTS2021_00105",
+        "BraTS-GLI-00008-000": "",
+    }
+    frame = pd.DataFrame(
+        {
+            "BraTS2023": list(pairs),
+            "BraTS2021": list(pairs.values()),
+            "BraTS2018": "",
+            "Cohort Name (if publicly available)": "Private Collection",
+            "Site No (represents the originating institution)": "1",
+        }
+    )
+    frame.to_excel(path, index=False)
+    return path
+
+
+CROSSWALK_ARGS = {
+    "tcia": [
+        "PatientID on TCIA Radiology Portal=upenn_gbm",
+        "BraTS2021 ID=brats2021",
+    ],
+    "ucsf": ["ID=ucsf_pdgm", "BraTS21 ID=brats2021"],
+    "gli": ["BraTS2023=brats", "BraTS2021=brats2021"],
+}
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    """Stores of three synthetic releases and the linking files, made once."""
+    root = tmp_path_factory.mktemp("releases")
+    stores = []
+    for dataset, layout in (("upenn_gbm", "upenn_gbm"), ("ucsf_pdgm", "ucsf_pdgm"),
+                            ("brats", "brats2023")):
+        for argv in (
+            ["synth", "--layout", layout, "--cases", "12", "--shape", "8", "8", "8",
+             "--out", root / layout],
+            ["preprocess", "--dataset", dataset, "--root", root / layout, "--out",
+             root / "stores" / dataset, "--modalities", "flair", "--size", "8",
+             "--workers", "1", "--quiet"],
+        ):
+            done = subprocess.run([sys.executable, "-m", "calf", *map(str, argv)],
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+        stores.append(root / "stores" / dataset)
+    files = {
+        "tcia": _tcia_mapping(root / "BraTS2021_MappingToTCIA.xlsx"),
+        "ucsf": _ucsf_metadata(root / "UCSF-PDGM-metadata_v5.csv"),
+        "gli": _gli_mapping(root / "BraTS2023_2017_GLI_Mapping.xlsx"),
+    }
+    return stores, files
+
+
+def _folds_cli(releases, out, *mode, names=("tcia", "ucsf", "gli")):
+    stores, files = releases
+    args = [a for s in stores for a in ("--store", s)]
+    for name in names:
+        args += ["--crosswalk", files[name]]
+        args += [a for c in CROSSWALK_ARGS[name] for a in ("--crosswalk-column", c)]
+    return calf_split("folds", *args, *mode, "--out", out)
+
+
+@pytest.mark.parametrize("mode", [["--folds", "3"], ["--holdout", "0.3"]])
+def test_pooled_releases_with_known_overlaps_never_straddle(releases, tmp_path, mode):
+    index = split.read_indexes(releases[0])
+    cases = split.case_table(index)
+    keys = set(cases["key"])
+    assert set().union(*LINKED_GROUPS) <= keys and {k for p in UNLINKED for k in p} <= keys
+
+    groups = dict(zip(cases["key"], split.patient_groups(
+        cases, split.link_edges(cases, [
+            split.load_crosswalk(releases[1][n], CROSSWALK_ARGS[n]) for n in CROSSWALK_ARGS
+        ])
+    )))
+    assert len(set(groups.values())) == N_GROUPS
+    assert all(len({groups[k] for k in linked}) == 1 for linked in LINKED_GROUPS)
+    assert all(groups[a] != groups[b] for a, b in UNLINKED)
+
+    straddled_without = 0
+    for seed in (0, 1, 2):
+        out = tmp_path / f"splits-{seed}.json"
+        done = _folds_cli(releases, out, *mode, "--seed", str(seed))
+        assert done.returncode == 0, done.stderr
+        splits = split.read_splits(out)
+        for fold in range(len(splits)):
+            sides = side_of(splits, fold)
+            assert set(sides) == keys
+            for linked in LINKED_GROUPS:
+                assert len({sides[k] for k in linked}) == 1, (seed, fold, linked)
+        # the same split without the links: linked subjects do straddle
+        cases_unlinked = unlinked_cases(index)
+        plain = (split.kfold_splits(cases_unlinked, 3, seed) if mode[0] == "--folds"
+                 else split.holdout_split(cases_unlinked, 0.3, seed))
+        straddled_without += sum(
+            len({side_of(plain, f)[k] for k in linked}) > 1
+            for f in range(len(plain)) for linked in LINKED_GROUPS
+        )
+    assert straddled_without > 0  # so the links are what keeps them together
+
+
+@pytest.mark.parametrize(
+    "names, missing",
+    [
+        (("ucsf", "gli"), ["upenn_gbm", "BraTS2021_MappingToTCIA.xlsx",
+                           "cancerimagingarchive.net/wp-content/uploads/BraTS2021_MappingToTCIA.xlsx"]),
+        (("tcia", "gli"), ["ucsf_pdgm", "UCSF-PDGM-metadata_v5.csv"]),
+        (("tcia", "ucsf"), ["BraTS2023_2017_GLI_Mapping.xlsx", "Synapse:syn51514105",
+                            "resources/crosswalk/BraTS2023_2017_GLI_Mapping.xlsx"]),
+        ((), ["BraTS2021_MappingToTCIA.xlsx", "BraTS2023_2017_GLI_Mapping.xlsx"]),
+    ],
+)
+def test_a_pool_without_its_links_is_refused_naming_the_missing_file(
+    releases, tmp_path, names, missing
+):
+    out = tmp_path / "splits_final.json"
+    done = _folds_cli(releases, out, "--folds", "3", names=names)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "straddle train and test" in done.stderr
+    assert all(m in done.stderr for m in missing), done.stderr
+    assert not out.exists()
+
+
+def test_a_crosswalk_column_the_file_lacks_is_an_error(releases, tmp_path):
+    stores, files = releases
+    out = tmp_path / "splits_final.json"
+    args = [a for s in stores for a in ("--store", s)]
+    for name in CROSSWALK_ARGS:
+        args += ["--crosswalk", files[name]]
+        args += [a for c in CROSSWALK_ARGS[name] for a in ("--crosswalk-column", c)]
+    done = calf_split("folds", *args, "--crosswalk-column", "BraTS21 ID=brats2021",
+                      "--out", out)  # belongs to the last file, which has no such column
+    assert done.returncode == 2 and not out.exists()
+    assert "BraTS2023_2017_GLI_Mapping.xlsx: no column 'BraTS21 ID'" in done.stderr
+    done = calf_split("folds", *args[:6], "--crosswalk-column", "ID=ucsf_pdgm", "--out", out)
+    assert done.returncode == 2 and "give the --crosswalk FILE it belongs to first" in done.stderr
+
+
+def test_read_crosswalk_finds_the_header_row_and_reads_ids_as_text(tmp_path):
+    path = tmp_path / "mapping.xlsx"
+    rows = [["BraTS 2023 mapping (title row)", "", ""],
+            ["BraTS2023", "BraTS2021", "Site No"],
+            ["BraTS-GLI-00495-000", "BraTS2021_00495", 7],
+            ["BraTS-GLI-00496-000", "", 8]]
+    pd.DataFrame(rows).to_excel(path, index=False, header=False)
+    table = split.read_crosswalk(path, ["BraTS2023", "BraTS2021"])
+    assert list(table.columns) == ["BraTS2023", "BraTS2021", "Site No"]
+    assert table.to_dict("list") == {
+        "BraTS2023": ["BraTS-GLI-00495-000", "BraTS-GLI-00496-000"],
+        "BraTS2021": ["BraTS2021_00495", ""],
+        "Site No": ["7", "8"],
+    }
+    with pytest.raises(CalfError, match=r"mapping.xlsx: no column 'BraTS2020'"):
+        split.read_crosswalk(path, ["BraTS2023", "BraTS2020"])
+    (tmp_path / "bad.xlsx").write_bytes(b"not a zip")
+    with pytest.raises(CalfError, match="bad.xlsx: cannot read the crosswalk"):
+        split.read_crosswalk(tmp_path / "bad.xlsx")
+
+
+@pytest.mark.parametrize(
+    "value, namespace, expected",
+    [
+        ("UCSF-PDGM-004", "ucsf_pdgm", "ucsf-pdgm-4"),
+        ("UCSF-PDGM-0004", "ucsf_pdgm", "ucsf-pdgm-4"),
+        ("UCSF-PDGM-0004_FU060d", "ucsf_pdgm", "ucsf-pdgm-4_fu60d"),
+        ("BraTS2021_00495", "brats2021", "brats2021_495"),
+        ("00495", "brats2021", "brats2021_495"),  # TCIA's bare Task-2-only IDs
+        ("00495", "brats", "495"),
+        (" BraTS-GLI-00495-000 ", "brats", "brats-gli-495-0"),
+    ],
+)
+def test_normalise_id(value, namespace, expected):
+    from calf.crosswalk import normalise_id
+
+    assert normalise_id(value, namespace) == expected
+
+
+def test_brats2021_ids_match_a_store_named_the_2021_way():
+    upenn = slice_index("upenn_gbm", {"UPENN-GBM-00001_11": ("UPENN-GBM-00001", [0, 3])})
+    brats = slice_index("brats", {f"BraTS2021_{i:05d}": (f"BraTS2021_{i:05d}", [0, 3])
+                                  for i in (101, 102)})
+    cases = split.case_table(pd.concat([upenn, brats], ignore_index=True))
+    tcia = Crosswalk("tcia", pd.DataFrame({"P": ["UPENN-GBM-00001_11"], "B": ["BraTS2021_00101"]}),
+                     {"P": "upenn_gbm", "B": "brats2021"})
+    groups = dict(zip(cases["key"], split.patient_groups(cases, split.link_edges(cases, [tcia]))))
+    assert groups["upenn_gbm/UPENN-GBM-00001_11"] == groups["brats/BraTS2021_00101"]
+    assert len(set(groups.values())) == 2
+    # the 2023 mapping's BraTS2023 column names none of this store's cases: an error
+    gli = Crosswalk("gli.xlsx", pd.DataFrame({"BraTS2023": ["BraTS-GLI-00001-000"],
+                                              "BraTS2021": ["BraTS2021_00101"]}),
+                    {"BraTS2023": "brats", "BraTS2021": "brats2021"})
+    with pytest.raises(CalfError, match="gli.xlsx: column 'BraTS2023' matches none"):
+        split.link_edges(cases, [tcia, gli])

@@ -3,6 +3,7 @@
 calf download --dataset DATASET [--route ROUTE] --out DIR [route options]
 calf download --dataset DATASET --route local --source DIR [--manifest PATH]
 calf download --verify DIR [--manifest PATH]
+calf download --crosswalk FILE --out PATH [--url URL]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from calf.download.sources import (
     BRATS_2023_GLI_TRAINING,
+    CROSSWALKS,
     DATASETS,
     ROUTE_DATASETS,
     ROUTES,
@@ -40,6 +42,9 @@ routes (default: the dataset's official route):
   http     any dataset. Streams --url (or ${URL_ENV}) into DIR.partial/NAME.part, resumes
            with HTTP Range requests, retries --retries times with doubling waits, checks
            --size and --sha256 when given.
+crosswalk files (--crosswalk FILE --out PATH), which link subjects found in two releases:
+{chr(10).join(f"  {s.file:<32} {s.url or 'no public download: ' + s.home}" for s in CROSSWALKS.values())}
+  The file is fetched to PATH.part (resumed on the next call), then renamed to PATH.
 A missing client, token or approval prints how to get access and where to put the data,
 and exits non-zero.
 
@@ -56,6 +61,7 @@ examples:
   calf download --dataset upenn_gbm --route local --source /data/UPENN-GBM
   calf download --dataset folder --route http --url https://mirror/x.tar.gz --sha256 HEX --out data/x
   calf download --verify data/brats
+  calf download --crosswalk UCSF-PDGM-metadata_v5.csv --out resources/crosswalk/UCSF-PDGM-metadata_v5.csv
 """
 
 
@@ -78,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--verify", type=Path, metavar="DIR", help="re-check DIR against its manifest"
+    )
+    parser.add_argument(
+        "--crosswalk",
+        choices=sorted(CROSSWALKS),
+        metavar="FILE",
+        help="fetch this published linking file to --out PATH (see below)",
     )
     parser.add_argument(
         "--url", help=f"aspera, http: the link (or set ${URL_ENV} to keep it off the command line)"
@@ -155,6 +167,25 @@ def _verify(folder: Path, manifest: Path | None) -> int:
     return 0
 
 
+def _crosswalk(args: argparse.Namespace, url: str | None, redactor: Redactor) -> int:
+    from calf.download import routes
+    from calf.download.manifest import sha256_file
+
+    if args.dataset is not None or args.out is None:
+        raise CalfError("--crosswalk FILE takes --out PATH and no --dataset")
+    path = routes.crosswalk_route(
+        args.crosswalk,
+        args.out,
+        url=url,
+        retries=args.retries,
+        backoff=args.backoff,
+        timeout=args.timeout,
+        redactor=redactor,
+    )
+    print(f"wrote {path}: {path.stat().st_size} bytes, sha256 {sha256_file(path)}")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
     from calf.download import routes
 
@@ -162,8 +193,10 @@ def _dispatch(args: argparse.Namespace, redactor: Redactor) -> int:
         if args.dataset is not None or args.out is not None:
             raise CalfError("--verify DIR takes no --dataset or --out")
         return _verify(args.verify, args.manifest)
-    route = _resolve_route(args)
     url = args.url or os.environ.get(URL_ENV) or None
+    if args.crosswalk is not None:
+        return _crosswalk(args, url, redactor)
+    route = _resolve_route(args)
     extract = not args.no_extract
     if route == "local":
         path, manifest = routes.local_route(args.dataset, args.source, args.manifest)

@@ -3,14 +3,14 @@
 Two actions:
 
 - ``calf split folds --store S [--store S2 ...] --out splits_final.json
-  [--folds 5 | --holdout 0.1] [--seed 12345] [--crosswalk CSV ...]
-  [--crosswalk-column COLUMN=DATASET ...]`` writes nnU-Net's ``splits_final.json`` shape
+  [--folds 5 | --holdout 0.1] [--seed 12345] [--crosswalk FILE
+  [--crosswalk-column COLUMN=DATASET ...] ...]`` writes nnU-Net's ``splits_final.json`` shape
   (keys ``dataset/case_id`` with several stores).
 - ``calf split select --store S [...] --splits splits_final.json --fold F
   [--ratio natural|0.25] [--seed 12345] --out train.csv`` writes the training slices of one
   fold, filtered to a tumour-slice ratio.
 
-The logic and its documentation (crosswalk format included) live in ``calf.split``.
+The logic and its documentation live in ``calf.split`` and ``calf.crosswalk``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,39 @@ import argparse
 
 from calf.split import DEFAULT_SEED
 
-CROSSWALK_HELP = """crosswalk CSV: every row links the IDs in its chosen columns.
-  A column named after a loaded dataset (e.g. upenn_gbm, brats) holds that dataset's
-  case or patient IDs (case-insensitive, leading zeros in numbers ignored); IDs that
-  match nothing are ignored. Other headers: --crosswalk-column COLUMN=DATASET. A name
-  that is no loaded dataset (e.g. brats2021) only chains rows of several files.
-  TCIA's BraTS2021_MappingToTCIA (saved as CSV), for UPENN-GBM:
-    --crosswalk-column 'PatientID on TCIA Radiology Portal=upenn_gbm'
-    --crosswalk-column 'BraTS2021 ID=brats'
-  UCSF-PDGM's metadata CSV: --crosswalk-column ID=ucsf_pdgm --crosswalk-column 'BraTS21 ID=brats'
+CROSSWALK_HELP = """crosswalk files (CSV or .xlsx): every row links the IDs in its chosen columns.
+  Each --crosswalk-column belongs to the --crosswalk before it. A column named after a
+  loaded dataset (e.g. upenn_gbm, brats) holds that dataset's case or patient IDs
+  (case-insensitive, leading zeros in numbers ignored); IDs that match nothing are
+  ignored. Another name (brats2021) only chains rows of several files; brats2021 also
+  matches a brats store named the 2021 way. Pooling brats with upenn_gbm or ucsf_pdgm
+  needs crosswalks linking them. The published files (calf download --crosswalk FILE):
+    --crosswalk BraTS2021_MappingToTCIA.xlsx
+      --crosswalk-column 'PatientID on TCIA Radiology Portal=upenn_gbm'
+      --crosswalk-column 'BraTS2021 ID=brats2021'
+    --crosswalk UCSF-PDGM-metadata_v5.csv
+      --crosswalk-column ID=ucsf_pdgm --crosswalk-column 'BraTS21 ID=brats2021'
+    --crosswalk BraTS2023_2017_GLI_Mapping.xlsx   (BraTS 2023+ names)
+      --crosswalk-column BraTS2023=brats --crosswalk-column BraTS2021=brats2021
 """
+
+
+class _CrosswalkFile(argparse.Action):
+    """``--crosswalk FILE``: a new linking file, with no named columns yet."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.crosswalk = [*(namespace.crosswalk or []), (values, [])]
+
+
+class _CrosswalkColumn(argparse.Action):
+    """``--crosswalk-column COLUMN=NAMESPACE``: a column of the last ``--crosswalk``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not namespace.crosswalk:
+            parser.error(
+                f"--crosswalk-column {values}: give the --crosswalk FILE it belongs to first"
+            )
+        namespace.crosswalk[-1][1].append(values)
 
 
 def _seed(text: str) -> int:
@@ -73,18 +96,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     folds.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
     folds.add_argument(
         "--crosswalk",
-        action="append",
+        action=_CrosswalkFile,
         default=[],
-        metavar="CSV",
-        help="CSV linking patient IDs across datasets (repeatable; see calf.split)",
+        metavar="FILE",
+        help="CSV or .xlsx linking patient IDs across datasets (repeatable; see below)",
     )
     folds.add_argument(
         "--crosswalk-column",
-        action="append",
-        default=[],
+        action=_CrosswalkColumn,
         metavar="COLUMN=DATASET",
-        help="also use crosswalk column COLUMN, as IDs of DATASET (repeatable; columns "
-        "named after the loaded datasets are always used)",
+        help="use column COLUMN of the last --crosswalk as IDs of DATASET (repeatable; "
+        "columns named after the loaded datasets are always used)",
     )
     folds.add_argument("--force", action="store_true", help="replace an existing --out file")
 
@@ -118,17 +140,9 @@ def _folds(args: argparse.Namespace) -> int:
 
     split.check_writable(args.out, args.force)
     index = split.read_indexes(args.store)
-    columns = (
-        split.parse_crosswalk_columns(args.crosswalk_column) if args.crosswalk_column else None
-    )
-    crosswalks = [(path, split.read_crosswalk(path)) for path in args.crosswalk]
+    crosswalks = [split.load_crosswalk(path, specs) for path, specs in args.crosswalk]
     splits = split.make_splits(
-        index,
-        folds=args.folds,
-        holdout=args.holdout,
-        seed=args.seed,
-        crosswalks=crosswalks,
-        crosswalk_columns=columns,
+        index, folds=args.folds, holdout=args.holdout, seed=args.seed, crosswalks=crosswalks
     )
     split.write_splits(splits, args.out, overwrite=args.force)
     n_cases = len(splits[0]["train"]) + len(splits[0]["val"])

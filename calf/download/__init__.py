@@ -20,15 +20,17 @@ from calf.download.redact import Redactor, redact_url
 from calf.download.routes import (
     AccessNeeded,
     aspera_route,
+    crosswalk_route,
     gated_route,
     http_route,
     local_route,
     staging_path,
     synapse_route,
 )
-from calf.download.sources import DATASETS, ROUTES
+from calf.download.sources import CROSSWALKS, DATASETS, ROUTES
 
 __all__ = [
+    "CROSSWALKS",
     "DATASETS",
     "MANIFEST_NAME",
     "ROUTES",
@@ -38,6 +40,7 @@ __all__ = [
     "archive_kind",
     "aspera_route",
     "build_manifest",
+    "crosswalk_route",
     "fetch",
     "gated_route",
     "http_route",

@@ -33,10 +33,12 @@ from calf.download.manifest import (
 from calf.download.redact import Redactor, redact_url
 from calf.download.sources import (
     BRATS_2023_GLI_TRAINING,
+    CROSSWALKS,
     DATASETS,
     SYNAPSE_TOKEN_ENV,
     URL_ENV,
     aspera_help,
+    crosswalk_help,
     gated_help,
     synapse_help,
 )
@@ -183,6 +185,38 @@ def http_route(
     return finalize(
         staging, out, dataset=dataset, route="http", source=redact_url(url), extract=extract
     )
+
+
+def crosswalk_route(
+    name: str,
+    out: Path,
+    *,
+    url: str | None = None,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    redactor: Redactor | None = None,
+) -> Path:
+    """Fetch one published linking file (``CROSSWALKS``) to the file ``out``.
+
+    ``url`` replaces the file's public address (a mirror); a file with no public download
+    raises ``AccessNeeded`` saying where to get it and where to put it. The bytes go to
+    ``out.part`` (resumed by the next call) and become ``out`` only when complete.
+    """
+    source = CROSSWALKS.get(name)
+    if source is None:
+        known = ", ".join(CROSSWALKS)
+        raise CalfError(f"--crosswalk {name}: not a published linking file; known: {known}")
+    if out.exists():
+        raise CalfError(f"{out}: already exists; not overwriting it")
+    url = url or source.url
+    if not url:
+        raise AccessNeeded(
+            f"{name}: no public download; see the steps above", crosswalk_help(source, str(out))
+        )
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise CalfError(f"--url {redact_url(url)}: only http:// and https:// URLs are supported")
+    return fetch(url, out, retries=retries, backoff=backoff, timeout=timeout, redactor=redactor)
 
 
 def synapse_route(

@@ -134,3 +134,65 @@ def gated_help(dataset: str, out: str) -> str:
         f"approved for you and your institution), then download the release's NIfTI package "
         f"with the tool the approval names.\n" + _put_it(source, out)
     )
+
+
+# ---------------------------------------------------------------- crosswalk files
+
+TCIA_UPLOADS = "https://www.cancerimagingarchive.net/wp-content/uploads"
+BRATS_2023_GLI_FOLDER = "syn51514105"  # the GLI data folder: training zip, mapping xlsx
+
+
+@dataclass(frozen=True)
+class CrosswalkSource:
+    """A published file that links one release's subject IDs to another's.
+
+    ``columns`` maps the file's ID columns to crosswalk namespaces (see
+    ``calf.crosswalk``); ``url`` is None where the file has no public download.
+    """
+
+    file: str
+    title: str
+    columns: dict[str, str]
+    url: str | None
+    home: str
+
+
+CROSSWALKS: dict[str, CrosswalkSource] = {
+    source.file: source
+    for source in (
+        CrosswalkSource(
+            "BraTS2021_MappingToTCIA.xlsx",
+            "TCIA's BraTS 2021 mapping (BraTS 2021 IDs to UPENN-GBM and other TCIA IDs)",
+            {"PatientID on TCIA Radiology Portal": "upenn_gbm", "BraTS2021 ID": "brats2021"},
+            f"{TCIA_UPLOADS}/BraTS2021_MappingToTCIA.xlsx",
+            "https://www.cancerimagingarchive.net/analysis-result/rsna-asnr-miccai-brats-2021/",
+        ),
+        CrosswalkSource(
+            "UCSF-PDGM-metadata_v5.csv",
+            "UCSF-PDGM's metadata (column BraTS21 ID links its patients to BraTS 2021)",
+            {"ID": "ucsf_pdgm", "BraTS21 ID": "brats2021"},
+            f"{TCIA_UPLOADS}/UCSF-PDGM-metadata_v5.csv",
+            "https://www.cancerimagingarchive.net/collection/ucsf-pdgm/",
+        ),
+        CrosswalkSource(
+            "BraTS2023_2017_GLI_Mapping.xlsx",
+            "the BraTS 2023 GLI mapping (BraTS 2023 IDs to the BraTS 2017-2021 IDs)",
+            {"BraTS2023": "brats", "BraTS2021": "brats2021"},
+            None,
+            f"https://www.synapse.org/Synapse:{BRATS_2023_GLI_FOLDER}",
+        ),
+    )
+}
+
+
+def crosswalk_help(source: CrosswalkSource, out: str) -> str:
+    """Where to get a linking file and where to put it (one line)."""
+    if source.url:
+        where = f"download it from {source.url} (listed on {source.home})"
+    else:
+        where = (
+            f"it has no public download: it ships with the BraTS 2023 GLI data on Synapse "
+            f"({source.home}, beside ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData.zip; "
+            f"needs the challenge registration): download it there"
+        )
+    return f"{source.file} is {source.title}; {where} and put it at {out}"

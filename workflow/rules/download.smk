@@ -4,10 +4,11 @@
 localrules:
     synth,
     download,
+    crosswalk,
 
 
-# a Synapse download still to run needs the token: checked before any job starts, and
-# passed to the job by name only (never written into a command line or log)
+# a Synapse download still to run gets the token by name only (never written into a
+# command line or log); without one, the job says how to get it (a plan needs none)
 if synapse_download_pending():
 
     envvars:
@@ -54,3 +55,18 @@ rule download:
         ),
     shell:
         "calf download --dataset {params.adapter} {params.route} --out {output} > {log} 2>&1"
+
+
+# the published files that link subjects found in two releases (studies' crosswalks in
+# <resources_dir>/crosswalk/); one without a public download explains where to get it
+rule crosswalk:
+    output:
+        f"{RESOURCES}/crosswalk/{{file}}",
+    log:
+        f"{LOGS}/download/crosswalk/{{file}}.log",
+    wildcard_constraints:
+        file="|".join(re.escape(f) for f in crosswalk_downloads()) or "(?!)",
+    conda:
+        "../envs/calf.yaml"
+    shell:
+        "calf download --crosswalk {wildcards.file} --out {output} > {log} 2>&1"

@@ -3,7 +3,8 @@
 
 rule split_folds:
     input:
-        study_stores,
+        stores=study_stores,
+        crosswalks=crosswalk_files,
     output:
         f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
     log:
