@@ -1,7 +1,7 @@
 """Display names and the canonical order of the suite's losses, models and metrics.
 
 One table for the statistics, the comparison tables and the figures: baselines in the
-paper's order, then CALF and its region-specific variant; names not listed here (a user's
+paper's order, then CALF (batch scope, then dataset scope) and its region-specific variant; names not listed here (a user's
 new loss or model) are shown as they are, after the known ones, sorted.
 """
 
@@ -17,6 +17,7 @@ LOSS_NAMES = {
     "focal": "Focal",
     "combo": "Combo",
     "calf": "CALF",
+    "calf_dataset": "CALF (dataset scope)",
     "calf_region": "Region-specific",
 }
 MODEL_NAMES = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "fpn": "FPN"}
@@ -28,7 +29,8 @@ METRIC_NAMES = {
     "specificity": "Specificity",
     "precision": "Precision",
 }
-CALF_LOSSES = ("calf", "calf_region")
+# CALF in batch scope (the authors' code), in dataset scope (the paper's wording), by region
+CALF_LOSSES = ("calf", "calf_dataset", "calf_region")
 
 
 def display(name: str, names: dict[str, str]) -> str:

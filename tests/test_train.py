@@ -451,3 +451,109 @@ def test_bad_input_is_refused_without_output(data, tmp_path, capsys, change, mes
     assert message in err
     assert not (tmp_path / "run").exists()
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+# ------------------------------------------------------------------- protocol switches
+
+
+@pytest.mark.parametrize(
+    "stores,kwargs,expected",
+    [
+        (("store",), {},  # the suite's defaults
+         {"scaling": "volume", "modalities": {"toy": "t1,flair"}, "area": "pixels",
+          "scope": "batch", "precision": "bf16", "deterministic": False, "init": "pytorch"}),
+        (("store",), {"model": "fpn", "precision": "fp32", "deterministic": True,
+                      "model_kwargs": {"init": "pytorch"},
+                      "loss_kwargs": {"scope": "dataset", "area": "contour"}},
+         {"scaling": "volume", "modalities": {"toy": "t1,flair"}, "area": "contour",
+          "scope": "dataset", "precision": "fp32", "deterministic": True, "init": "pytorch"}),
+        (("store", "store2"), {"model": "fpn", "loss": "focal"},  # store2 is scaled per slice
+         {"scaling": "mixed", "modalities": {"toy": "t1,flair", "toy2": "t1,flair"},
+          "area": None, "scope": None, "precision": "bf16", "deterministic": False,
+          "init": "monai"}),
+    ],
+)
+def test_identity_records_the_protocol_switches(data, tmp_path, stores, kwargs, expected):
+    from calf.train import TrainConfig
+
+    options = {"model": "unet", "loss": "calf", **kwargs}
+    config = TrainConfig(stores=tuple(str(data[s]) for s in stores),
+                         train_slices=str(data["train"]), out=str(tmp_path / "run"), **options)
+    assert config.identity()["protocol"] == expected
+
+
+def test_cpu_run_of_bf16_computes_fp32_and_records_both(data, tmp_path, capsys):
+    suite, authors = tmp_path / "bf16", tmp_path / "fp32"
+    short = ["--epochs", "1", "--max-steps-per-epoch", "2"]
+    assert main(args(data, suite, *short)) == 0
+    assert "steps per epoch, cpu fp32 (bf16 asked for: autocast runs on CUDA only)" in (
+        capsys.readouterr().err)
+    assert main(args(data, authors, *short, "--precision", "fp32", "--deterministic")) == 0
+    ran_suite, _, ckpt_suite = read_run(suite)
+    ran_authors, _, ckpt_authors = read_run(authors)
+    assert ran_suite["params"]["protocol"]["precision"] == "bf16"
+    assert ran_authors["params"]["protocol"]["precision"] == "fp32"
+    assert ran_authors["params"]["protocol"]["deterministic"] is True
+    assert ran_suite["execution"]["precision"] == ran_authors["execution"]["precision"] == "fp32"
+    assert ran_suite["execution"]["deterministic_algorithms"] is True  # the CPU always
+    for name, tensor in ckpt_suite["model_state"].items():  # the same arithmetic ran
+        assert torch.equal(ckpt_authors["model_state"][name], tensor), name
+    # prediction reads the switch back from the run (it autocasts to match on CUDA)
+    from calf.evaluate.predict import load_run
+    from calf.train.loop import run_precision
+
+    assert run_precision(load_run(suite, torch.device("cpu")).config) == "bf16"
+    assert run_precision(load_run(authors, torch.device("cpu")).config) == "fp32"
+    # the switch decides the model: resuming with the other value is refused
+    capsys.readouterr()
+    assert main(args(data, suite, *short, "--precision", "fp32")) == 2
+    assert "other parameters (protocol.precision: 'bf16' -> 'fp32')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("deterministic,benchmark", [(True, False), (False, True)])
+def test_cuda_determinism_switch_sets_cudnn_flags(deterministic, benchmark):
+    # the flags are plain torch.backends settings: no GPU is needed to see them set
+    from calf.train.loop import determinism
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    with determinism(torch.device("cuda"), deterministic):
+        assert (cudnn.benchmark, cudnn.deterministic) == (benchmark, deterministic)
+        assert torch.are_deterministic_algorithms_enabled() == before[2]  # cuDNN flags only
+    assert (cudnn.benchmark, cudnn.deterministic,
+            torch.are_deterministic_algorithms_enabled()) == before
+    with determinism(torch.device("cpu"), deterministic):
+        assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_precision_switch_and_autocast_dtype():
+    from calf.errors import CalfError
+    from calf.train import TrainConfig
+    from calf.train.loop import amp_dtype, run_precision
+
+    assert amp_dtype(torch.device("cpu"), "bf16") is None
+    assert amp_dtype(torch.device("cpu"), "fp32") is None
+    assert amp_dtype(torch.device("cuda"), "fp32") is None  # no CUDA call needed
+    if torch.cuda.is_available():
+        assert amp_dtype(torch.device("cuda"), "bf16") in (torch.bfloat16, torch.float16)
+    with pytest.raises(CalfError, match="precision 'fp16': expected bf16 or fp32"):
+        amp_dtype(torch.device("cpu"), "fp16")
+    with pytest.raises(CalfError, match="--precision 'fp16': expected one of bf16, fp32"):
+        TrainConfig(stores=("s",), train_slices="t", out="o", model="unet", loss="bce",
+                    precision="fp16")
+    assert run_precision({"params": {"protocol": {"precision": "fp32"}}}) == "fp32"
+    assert run_precision({"params": {"loss": "bce"}}) == "bf16"  # runs before the switch
+
+
+def test_dataset_scope_with_contour_areas_reads_the_contour_profile(data, tmp_path):
+    record = profile([data["store"]], tmp_path / "contour.json", data["train"], area="contour")
+    assert record["area_definition"] == "contour"
+    out = tmp_path / "run"
+    assert main(args(data, out, "--epochs", "1", "--loss-kwargs",
+                     '{"scope": "dataset", "area": "contour"}',
+                     "--profile", str(tmp_path / "contour.json"))) == 0
+    run, epochs, _ = read_run(out)
+    assert run["imbalance"]["scope"] == "dataset" and run["imbalance"]["branch"] == record["branch"]
+    assert run["imbalance"]["skewness"] == pytest.approx(record["skewness"], rel=1e-12)
+    assert run["params"]["protocol"]["area"] == "contour"
+    assert list(epochs[f"branch_{record['branch']}"]) == [3]

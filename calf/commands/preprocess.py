@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scaling",
         choices=("volume", "slice"),
         default="volume",
-        help="min-max scale per volume (default) or per axial slice",
+        help="min-max scale per volume (default, the suite's) or per axial slice (the "
+        "authors', for every dataset)",
     )
     parser.add_argument(
         "--mask-resize",

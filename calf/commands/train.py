@@ -55,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     opt.add_argument("--max-steps-per-epoch", type=int, default=None,
                      help="cap the mini-batches per epoch (demos, benchmarks)")
+    num = parser.add_argument_group("numerics (defaults: the suite's; the authors': fp32, "
+                                    "--deterministic)")
+    num.add_argument("--precision", choices=("bf16", "fp32"), default=DEFAULTS["precision"],
+                     help="bf16: bf16 autocast on CUDA (fp16 where bf16 is missing), fp32 on "
+                          "the CPU (default); fp32: float32 everywhere")
+    num.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                     default=DEFAULTS["deterministic"],
+                     help="on CUDA: cudnn.deterministic without cudnn.benchmark (default: off, "
+                          "cudnn.benchmark)")
     run = parser.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS["device"],
                      help="auto: CUDA when available (default)")
@@ -108,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         max_steps_per_epoch=args.max_steps_per_epoch,
         device=args.device,
         workers=args.workers,
+        precision=args.precision,
+        deterministic=args.deterministic,
     )
     from calf.train import train
 

@@ -12,6 +12,11 @@ the timepoint, so ``BraTS-GLI-00000-000`` and ``-001`` share the patient
 2 oedema, 4 enhancing}; 2023 {0, 1 necrosis, 2 oedema, 3 enhancing} (BraTS 2024
 post-treatment adds 4, resection cavity: pass ``valid_labels="0,1,2,3,4"``). Case
 folders without a segmentation (validation data) are skipped.
+
+Modalities by their canonical names, mapped literally: ``t1`` is the native T1 (``t1n``,
+2021 ``t1``), ``t1c`` the post-contrast T1 (``t1c``, 2021 ``t1ce``), ``t2`` (``t2w``),
+``flair`` (``t2f``). The authors' BraTS "T1" was the post-contrast ``-t1c``: their protocol
+lists ``t1c, t2, flair`` (config/paper.yaml).
 """
 
 from __future__ import annotations

@@ -155,10 +155,11 @@ def predict_rows(
     import numpy as np
     import torch
 
-    from calf.train.loop import amp_dtype
+    from calf.train.loop import amp_dtype, run_precision
 
     device = trained.device
-    dtype = amp_dtype(device)  # the precision training used on this device
+    # the precision switch the run trained with (its params, as in run.json), on this device
+    dtype = amp_dtype(device, run_precision(trained.config))
     images, truths, preds = [], [], []
     for start in range(0, len(rows), batch_size):
         x, y = store.batch(rows[start : start + batch_size])

@@ -8,6 +8,11 @@ is smoothed (3x3 conv), then a 1x1 conv gives the logits, upsampled bilinearly t
 size (``align_corners=True``, as the authors did). MONAI's ``FeaturePyramidNetwork`` smooths
 every level and upsamples with nearest neighbours, so the top-down path is written here.
 At full width, 1 channel in and 1 out: 15,514,305 parameters, as the authors' network.
+
+Initialisation, a protocol switch (``init``): ``monai`` (the suite's default) keeps MONAI
+``ResNet``'s re-initialisation of every backbone conv with ``kaiming_normal_(fan_out)``;
+``pytorch`` (the authors') resets every conv to PyTorch's default (``Conv2d.reset_parameters``,
+Kaiming-uniform with a = sqrt(5)). The pyramid's convs have PyTorch's default either way.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ PLANES = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
 PYRAMID_CHANNELS = 256
 EXPANSION = 4  # output channels of a bottleneck block per plane
+INITS = ("monai", "pytorch")
 
 
 def conv1x1(in_channels: int, out_channels: int) -> Convolution:
@@ -33,9 +39,13 @@ def conv1x1(in_channels: int, out_channels: int) -> Convolution:
 class FPN(nn.Module):
     """FPN with ``width`` scaling every channel count; one logit map of the input's size."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: float = 1.0):
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: float = 1.0,
+                 init: str = "monai"):
         super().__init__()
         width = check_width(width)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        self.init = init
         planes = [scaled_channels(p, width) for p in PLANES]
         self.backbone = ResNet(
             block="bottleneck",
@@ -54,6 +64,10 @@ class FPN(nn.Module):
         self.laterals = nn.ModuleList(conv1x1(EXPANSION * p, pyramid) for p in reversed(planes))
         self.smooth = Convolution(2, pyramid, pyramid, kernel_size=3, conv_only=True)
         self.head = conv1x1(pyramid, out_channels)
+        if init == "pytorch":
+            for module in self.backbone.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.reset_parameters()
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """C2, C3, C4, C5 of the backbone."""

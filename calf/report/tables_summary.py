@@ -1,22 +1,25 @@
 """The summary table of a study: every loss's metrics per dataset, model and filter ratio.
 
-Each case first gets its mean over seeds (NaN if any seed's value is NaN, as the paired
-statistics do), then every (dataset, model, ratio, loss, metric) is summarised over cases:
-n, mean, sd (ddof 1), median, q1, q3 (linear interpolation, numpy's default), NaN values
-left out metric by metric. The best value of each shown column is bold (highest; lowest for
-HD95), compared at the precision shown so that equal-looking values are bold together.
+The patient is the unit, as in the statistics: each patient's value is its mean over
+modalities, then exams, then seeds (``calf.stats.collect.patient_means``; NaN values are
+left out of those means metric by metric), then every (dataset, model, ratio, loss,
+metric) is summarised over patients: n (patients), mean, sd (ddof 1), median, q1, q3
+(linear interpolation, numpy's default). The best value of each shown column is bold
+(highest; lowest for HD95), compared at the precision shown so that equal-looking values
+are bold together.
 Baselines are listed first, the CALF losses last; significance markers come from
 ``calf.report.tables_markers``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
 from calf.naming import LOSS_NAMES, METRIC_NAMES, MODEL_NAMES, display, ordered
+from calf.protocol import protocol_summary
 from calf.report.tables_io import output_paths, publish
 from calf.report.tables_layout import (
     METRIC_DECIMALS,
@@ -31,7 +34,15 @@ from calf.report.tables_layout import (
 )
 from calf.report.tables_markers import check_paired, legend, markers_for, ratio_text, significant_vs
 from calf.report.tables_render import to_html, to_latex, to_markdown
-from calf.stats.collect import CASE_KEYS, GROUP_KEYS, HIGHER_IS_BETTER, METRIC_COLUMNS
+from calf.stats.collect import (
+    GROUP_KEYS,
+    HIGHER_IS_BETTER,
+    METRIC_COLUMNS,
+    ROW_KEYS,
+    UNIT_KEYS,
+    indexed_rows,
+    patient_means,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,13 +54,12 @@ CSV_COLUMNS = (*GROUP_KEYS, "loss", "metric", "n", "mean", "sd", "median", "q1",
 
 
 def summarise_cases(cases: "pd.DataFrame") -> "pd.DataFrame":
-    """One row per (group, loss, metric): n, mean, sd, median, q1, q3 over per-case seed means."""
-    keys = [*GROUP_KEYS, "loss", *CASE_KEYS]
-    grouped = cases.groupby(keys, sort=False)[list(METRIC_COLUMNS)]
-    per_case = grouped.mean()
-    per_case = per_case.mask(grouped.count().lt(grouped.size(), axis=0))  # a NaN seed: NaN
-    long = per_case.reset_index().melt(id_vars=keys, value_vars=list(METRIC_COLUMNS),
-                                       var_name="metric")
+    """One row per (group, loss, metric): n, mean, sd, median, q1, q3 over patient means."""
+    keys = [*GROUP_KEYS, "loss", *UNIT_KEYS]
+    rows = indexed_rows(cases, METRIC_COLUMNS, before=[*GROUP_KEYS, "loss"])
+    per_patient = patient_means(rows, by=[*GROUP_KEYS, "loss"])
+    long = per_patient.reset_index().melt(id_vars=keys, value_vars=list(METRIC_COLUMNS),
+                                          var_name="metric")
     by_cell = long.groupby([*GROUP_KEYS, "loss", "metric"], sort=False)["value"]
     stats = by_cell.agg(n="count", mean="mean", sd="std", median="median")
     stats["q1"], stats["q3"] = by_cell.quantile(0.25), by_cell.quantile(0.75)
@@ -72,7 +82,7 @@ def _mark_best(stats: "pd.DataFrame", column: str) -> "pd.Series":
 
 
 def _check_cases(cases: "pd.DataFrame") -> "pd.DataFrame":
-    needed = [*GROUP_KEYS, "loss", *CASE_KEYS, *METRIC_COLUMNS]
+    needed = [*GROUP_KEYS, "loss", *ROW_KEYS, *METRIC_COLUMNS]
     missing = [c for c in needed if c not in cases.columns]
     if missing:
         raise CalfError(f"per-case metrics: missing column(s) {', '.join(missing)}")
@@ -83,7 +93,7 @@ def _check_cases(cases: "pd.DataFrame") -> "pd.DataFrame":
         raise CalfError(f"per-case metrics hold several studies ({', '.join(studies)}); "
                         "write one summary table per study")
     cases = cases.copy()
-    for key in (*GROUP_KEYS, "loss", *CASE_KEYS):
+    for key in (*GROUP_KEYS, "loss", *UNIT_KEYS, "case_id", "modality"):
         cases[key] = cases[key].astype(str)
     cases["ratio"] = cases["ratio"].map(ratio_text)
     return cases
@@ -117,22 +127,38 @@ def _block(stats: "pd.DataFrame", group: tuple, losses: list[str], notes: list[s
                     Cell(f"{fmt(s['median'], d)} [{fmt(s['q1'], d)}, {fmt(s['q3'], d)}]",
                          bool(s["best_median"]), s["marker"])]
         rows.append(row)
-    n_cases = int(stats["n"].max())
-    title = f"{dataset}, {display(model, MODEL_NAMES)}, {ratio_title(ratio)} ({n_cases} cases)"
+    n_patients = int(stats["n"].max())
+    title = (f"{dataset}, {display(model, MODEL_NAMES)}, {ratio_title(ratio)} "
+             f"({n_patients} patients)")
     return Block(title, columns, rows, notes)
+
+
+def _protocol_note(cases: "pd.DataFrame", group: tuple, protocols: "Mapping[str, Mapping]") -> str:
+    """The protocol switches of the runs behind one block, as one caption sentence."""
+    mine = cases[(cases[list(GROUP_KEYS)] == list(group)).all(axis=1)]
+    records = []
+    for source in sorted(set(mine["source"])):
+        record = protocols.get(str(source)) or {}
+        records.append({"params": {"protocol": record.get("protocol")},
+                        "execution": record.get("execution") or {}})
+    return protocol_summary(records)
 
 
 def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
                          out_prefix: str | Path, *, calf_losses: Sequence[str],
-                         alpha: float) -> list[Path]:
+                         alpha: float,
+                         protocols: "Mapping[str, Mapping] | None" = None) -> list[Path]:
     """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
 
     ``cases``: one study's per-case metrics (``calf.stats.collect.load_case_metrics``).
     ``paired``: the paired statistics (``paired.csv``) of the same cases, or None for no
     markers. ``calf_losses``: the CALF variants (listed last, with markers); ``alpha``: the
     level the statistics used (checked against ``p_holm`` where the frame has it).
-    The CSV is long and numeric: group columns, loss, metric, n, mean, sd, median, q1, q3,
-    best (the mean's column), best_median, significant_vs (';'-joined CALF losses).
+    ``protocols``: each metrics file's companion JSON (by the path in ``cases["source"]``),
+    whose ``protocol`` switches become a note under each block (``calf.protocol``).
+    The CSV is long and numeric: group columns, loss, metric, n (patients), mean, sd,
+    median, q1, q3, best (the mean's column), best_median, significant_vs (';'-joined CALF
+    losses).
     """
     import pandas as pd
 
@@ -167,6 +193,8 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
         if paired is not None:
             tests = paired[(paired[list(GROUP_KEYS)] == list(group)).all(axis=1)]
         notes = legend(tests, [c for c in calf_losses if c in names], marks, alpha)
+        if protocols is not None:
+            notes.append(_protocol_note(cases, group, protocols))
         blocks.append(_block(mine, group, losses, notes))
         frames.append(mine.reset_index())
 
@@ -174,10 +202,11 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
     study = groups[0][0]
     doc = Document(
         f"Summary of study {study}",
-        [f"Per-case metrics of study {study}: each case's mean over seeds first, then mean ± sd "
-         "and median [q1, q3] over cases, per dataset, model and filter ratio. NaN values are "
-         "left out metric by metric (the count per metric is in the CSV). HD95 in the units "
-         "of the per-case metrics files."],
+        [f"Per-case metrics of study {study}, with the patient as the unit: each patient's "
+         "mean over modalities, then exams, then seeds first, then mean ± sd and median "
+         "[q1, q3] over patients, per dataset, model and filter ratio. NaN values are left "
+         "out metric by metric (the number of patients per metric is in the CSV's n). HD95 "
+         "in the units of the per-case metrics files."],
         blocks)
     return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
                                     to_latex(doc), to_html(doc)], strict=True)))

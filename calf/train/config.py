@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from calf.errors import CalfError
+from calf.protocol import PRECISIONS, run_protocol
 
 # exit codes of ``calf train`` (contract C); bad input is CalfError's 2
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGUSR1 after a checkpoint; rerun resumes
@@ -46,6 +47,9 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     device: str = "auto"
     workers: int | None = None  # None: 0 on CPU, up to 8 on CUDA
+    # numerics switches (calf.protocol); the suite's defaults, the authors' are fp32 and True
+    precision: str = "bf16"  # bf16 autocast on CUDA where supported (fp16 elsewhere); CPU fp32
+    deterministic: bool = False  # True: cudnn.deterministic, no cudnn.benchmark
 
     def __post_init__(self) -> None:
         if not self.stores:
@@ -64,14 +68,24 @@ class TrainConfig:
             raise CalfError(f"--device {self.device!r}: expected one of {', '.join(DEVICES)}")
         if self.workers is not None and self.workers < 0:
             raise CalfError(f"--workers {self.workers}: expected an integer >= 0")
+        if self.precision not in PRECISIONS:
+            raise CalfError(
+                f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}"
+            )
+        if not isinstance(self.deterministic, bool):
+            raise CalfError(f"--deterministic {self.deterministic!r}: expected true or false")
 
     def identity(self) -> dict[str, Any]:
         """The parameters that decide the trained model (run.json ``params``).
 
         Paths are resolved and input files fingerprinted, so that resuming with a changed
         training set, profile or store is refused rather than silently mixed. Execution
-        settings (device, workers) are not part of it.
+        settings (device, workers) are not part of it; the numerics switches are, and
+        ``protocol`` holds every protocol switch of the run (``calf.protocol``).
         """
+        from calf.store import read_meta
+
+        stores = [read_meta(p).get("settings") or {} for p in self.stores]
         return {
             "stores": [str(Path(p).resolve()) for p in self.stores],
             "store_fingerprints": [_store_fingerprint(p) for p in self.stores],
@@ -96,6 +110,8 @@ class TrainConfig:
             "batch_size": self.batch_size,
             "max_steps_per_epoch": self.max_steps_per_epoch,
             "seed": self.seed,
+            "protocol": run_protocol(stores, self.model, self.model_kwargs, self.loss,
+                                     self.loss_kwargs, self.precision, self.deterministic),
         }
 
 
@@ -122,12 +138,18 @@ def _store_fingerprint(path: str | Path) -> str:
     ).hexdigest()
 
 
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``key: old -> new`` for every parameter that differs (for a one-line refusal)."""
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every parameter that differs (for a one-line refusal);
+    nested objects (``protocol``) by their dotted keys."""
     out = []
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            out.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {_short(a)} -> {_short(b)}")
     return out
 
 

@@ -3,10 +3,15 @@
 One run writes its directory (contract C). The epoch's batch order is a function of the
 seed and the epoch (``EpochSampler``); a checkpoint holds the model, the optimizer, the
 random-number states, the sampler position, the epoch rows so far and the running sums of
-an unfinished epoch, so a resumed run continues bit for bit where it stopped (on the CPU,
-where ``torch.use_deterministic_algorithms`` is on). On CUDA the forward pass runs under
-autocast (bf16, or fp16 with a GradScaler where bf16 is missing) with the loss in float32,
-channels-last, with pinned memory and persistent DataLoader workers.
+an unfinished epoch, so a resumed run continues bit for bit where it stopped on the CPU
+(where deterministic kernels are switched on). On CUDA (channels-last, pinned memory,
+persistent DataLoader workers) two switches decide the numerics: ``precision`` ``bf16``
+(the suite's: forward pass under bf16 autocast, fp16 with a GradScaler where bf16 is
+missing, the loss in float32) or ``fp32`` (the authors'), and ``deterministic`` ``False``
+(the suite's: ``cudnn.benchmark``) or ``True`` (the authors': ``cudnn.deterministic``, no
+benchmark). Deterministic cuDNN fixes the convolution algorithms only; other CUDA kernels
+(e.g. the backward pass of bilinear upsampling, which uses atomic adds) stay
+nondeterministic, so a CUDA run, resumed or repeated, is not promised bit for bit.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import calf
 from calf._json import read_json_object
 from calf.errors import CalfError
 from calf.losses import BRANCHES
+from calf.protocol import PRECISIONS
 from calf.tracking import LiveLogger
 from calf.train.checkpoint import (
     CHECKPOINT_FILE,
@@ -177,22 +183,34 @@ def build_run_loss(config: TrainConfig, n_slices: int) -> tuple[torch.nn.Module,
     }
 
 
-def choose_device(name: str) -> tuple[torch.device, torch.dtype | None]:
-    """The device and the autocast dtype (None: float32 throughout)."""
+def choose_device(name: str, precision: str = "bf16") -> tuple[torch.device, torch.dtype | None]:
+    """The device and the autocast dtype of ``precision`` there (None: float32 throughout)."""
     if name == "cuda" and not torch.cuda.is_available():
         raise CalfError("--device cuda: no CUDA device is available")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu"), None
     device = torch.device("cuda")
-    return device, amp_dtype(device)
+    return device, amp_dtype(device, precision)
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype on ``device`` (training and prediction alike): bfloat16 where
-    the GPU has it, else float16; None (float32 throughout) on the CPU."""
-    if device.type != "cuda":
+def amp_dtype(device: torch.device, precision: str = "bf16") -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (training and prediction alike).
+
+    ``bf16``: bfloat16 where the GPU has it, else float16; None (float32 throughout) on
+    the CPU. ``fp32``: None everywhere.
+    """
+    if precision not in PRECISIONS:
+        raise CalfError(f"precision {precision!r}: expected {' or '.join(PRECISIONS)}")
+    if device.type != "cuda" or precision == "fp32":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def run_precision(record: dict[str, Any]) -> str:
+    """The precision switch a run trained with (run.json); runs older than the switch ran
+    the suite's bf16 autocast."""
+    protocol = (record.get("params") or {}).get("protocol") or {}
+    return protocol.get("precision", "bf16")
 
 
 def default_workers(device: torch.device) -> int:
@@ -208,24 +226,27 @@ def describe_device(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def determinism(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels on the CPU, cuDNN autotuning on CUDA; restored afterwards."""
+def determinism(device: torch.device, deterministic: bool = False) -> Iterator[None]:
+    """Deterministic kernels on the CPU; on CUDA deterministic cuDNN without autotuning
+    (``deterministic``, the authors') or cuDNN autotuning (the suite's). Restored afterwards."""
+    cudnn = torch.backends.cudnn
     previous = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
+        cudnn.benchmark,
+        cudnn.deterministic,
     )
     # torch.use_deterministic_algorithms also imports torch._inductor (2-3 s per process)
     # to set a compiler flag that eager training never reads: set the kernel switch only
     if device.type == "cpu":
         torch._C._set_deterministic_algorithms(True)
     else:
-        torch.backends.cudnn.benchmark = True
+        cudnn.benchmark, cudnn.deterministic = (False, True) if deterministic else (True, False)
     try:
         yield
     finally:
         torch._C._set_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.benchmark = previous[2]
+        cudnn.benchmark, cudnn.deterministic = previous[2], previous[3]
 
 
 def seed_everything(seed: int) -> None:
@@ -288,9 +309,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = _stderr) -> TrainRes
     if config.val_slices:
         val = load_slices(config.stores, config.val_slices, "--val-slices")
     loss_fn, imbalance = build_run_loss(config, len(data))
-    device, amp_dtype = choose_device(config.device)
+    device, amp_dtype = choose_device(config.device, config.precision)
     sampler = EpochSampler(len(data), config.batch_size, config.seed, config.max_steps_per_epoch)
-    with determinism(device):
+    with determinism(device, config.deterministic):
         seed_everything(config.seed)
         try:
             model = build_model(config.model, width=config.width, **config.model_kwargs)
@@ -360,7 +381,10 @@ class _Session:
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
         self.execution = {"device": str(device), "precision": precision, "workers": workers,
                           "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "channels_last": self.channels_last}
+                          "channels_last": self.channels_last,
+                          "cudnn_benchmark": device.type == "cuda" and not config.deterministic,
+                          "cudnn_deterministic": device.type == "cuda" and config.deterministic,
+                          "deterministic_algorithms": device.type == "cpu"}
         prev = previous or {}
         self.record: dict[str, Any] = {
             "status": "running",
@@ -444,11 +468,15 @@ class _Session:
         self.run_dir.write_epochs(self.history)
         self._write_record("running")
         where = f"resuming {self.saved}" if self.saved else "from the start"
+        ran = self.execution["precision"]
+        if ran != self.config.precision:  # bf16 asked for: fp32 on the CPU, fp16 on old GPUs
+            why = "autocast runs on CUDA only" if ran == "fp32" else "this GPU lacks bf16"
+            ran += f" (bf16 asked for: {why})"
         self.log(
             f"{self.run_dir.path}: {self.config.model} ({self.record['model_parameters']:,} "
             f"parameters), loss {self.config.loss}, {self.sampler.n} slices, "
             f"{self.sampler.batches_per_epoch} steps per epoch, {self.execution['device']} "
-            f"{self.execution['precision']}, {where}"
+            f"{ran}, {where}"
         )
         # the live MLflow logger: a no-op unless MLFLOW_TRACKING_URI names a server
         self.logger = LiveLogger.from_env(str(self.run_dir.path), self.params, self._tags())

@@ -57,13 +57,23 @@ use rule train_template as train_combo with:
         loss="combo",
 
 
-# CALF as the authors' code runs it: S and K of every mini-batch
+# CALF's tumour areas: config calf.area (pixels: the suite's; contour: the authors').
+# CALF in batch scope, as the authors' code runs it: S and K of every mini-batch
 use rule train_template as train_calf with:
     wildcard_constraints:
         loss="calf",
     params:
         loss="calf",
-        loss_kwargs={"scope": "batch", "area": "pixels"},
+        loss_kwargs={"scope": "batch", "area": config["calf"]["area"]},
+
+
+# CALF in dataset scope, the paper's wording: S and K of the training set's profile
+use rule train_template as train_calf_dataset with:
+    wildcard_constraints:
+        loss="calf_dataset",
+    params:
+        loss="calf",
+        loss_kwargs={"scope": "dataset", "area": config["calf"]["area"]},
 
 
 use rule train_template as train_calf_region with:
@@ -71,4 +81,4 @@ use rule train_template as train_calf_region with:
         loss="calf_region",
     params:
         loss="calf_region",
-        loss_kwargs={"grid": 4},
+        loss_kwargs={"grid": 4, "area": config["calf"]["area"]},

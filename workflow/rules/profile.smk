@@ -1,4 +1,5 @@
-# The imbalance profile (S, K, CALF branch) of every training set.
+# The imbalance profile (S, K, CALF branch) of every training set, with the CALF losses'
+# area definition (config calf.area), so that CALF in dataset scope reads its S and K.
 
 
 rule profile:
@@ -16,7 +17,7 @@ rule profile:
         "../envs/calf.yaml"
     params:
         stores=store_args,
-        area=config["profile"]["area"],
+        area=config["calf"]["area"],
         context=lambda wildcards: (
             f"--dataset {wildcards.dataset} --fold {parse_variant(wildcards.selection)['fold']}"
             f" --ratio {parse_variant(wildcards.selection)['ratio']}"
