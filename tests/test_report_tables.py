@@ -94,14 +94,18 @@ def _md_blocks(text: str) -> dict[str, dict]:
 
 
 def _expected(root: Path, model: str, loss: str, metric: str) -> np.ndarray:
-    """Per-case seed means of one metric, straight from the CSV files (NaN kept)."""
+    """Per-patient means over seeds of one metric, straight from the CSV files (the
+    fixture's patients have one case and one modality each): NaN seeds left out, NaN where
+    both are."""
     values: dict[str, list[float]] = {}
     for path in _csvs(root / "demo" / "sparse" / model / loss):
-        frame = pd.read_csv(path, dtype={"case_id": str})
-        for case_id, value in zip(frame["case_id"], frame[metric], strict=True):
-            values.setdefault(case_id, []).append(float(value))
+        frame = pd.read_csv(path, dtype={"case_id": str, "patient_id": str})
+        assert frame["patient_id"].is_unique and (frame["modality"] == "flair").all()
+        for patient, value in zip(frame["patient_id"], frame[metric], strict=True):
+            values.setdefault(patient, []).append(float(value))
     assert all(len(v) == 2 for v in values.values())  # two seeds each
-    return np.array([np.mean(v) for v in values.values()])
+    finite = [[x for x in v if not np.isnan(x)] for v in values.values()]
+    return np.array([np.mean(v) if v else np.nan for v in finite])
 
 
 @pytest.mark.parametrize("model, loss, metric", [
@@ -115,9 +119,9 @@ def test_cell_statistics_match_numpy(study, tmp_path, model, loss, metric):
     row = table[(table["model"] == model) & (table["loss"] == loss) & (table["metric"] == metric)]
     assert len(row) == 1
     row = row.iloc[0]
-    per_case = _expected(root, model, loss, metric)
-    values = per_case[~np.isnan(per_case)]
-    assert row["n"] == len(values) <= N_CASES - 2  # a NaN seed makes the case's mean NaN
+    per_patient = _expected(root, model, loss, metric)
+    values = per_patient[~np.isnan(per_patient)]
+    assert row["n"] == len(values)  # patients; a NaN seed leaves a patient its other seed
     q1, median, q3 = np.percentile(values, [25, 50, 75])
     assert row["mean"] == pytest.approx(np.mean(values))
     assert row["sd"] == pytest.approx(np.std(values, ddof=1))
@@ -178,8 +182,9 @@ def _paired(rows: dict[tuple[str, str, str, str], bool], models=("unet", "fpn"),
                     hit = rows.get((model, metric, calf, baseline), False)
                     records.append({
                         "study": "demo", "dataset": "sparse", "model": model, "ratio": "natural",
-                        "metric": metric, "calf_loss": calf, "baseline": baseline,
-                        "n_pairs": N_CASES, "p_value": 0.001 if hit else 0.4,
+                        "modality": "all", "metric": metric, "calf_loss": calf,
+                        "baseline": baseline, "n_patients": N_CASES,
+                        "p_value": 0.001 if hit else 0.4,
                         "p_holm": 0.01 if hit else 0.8, "significant": hit, "family": "group",
                         "method": "exact"})
     return pd.DataFrame(records)
@@ -346,8 +351,8 @@ def test_formats_escape_names_and_are_well_formed(tmp_path):
                         losses=("bce", "my_loss", "calf"), folds=1, cases_per_fold=4, epochs=1)
     cases = load_case_metrics(paths, results / "metrics")
     paired = pd.DataFrame([{"study": "demo_1", "dataset": "sp_arse", "model": "unet",
-                            "ratio": "natural", "metric": "dice", "calf_loss": "calf",
-                            "baseline": "my_loss", "significant": True}])
+                            "ratio": "natural", "modality": "all", "metric": "dice",
+                            "calf_loss": "calf", "baseline": "my_loss", "significant": True}])
     out = {p.suffix: p for p in write_summary_tables(cases, paired, tmp_path / "t" / "summary",
                                                      calf_losses=["calf"], alpha=0.05)}
     tex = out[".tex"].read_text()
@@ -433,7 +438,9 @@ def test_paper_table_matches_runs_to_published_cells(tmp_path):
     assert "| 0.1 | BCE | filt\\_b | 1 | 0.8187 | 0.8300 | +0.0113 |" in md
     for text in (md, out[".html"].read_text(), out[".tex"].read_text()):
         assert "arXiv:2504.04458" in text and "57,090" in text
-        assert "batch of 32 consecutive test slices" in text and "90/10" in text
+        assert "each batch of 32 test slices" in text and "90/10" in text
+        assert "one seeded random permutation of the test slices, seed 0" in text
+        assert "DistributedSampler(shuffle=True)" in text and "consecutive" not in text
     _check_latex(out[".tex"].read_text())
 
 

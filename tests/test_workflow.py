@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from test_download import server  # noqa: F401 (the local HTTP server fixture)
 from workflow_helpers import (
     BIN,
     REPO,
@@ -23,7 +24,8 @@ from workflow_helpers import (
     write_config,
 )
 
-DEMO_LOSSES = {"bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region"}
+DEMO_LOSSES = {"bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_dataset",
+               "calf_region"}
 
 
 def test_demo_config_dag_covers_every_loss_model_cohort_and_fold(tmp_path):
@@ -93,21 +95,20 @@ def _fake_release_roots(root: Path) -> None:
 
 def test_paper_config_dry_run_lists_every_job(tmp_path):
     _fake_release_roots(tmp_path / "resources")
-    crosswalk = tmp_path / "crosswalk.csv"
-    crosswalk.write_text("PatientID on TCIA Radiology Portal,BraTS2021 ID\n")
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     paper["resources_dir"] = str(tmp_path / "resources")
     paper["results_dir"] = str(tmp_path / "results")
-    for study in paper["studies"].values():
-        if study.get("crosswalk"):
-            study["crosswalk"] = str(crosswalk)
+    (tmp_path / "resources/crosswalk").mkdir()
+    for study in paper["studies"].values():  # the linking files in place: none is fetched
+        for crosswalk in study.get("crosswalk") or []:
+            (tmp_path / "resources/crosswalk" / crosswalk["file"]).touch()
     path = write_config(tmp_path / "paper.yaml", paper)
     start = time.perf_counter()
     out = snakemake("-n", "--quiet", "rules", "--configfile", str(path))
     seconds = time.perf_counter() - start
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     counts = job_counts(out.stdout + out.stderr)
-    losses = 8
+    losses = 9  # the eight of the paper and CALF in dataset scope
     cv = 4 * 3 * losses * 5  # datasets x models x losses x folds
     pooled = 3 * losses
     filtering = 4 * losses  # FPN x 4 ratios
@@ -115,9 +116,86 @@ def test_paper_config_dry_run_lists_every_job(tmp_path):
     assert counts["evaluate_cv"] == cv // losses
     assert counts["evaluate_pooled"] == pooled // losses
     assert counts["evaluate_filtering"] == filtering // losses
-    assert "download" not in counts  # the roots exist
+    assert "download" not in counts and "crosswalk" not in counts  # the files exist
     assert "evaluate_demo" not in counts  # the embedded demo config is not merged in
     print(f"paper DAG: {counts['total']} jobs, dry run {seconds:.1f} s")
+
+
+@pytest.mark.parametrize(
+    "crosswalk, message",
+    [
+        (None, "config key studies.p.crosswalk: the pool mixes brats and upenn_gbm but "
+               "names no crosswalk"),
+        ([{"file": "maps/tcia.xlsx", "columns": {"PatientID on TCIA Radiology Portal": "upenn_gbm"}}],
+         "config key studies.p.crosswalk: file 'maps/tcia.xlsx' does not exist"),
+    ],
+)
+def test_a_pool_of_brats_with_upenn_needs_its_crosswalk(tmp_path, crosswalk, message):
+    config = tiny_config(p={"datasets": ["upenn", "brats"], "pool": "pool", "holdout": 0.1,
+                            "models": ["unet"], "crosswalk": crosswalk})
+    config["datasets"] = {
+        name: {"adapter": adapter, "source": "local", "root": str(tmp_path / name)}
+        for name, adapter in (("upenn", "upenn_gbm"), ("brats", "brats"))
+    }
+    for name in config["datasets"]:
+        (tmp_path / name).mkdir()
+    path = write_config(tmp_path / "pool.yaml", config)
+    out = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path))
+    assert out.returncode != 0 and message in out.stdout + out.stderr, out.stderr[-2000:]
+
+
+def _without_credentials(**extra) -> dict[str, str]:
+    from workflow_helpers import env
+
+    return {k: v for k, v in env().items()
+            if k not in ("SYNAPSE_AUTH_TOKEN", "CALF_DOWNLOAD_URL")} | extra
+
+
+def test_paper_dag_is_listed_on_a_fresh_clone_without_credentials_or_data(tmp_path):
+    """`snakemake -n --configfile config/paper.yaml` in a fresh copy: no resources/, no
+    SYNAPSE_AUTH_TOKEN. The plan holds the downloads of the four datasets and of the three
+    linking files; the credentials are needed when a download job runs, not to plan."""
+    work = copy_workflow(tmp_path / "clone")
+    assert not (work / "resources").exists() and not (work / "results").exists()
+    out = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--quiet", "rules", "--configfile", "config/paper.yaml"],
+        cwd=work, env=_without_credentials(), capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts["download"] == 4 and counts["crosswalk"] == 3
+    assert counts["preprocess"] == 4 and counts["split_folds"] == 4 + 2  # cv 4, pooled, filtering
+    losses = sum(rule.startswith("train_") for rule in counts)  # one rule per loss
+    trains = sum(v for k, v in counts.items() if k.startswith("train_"))
+    assert trains == losses * (4 * 3 * 5 + 3 + 4)  # cv, pooled, filtering
+    assert not (work / "resources").exists()
+    print(f"fresh-clone paper DAG: {counts['total']} jobs")
+
+
+def test_crosswalk_rule_fetches_a_linking_file_or_says_where_to_get_it(tmp_path, server):  # noqa: F811
+    """The crosswalk rule for real: a TCIA file comes from its URL (a local mirror here,
+    through CALF_DOWNLOAD_URL); the BraTS 2023 mapping has none, and its job says so."""
+    work = copy_workflow(tmp_path / "clone")
+    name = "UCSF-PDGM-metadata_v5.csv"
+    server.files[name] = b"ID,BraTS21 ID\nUCSF-PDGM-004,BraTS2021_00097\n"
+
+    def make(target, **env):
+        return subprocess.run(
+            [str(BIN / "snakemake"), f"resources/crosswalk/{target}", "--cores", "1",
+             "--configfile", "config/paper.yaml"],
+            cwd=work, env=_without_credentials(**env), capture_output=True, text=True,
+            timeout=300,
+        )
+
+    run = make(name, CALF_DOWNLOAD_URL=f"{server.url}/{name}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (work / "resources/crosswalk" / name).read_bytes() == server.files[name]
+
+    gli = "BraTS2023_2017_GLI_Mapping.xlsx"
+    run = make(gli)
+    assert run.returncode != 0 and not (work / "resources/crosswalk" / gli).exists()
+    log = (work / "results/logs/download/crosswalk" / f"{gli}.log").read_text()
+    assert "Synapse:syn51514105" in log and f"put it at resources/crosswalk/{gli}" in log
 
 
 def test_a_loss_is_one_new_rule(tmp_path):
@@ -229,7 +307,8 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
     paired = pd.read_csv(results / "stats/t/paired.csv")
     assert set(paired["baseline"]) == {"bce", "dice"} and set(paired["calf_loss"]) == {"calf"}
     assert set(paired["metric"]) == {"dice", "hd95"}
-    assert (paired["n_pairs"] == 4).all()  # 4 cases x flair, matched across the losses
+    # 4 patients (the folder layout has no follow-ups) x flair, matched across the losses
+    assert (paired["n_patients"] == 4).all() and (paired["modality"] == "all").all()
     assert len(pd.read_csv(results / "stats/t/friedman.csv")) == 2
     summary = pd.read_csv(results / "report/t/summary.csv")
     assert set(summary["loss"]) == {"bce", "dice", "calf"}

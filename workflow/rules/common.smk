@@ -5,7 +5,9 @@ from the functions here.
 """
 
 import json
+import os
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -52,7 +54,10 @@ def _check_datasets():
 
 
 def synapse_download_pending():
-    return any(
+    """A Synapse download still to run; its token is passed on only where it is set, so
+    that a plan (snakemake -n) needs no credentials: the download job itself says how to
+    get one."""
+    return bool(os.environ.get("SYNAPSE_AUTH_TOKEN")) and any(
         d["source"] == "download"
         and d["download"].get("route", "synapse" if d["adapter"] == "brats" else None)
         == "synapse"
@@ -100,6 +105,71 @@ def member_datasets(study, dataset):
     """The datasets whose stores feed the {dataset} of a study (several for a pool)."""
     s = config["studies"][study]
     return list(s["datasets"]) if s["pool"] == dataset else [dataset]
+
+
+def study_crosswalks(study):
+    """A study's linking files as (path, {column: namespace}); one path string with
+    crosswalk_columns is the older spelling of a single file."""
+    s = config["studies"][study]
+    if s["crosswalk"] is None:
+        return []
+    if isinstance(s["crosswalk"], str):
+        columns = {}
+        for spec in s["crosswalk_columns"]:
+            column, _, namespace = spec.rpartition("=")
+            columns[column] = namespace
+        return [(crosswalk_path(s["crosswalk"]), columns)]
+    return [(crosswalk_path(c["file"]), c["columns"]) for c in s["crosswalk"]]
+
+
+def crosswalk_path(file):
+    """A bare file name lies in <resources_dir>/crosswalk/, where the crosswalk rule
+    fetches the published linking files; a path is taken as it is."""
+    return f"{RESOURCES}/crosswalk/{file}" if Path(file).name == file else file
+
+
+def crosswalk_files(wildcards):
+    return [path for path, _ in study_crosswalks(wildcards.study)]
+
+
+def crosswalk_downloads():
+    """File names that the crosswalk rule fetches (the studies' linking files that lie in
+    <resources_dir>/crosswalk/ and are not there yet)."""
+    folder = Path(RESOURCES) / "crosswalk"
+    return sorted(
+        {
+            Path(path).name
+            for study in config["studies"]
+            for path, _ in study_crosswalks(study)
+            if Path(path).parent == folder and not Path(path).exists()
+        }
+    )
+
+
+def _check_crosswalks(study):
+    key = f"studies.{study}.crosswalk"
+    s = config["studies"][study]
+    if s["crosswalk_columns"] and not isinstance(s["crosswalk"], str):
+        _fail(
+            f"studies.{study}.crosswalk_columns",
+            "goes with a single crosswalk file; give a list of {file, columns} instead",
+        )
+    for path, _ in study_crosswalks(study):
+        fetched = Path(path).parent == Path(RESOURCES) / "crosswalk"
+        if not fetched and not Path(path).is_file():
+            _fail(key, f"file {path!r} does not exist")
+    # without any crosswalk the split job would refuse the pool; say so before any job
+    # (which files link which datasets, calf split checks on the stores themselves)
+    adapters = {config["datasets"][d]["adapter"] for d in s["datasets"]}
+    if s["pool"] and "brats" in adapters and not study_crosswalks(study):
+        for other in ("upenn_gbm", "ucsf_pdgm"):
+            if other in adapters:
+                _fail(
+                    key,
+                    f"the pool mixes brats and {other} but names no crosswalk: a subject "
+                    f"in both could straddle train and test (`calf download --help` lists "
+                    f"the linking files; config/paper.yaml uses them)",
+                )
 
 
 def study_stores(wildcards):
@@ -180,8 +250,7 @@ def _check_studies():
                     f"{key}.models",
                     f"unknown model {model!r}; known: {', '.join(config['models'])}",
                 )
-        if s["crosswalk"] and not Path(s["crosswalk"]).is_file():
-            _fail(f"{key}.crosswalk", f"file {s['crosswalk']!r} does not exist")
+        _check_crosswalks(study)
         if s["pool"] and s["pool"] in config["datasets"]:
             _fail(f"{key}.pool", f"{s['pool']!r} is also a dataset name; pick another")
         study_losses(study)
@@ -203,9 +272,11 @@ def split_args(wildcards):
     s = config["studies"][wildcards.study]
     args = [f"--holdout {s['holdout']}" if s["holdout"] else f"--folds {s['folds']}"]
     args.append(f"--seed {config['training']['seed']}")
-    if s["crosswalk"]:
-        args.append(f"--crosswalk {s['crosswalk']}")
-    args += [f"--crosswalk-column {c}" for c in s["crosswalk_columns"]]
+    for path, columns in study_crosswalks(wildcards.study):
+        args.append(f"--crosswalk {shlex.quote(path)}")
+        args += [
+            f"--crosswalk-column {shlex.quote(f'{c}={n}')}" for c, n in columns.items()
+        ]
     return " ".join(args)
 
 
@@ -234,6 +305,8 @@ def training_args(wildcards):
         f"--lr {t['lr']}",
         f"--seed {seed}",
         f"--device {t['device']}",
+        f"--precision {t['precision']}",
+        "--deterministic" if t["deterministic"] else "--no-deterministic",
     ]
     if t["workers"] is not None:
         args.append(f"--workers {t['workers']}")
@@ -351,6 +424,8 @@ def stats_args(wildcards):
         f"--resamples {st['resamples']}",
         f"--seed {st['seed']}",
     ]
+    if st["by_modality"]:
+        args.append("--by-modality")
     return " ".join(args)
 
 
