@@ -101,7 +101,8 @@ def _word(name: str, value: Any) -> str:
 def protocol_summary(records: Iterable[Mapping[str, Any]]) -> str:
     """One caption sentence naming every switch the runs used and whose choice each is.
 
-    ``records`` are run.json objects (or their ``params``). A switch that takes several
+    ``records`` are run.json objects (or their ``params``) or metrics companion JSONs
+    (``protocol`` and ``execution`` at the top level). A switch that takes several
     values across the runs lists each; one no run records (e.g. CALF areas in a study
     without CALF) is left out; records without ``protocol`` (older runs) say so.
     """
@@ -114,7 +115,7 @@ def protocol_summary(records: Iterable[Mapping[str, Any]]) -> str:
             unrecorded += 1
             continue
         protocols.append(protocol)
-        ran = (record.get("execution") or {}).get("precision") if "params" in record else None
+        ran = (record.get("execution") or {}).get("precision")
         if ran and ran != protocol.get("precision"):
             executed.add(ran)
     if not protocols:

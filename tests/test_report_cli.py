@@ -59,6 +59,8 @@ def test_tables_paper_figures_and_readme(tree):
     assert summary.count("Protocol switches: intensity scaling per volume (suite's); CALF "
                          "areas pixels (suite's); CALF scope batch (authors'); precision bf16 "
                          "(suite's), run as fp32 where the device lacked it;") == 2
+    assert "Suite runs: Protocol switches: intensity scaling per volume (suite's);" in (
+        report / "paper_vs_suite.md").read_text()
     paper = pd.read_csv(report / "paper_vs_suite.csv")
     ran = paper[paper["status"] == "run"]
     assert sorted(ran["loss"]) == ["bce", "calf"] and set(ran["model"]) == {"unet"}

@@ -97,8 +97,9 @@ def companion(path: str | Path) -> dict:
     return read_json_object(json_path, "metrics companion")
 
 
-def pooled_runs(metrics: list[str], root: str):
-    """study, model, loss, ratio, seed, batch_pooled_dice of each run (its companion JSON)."""
+def pooled_runs(metrics: list[str], root: str, records: list | None = None):
+    """study, model, loss, ratio, seed, batch_pooled_dice of each run (its companion JSON);
+    each companion is also appended to ``records`` when given."""
     import pandas as pd
 
     from calf.evaluate.pooled import ORDER
@@ -108,6 +109,8 @@ def pooled_runs(metrics: list[str], root: str):
     for path in metrics:
         ident = parse_metrics_path(path, root)
         record = companion(path)
+        if records is not None:
+            records.append(record)
         where = Path(path).with_suffix(".json")
         try:
             value = record["summary"]["batch_pooled_dice_32"]
@@ -127,7 +130,12 @@ def pooled_runs(metrics: list[str], root: str):
 def _paper(args: argparse.Namespace) -> list[Path]:
     from calf.report.tables import write_paper_table
 
-    return write_paper_table(pooled_runs(args.metrics, args.metrics_root), Path(args.out_prefix))
+    from calf.protocol import protocol_summary
+
+    records: list = []
+    runs = pooled_runs(args.metrics, args.metrics_root, records)
+    protocol = protocol_summary(records) if records else None
+    return write_paper_table(runs, Path(args.out_prefix), protocol)
 
 
 def _read_stats(stats_dir: Path):

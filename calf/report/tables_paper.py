@@ -116,7 +116,7 @@ def _cells(row: dict[str, object], first: str) -> list[Cell]:
             Cell(fmt(row["paper"], DECIMALS)), *suite]
 
 
-def _document(rows: list[dict[str, object]]) -> Document:
+def _document(rows: list[dict[str, object]], protocol: str | None = None) -> Document:
     tail = [Column("Loss", numeric=False), Column("Study", numeric=False), Column("Seeds"),
             Column("Paper"), Column("Suite"), Column("Suite − paper")]
     main = [r for r in rows if r["table"] == "main"]
@@ -142,10 +142,13 @@ def _document(rows: list[dict[str, object]]) -> Document:
         "ratio, one row per study that ran it; 'not run' where no study ran it under this "
         "protocol. Suite − paper: the difference of the two.",
     ]
+    if protocol:
+        caption.append(f"Suite runs: {protocol}")
     return Document("Paper vs suite: batch-pooled Dice", caption, blocks)
 
 
-def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path) -> list[Path]:
+def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
+                      protocol: str | None = None) -> list[Path]:
     """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
 
     ``runs``: one row per holdout run of a pooled study, columns study, model, loss, ratio
@@ -153,12 +156,14 @@ def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path) -> list[Path
     one row per published value and matching study: table (main/filtering), model, loss,
     ratio, study ('' if not run), paper, suite, difference (suite - paper; empty if not run),
     n_seeds, status (run / not run / no value: runs without a batch-pooled Dice).
+    ``protocol``: the protocol switches of those runs (``calf.protocol.protocol_summary``),
+    added to the caption.
     """
     import pandas as pd
 
     paths = output_paths(out_prefix, SUFFIXES)
     rows = paper_rows(runs)
     table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    doc = _document(rows)
+    doc = _document(rows, protocol)
     return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
                                     to_latex(doc), to_html(doc)], strict=True)))

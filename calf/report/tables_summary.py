@@ -136,12 +136,7 @@ def _block(stats: "pd.DataFrame", group: tuple, losses: list[str], notes: list[s
 def _protocol_note(cases: "pd.DataFrame", group: tuple, protocols: "Mapping[str, Mapping]") -> str:
     """The protocol switches of the runs behind one block, as one caption sentence."""
     mine = cases[(cases[list(GROUP_KEYS)] == list(group)).all(axis=1)]
-    records = []
-    for source in sorted(set(mine["source"])):
-        record = protocols.get(str(source)) or {}
-        records.append({"params": {"protocol": record.get("protocol")},
-                        "execution": record.get("execution") or {}})
-    return protocol_summary(records)
+    return protocol_summary([protocols[str(source)] for source in sorted(set(mine["source"]))])
 
 
 def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
