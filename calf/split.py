@@ -20,7 +20,10 @@ Three steps, each a function on DataFrames (``calf split`` is a thin CLI over th
    axial slice) is one sample, as the authors counted them.
 
 Crosswalk files (``calf.crosswalk``) link one subject's IDs across releases; a pool of BraTS
-with UPENN-GBM or UCSF-PDGM that no crosswalk links is refused.
+with UPENN-GBM or UCSF-PDGM that no crosswalk links is refused. ``subject_table`` records
+the subject of each patient (one ``subject_id`` per linked group, the ``"<dataset>/<patient_id>"``
+that sorts first in it), the unit of the statistics: the evaluate step writes it into every
+per-case row, so that one person scored in two releases counts once.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ INDEX_FILE = "index.parquet"
 INDEX_COLUMNS = ("dataset", "case_id", "patient_id", "modality", "slice", "area")
 TRAINING_SET_COLUMNS = ("dataset", "row", "case_id", "patient_id", "modality", "slice", "area")
 DEFAULT_SEED = 12345
-
+SUBJECT_COLUMNS = ("dataset", "patient_id", "subject_id")
 
 
 # ----------------------------------------------------------------------------- cases
@@ -227,6 +230,24 @@ def holdout_split(
     return [{"train": sorted(keys[train].tolist()), "val": sorted(keys[val].tolist())}]
 
 
+def grouped_cases(index: pd.DataFrame, crosswalks: Sequence[Crosswalk] = ()) -> pd.DataFrame:
+    """The ``case_table`` of an index with its ``group`` column: patients linked by the
+    ``crosswalks`` (``load_crosswalk``) share a group. A pool that mixes BraTS with
+    UPENN-GBM or UCSF-PDGM must be linked by them (``check_links``)."""
+    cases = case_table(index)
+    cases["group"] = patient_groups(cases, link_edges(cases, crosswalks))
+    return cases
+
+
+def split_cases(
+    cases: pd.DataFrame, *, folds: int = 5, holdout: float | None = None, seed: int = DEFAULT_SEED
+) -> list[dict[str, list[str]]]:
+    """Folds (or, with ``holdout``, the single split) of a ``grouped_cases`` table."""
+    if holdout is not None:
+        return holdout_split(cases, holdout, seed)
+    return kfold_splits(cases, folds, seed)
+
+
 def make_splits(
     index: pd.DataFrame,
     *,
@@ -240,11 +261,63 @@ def make_splits(
     ``crosswalks`` (``load_crosswalk``) link patients across releases; a pool that mixes
     BraTS with UPENN-GBM or UCSF-PDGM must be linked by them (``check_links``).
     """
-    cases = case_table(index)
-    cases["group"] = patient_groups(cases, link_edges(cases, crosswalks))
-    if holdout is not None:
-        return holdout_split(cases, holdout, seed)
-    return kfold_splits(cases, folds, seed)
+    return split_cases(grouped_cases(index, crosswalks), folds=folds, holdout=holdout, seed=seed)
+
+
+# -------------------------------------------------------------------------- subjects
+
+
+def subject_table(cases: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient of a ``grouped_cases`` table: ``dataset, patient_id, subject_id``.
+
+    ``subject_id`` names the patient's group: the ``"<dataset>/<patient_id>"`` that sorts
+    first among its patients, so a patient no crosswalk links is its own
+    ``"<dataset>/<patient_id>"``. Sorted by dataset and patient.
+    """
+    _check_cases(cases)
+    name = cases["dataset"] + "/" + cases["patient_id"]
+    table = cases.assign(subject_id=name.groupby(cases["group"]).transform("min"))
+    table = table[list(SUBJECT_COLUMNS)].drop_duplicates()
+    return table.sort_values(["dataset", "patient_id"]).reset_index(drop=True)
+
+
+def write_subjects(subjects: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a ``subject_table`` as CSV atomically."""
+    rows = subjects[list(SUBJECT_COLUMNS)]
+    return write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False), overwrite)
+
+
+def read_subjects(path: str | Path) -> dict[tuple[str, str], str]:
+    """A subjects CSV (``write_subjects``) as ``{(dataset, patient_id): subject_id}``.
+
+    Every cell must be filled and a patient listed once.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise CalfError(f"{path}: subjects file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CalfError(f"{path}: not a readable subjects CSV ({reason})") from None
+    missing = [c for c in SUBJECT_COLUMNS if c not in table.columns]
+    if missing:
+        raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
+    for column in SUBJECT_COLUMNS:
+        empty = (table[column].str.strip() == "").to_numpy().nonzero()[0]
+        if empty.size:
+            raise CalfError(f"{path}: column {column}, row {empty[0] + 2}: empty")
+    repeated = table.duplicated(["dataset", "patient_id"], keep="first").to_numpy().nonzero()[0]
+    if repeated.size:
+        row = table.iloc[repeated[0]]
+        raise CalfError(
+            f"{path}: row {repeated[0] + 2}: patient {row['dataset']}/{row['patient_id']} "
+            "is listed more than once"
+        )
+    keys = zip(table["dataset"], table["patient_id"])
+    return dict(zip(keys, table["subject_id"]))
 
 
 def validate_splits(splits: object, source: str = "splits") -> list[dict[str, list[str]]]:

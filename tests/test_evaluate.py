@@ -33,6 +33,7 @@ from calf.evaluate import (
 )
 from calf.models import build_model
 from calf.preprocess import PreprocessSettings, preprocess
+from calf.split import write_subjects
 from calf.store import SliceStore
 from calf.train.checkpoint import rng_state, save_checkpoint
 
@@ -444,6 +445,10 @@ def _val_index(store: Path, keys: list[str]) -> pd.DataFrame:
 
 def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
     out = tmp_path / "m" / "fold0.csv"
+    # the split's subjects table: patients p-c1 and p-c3 linked as one subject
+    subjects = pd.DataFrame({"dataset": "alpha", "patient_id": [f"p-{c}" for c in SIDES]})
+    subjects["subject_id"] = ["alpha/p-c0", "alpha/p-c1", "alpha/p-c2", "alpha/p-c1"]
+    subjects_csv = write_subjects(subjects, tmp_path / "subjects.csv")
     code = main(
         [
             "evaluate",
@@ -453,6 +458,8 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
             str(data["alpha"]),
             "--splits",
             str(data["splits"]),
+            "--subjects",
+            str(subjects_csv),
             "--fold",
             "0",
             "--out",
@@ -482,6 +489,8 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
     assert set(cases["dataset"]) == {"alpha"} and set(cases["model"]) == {"unet"}
     assert set(cases["loss"]) == {"bce"} and set(cases["fold"]) == {0}
     assert set(cases["ratio"]) == {0.25} and set(cases["seed"]) == {7}
+    assert list(cases["subject_id"]) == ["alpha/p-c1"] * 4  # c1 and c3: one subject
+    assert list(cases["patient_id"]) == ["p-c1", "p-c1", "p-c3", "p-c3"]
     volume = SIZE * SIZE * DEPTH
     for row in cases.itertuples():
         tumour = 3 * SIDES[row.case_id] ** 2
@@ -508,6 +517,7 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
     assert (merged[["fn", "tn"]] == 0).all().all()
 
     record = json.loads(out.with_suffix(".json").read_text())
+    assert record["subjects"] == str(subjects_csv)
     assert record["conventions"] == EmptyConventions(hd95_one_empty=300).to_dict()
     assert (
         record["hd95_units"] == "voxels" and record["fold"] == 0 and record["checkpoint_epoch"] == 2
@@ -582,6 +592,8 @@ def test_evaluate_pooled_stores_consistent_counts(data, runs, tmp_path):
     assert list(cases["case_id"]) == ["beta/b0", "beta/b0", "alpha/c1", "alpha/c1"]
     assert list(cases["dataset"]) == ["beta", "beta", "alpha", "alpha"]
     assert (cases["patient_id"] == ["p-b0", "p-b0", "p-c1", "p-c1"]).all()
+    # no subjects table: each patient is its own subject, named with its store's dataset
+    assert list(cases["subject_id"]) == ["beta/p-b0", "beta/p-b0", "alpha/p-c1", "alpha/p-c1"]
     assert list(cases["tumour_voxels"]) == [75, 75, 108, 108]
     slices = pd.read_csv(out.with_name("pooled_slices.csv"))
     assert len(slices) == 2 * 4 + 2 * DEPTH
@@ -639,6 +651,7 @@ def _fails(argv: list[str], capsys, *named: str) -> str:
         ("fold", ["splits_final.json", "no fold 5"]),
         ("missing", ["'c9'", "alpha-store"]),
         ("conventions", ["'dice'", "conv.json"]),
+        ("subjects", ["subjects.csv", "no subject for patient alpha/p-c3", "'c3'"]),
         ("exists", ["already exists"]),
     ],
 )
@@ -658,6 +671,10 @@ def test_evaluate_errors_leave_nothing(case, named, data, runs, tmp_path, capsys
     elif case == "conventions":
         (tmp_path / "conv.json").write_text(json.dumps({"dice": 1}))
         extra = ["--conventions", str(tmp_path / "conv.json")]
+    elif case == "subjects":  # a table that lacks a validation case's patient
+        table = pd.DataFrame({"dataset": ["alpha"], "patient_id": ["p-c1"],
+                              "subject_id": ["alpha/p-c1"]})
+        extra = ["--subjects", str(write_subjects(table, tmp_path / "subjects.csv"))]
     else:
         out.write_text("made by hand\n")
     argv = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -222,6 +223,49 @@ def test_pooled_folds_keep_linked_subjects_on_one_side():
             side_of(plain, f)[a] != side_of(plain, f)[b] for f in range(5) for a, b in linked
         )
     assert straddled_without > 0  # the crosswalk is what keeps them together
+
+
+def test_subject_table_names_each_linked_group_once():
+    index, tcia, _ = pooled_with_overlap()
+    subjects = split.subject_table(split.grouped_cases(index, [tcia]))
+    assert list(subjects.columns) == list(split.SUBJECT_COLUMNS)
+    assert len(subjects) == 12 + 14  # one row per patient (follow-ups are the same patient)
+    assert subjects["subject_id"].nunique() == 18  # the people, as the groups count them
+    of = dict(zip(subjects["dataset"] + "/" + subjects["patient_id"], subjects["subject_id"]))
+    # UPENN-GBM-00007's baseline is BraTS 2021 subject 6, its follow-up subject 7: one
+    # person, named by the member that sorts first
+    for patient in ("upenn_gbm/UPENN-GBM-00007", "brats/BraTS2021_00006", "brats/BraTS2021_00007"):
+        assert of[patient] == "brats/BraTS2021_00006"
+    assert of["upenn_gbm/UPENN-GBM-00001"] == of["brats/BraTS2021_00000"] == "brats/BraTS2021_00000"
+    # unlinked patients are their own subject
+    assert of["upenn_gbm/UPENN-GBM-00012"] == "upenn_gbm/UPENN-GBM-00012"
+    assert of["brats/BraTS2021_00008"] == "brats/BraTS2021_00008"
+    # without crosswalks every patient is a subject
+    alone = split.subject_table(split.grouped_cases(index[index["dataset"] == "brats"]))
+    assert (alone["subject_id"] == "brats/" + alone["patient_id"]).all()
+
+
+def test_subjects_file_round_trip_and_errors(tmp_path):
+    index, tcia, _ = pooled_with_overlap()
+    subjects = split.subject_table(split.grouped_cases(index, [tcia]))
+    path = split.write_subjects(subjects, tmp_path / "subjects.csv")
+    table = split.read_subjects(path)
+    assert table == dict(zip(zip(subjects["dataset"], subjects["patient_id"]),
+                             subjects["subject_id"]))
+    assert table[("upenn_gbm", "UPENN-GBM-00003")] == "brats/BraTS2021_00002"
+    for text, message in [
+        ("dataset,patient_id\nbrats,B1\n", "missing column(s) subject_id"),
+        ("dataset,patient_id,subject_id\nbrats,,brats/B1\n", "column patient_id, row 2: empty"),
+        ("dataset,patient_id,subject_id\nbrats,B1,brats/B1\nbrats,B1,brats/B2\n",
+         "row 3: patient brats/B1 is listed more than once"),
+        ("", "not a readable subjects CSV"),
+    ]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(CalfError, match=re.escape(f"{bad}: {message}")):
+            split.read_subjects(bad)
+    with pytest.raises(CalfError, match="subjects file not found"):
+        split.read_subjects(tmp_path / "none.csv")
 
 
 def test_crosswalk_default_columns_zero_padding_and_chaining():
@@ -484,6 +528,12 @@ def test_cli_folds_then_select(tmp_path):
     for fold in range(3):
         sides = side_of(splits, fold)
         assert sides["upenn_gbm/UPENN-GBM-00001_11"] == sides["brats/BraTS2021_00000"]
+    # the subjects table beside it (default name): the linked patients share a subject
+    subjects = pd.read_csv(out.with_name("splits_final_subjects.csv"), dtype=str)
+    assert list(subjects.columns) == list(split.SUBJECT_COLUMNS) and len(subjects) == 26
+    linked = subjects[subjects["patient_id"].isin(["UPENN-GBM-00001", "BraTS2021_00000"])]
+    assert list(linked["subject_id"]) == ["brats/BraTS2021_00000"] * 2
+    assert "26 patients as 18 subjects" in done.stdout
 
     train_csv = tmp_path / "train.csv"
     done = calf_split(
@@ -502,6 +552,26 @@ def test_cli_folds_then_select(tmp_path):
     assert (
         done.returncode == 2 and "already exists" in done.stderr and train_csv.read_text() == before
     )
+
+
+def test_cli_folds_subjects_path_and_existing_outputs(tmp_path):
+    store = write_store(tmp_path, cohort("brats", [1, 2, 1, 1]))
+    out, subjects = tmp_path / "s" / "splits_final.json", tmp_path / "s" / "subjects.csv"
+    args = ["folds", "--store", store, "--folds", 2, "--out", out, "--subjects", subjects]
+    done = calf_split(*args)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["splits_final.json", "subjects.csv"]
+    table = pd.read_csv(subjects, dtype=str)
+    assert list(table["subject_id"]) == [f"brats/BRATS-{p:03d}" for p in range(4)]
+    # an existing subjects table is kept, and no splits file written beside it
+    out.unlink()
+    before = subjects.read_text()
+    done = calf_split(*args)
+    assert done.returncode == 2 and f"{subjects}: already exists" in done.stderr
+    assert not out.exists() and subjects.read_text() == before
+    assert calf_split(*args, "--force").returncode == 0 and out.exists()
+    done = calf_split("folds", "--store", store, "--out", out, "--subjects", out, "--force")
+    assert done.returncode == 2 and "the same file as --out" in done.stderr
 
 
 def test_write_atomic_replaces_only_with_overwrite_and_cleans_up(tmp_path):
@@ -750,6 +820,13 @@ def test_pooled_releases_with_known_overlaps_never_straddle(releases, tmp_path, 
             assert set(sides) == keys
             for linked in LINKED_GROUPS:
                 assert len({sides[k] for k in linked}) == 1, (seed, fold, linked)
+        # one subject per linked group, in the table written beside the splits
+        table = split.read_subjects(out.with_name(f"splits-{seed}_subjects.csv"))
+        subject = {key: table[(d, p)] for key, d, p in
+                   cases[["key", "dataset", "patient_id"]].itertuples(index=False)}
+        assert len(set(subject.values())) == N_GROUPS
+        assert all(len({subject[k] for k in linked}) == 1 for linked in LINKED_GROUPS)
+        assert all(subject[a] != subject[b] for a, b in UNLINKED)
         # the same split without the links: linked subjects do straddle
         cases_unlinked = unlinked_cases(index)
         plain = (split.kfold_splits(cases_unlinked, 3, seed) if mode[0] == "--folds"

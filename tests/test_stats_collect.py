@@ -155,16 +155,16 @@ def test_seed_means_and_nan(tmp_path):
     })
     wide, dropped = row_table(cases, "dice", ["calf", "bce"], "error")
     assert len(wide) == 6 and dropped == [] and list(wide.columns) == ["calf", "bce"]
-    assert math.isnan(wide.loc[("d", "b", "b-1", "flair", 2), "calf"])
+    assert math.isnan(wide.loc[("d/b", "b-1", "flair", 2), "calf"])
     table = patient_table(wide, ["calf", "bce"])
-    assert table.values.loc[("d", "a")].tolist() == pytest.approx([0.3, 0.2])
-    assert table.values.loc[("d", "c")].tolist() == pytest.approx([0.8, 0.2])
+    assert table.values.loc["d/a"].tolist() == pytest.approx([0.3, 0.2])
+    assert table.values.loc["d/c"].tolist() == pytest.approx([0.8, 0.2])
     # b's seed-2 row is NaN for calf: left out for bce too, so both sides are seed 1
-    assert table.values.loc[("d", "b")].tolist() == pytest.approx([0.5, 0.1])
+    assert table.values.loc["d/b"].tolist() == pytest.approx([0.5, 0.1])
     assert (table.n_patients, table.n_rows, table.n_dropped_nan,
             table.n_patients_dropped_nan) == (3, 5, 1, 0)
     # bce alone keeps b's seed-2 row
-    assert patient_table(wide, ["bce"]).values.loc[("d", "b"), "bce"] == pytest.approx(0.25)
+    assert patient_table(wide, ["bce"]).values.loc["d/b", "bce"] == pytest.approx(0.25)
 
 
 def test_rows_without_seed_and_patient_without_rows(tmp_path):
@@ -173,7 +173,7 @@ def test_rows_without_seed_and_patient_without_rows(tmp_path):
     wide, _ = row_table(cases, "dice", ["calf", "bce"], "error")
     assert set(wide.index.get_level_values("seed")) == {NO_SEED}
     table = patient_table(wide, ["calf", "bce"])
-    assert list(table.values.index) == [("d", "a")]
+    assert list(table.values.index) == ["d/a"]  # subject_id: d/a
     assert (table.n_patients, table.n_dropped_nan, table.n_patients_dropped_nan) == (1, 1, 1)
 
 

@@ -17,6 +17,7 @@ import pytest
 import scikit_posthocs
 import scipy.stats
 
+from calf.errors import CalfError
 from calf.evaluate.pipeline import CASE_COLUMNS
 from calf.stats.collect import ROW_KEYS, load_case_metrics, patient_means, patient_table
 from calf.stats.friedman import critical_difference, mean_ranks
@@ -33,7 +34,8 @@ FOLLOW_UP = "p12"
 
 def _write_run(root: Path, loss: str, rows: list[dict], *, study: str = "s",
                dataset: str = "d", seed: int | None = None) -> Path:
-    """One run's per-case CSV at the evaluate step's path, with its columns."""
+    """One run's per-case CSV at the evaluate step's path, with its columns (``subject_id``
+    only where the rows give one: else the older form of the file, without the column)."""
     rel = f"{study}/{dataset}/unet/{loss}/" + (f"seed-{seed}/" if seed is not None else "")
     path = root / rel / "fold0.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,7 @@ def _write_run(root: Path, loss: str, rows: list[dict], *, study: str = "s",
                            "iou": 0.5, "hd95": 3.0, "sensitivity": 0.8, "specificity": 0.99,
                            "precision": 0.7, "tumour_voxels": 100, "predicted_voxels": 90,
                            **row} for row in rows])
-    frame[list(CASE_COLUMNS)].to_csv(path, index=False)
+    frame[[c for c in CASE_COLUMNS if c in frame.columns]].to_csv(path, index=False)
     return path
 
 
@@ -128,8 +130,8 @@ def test_averaging_order_modalities_then_exams_then_seeds(tmp_path):
     table = patient_table(wide, ["calf", "bce"])
     # seed 1: A (0.2 + 0.4 + 0.6) / 3 = 0.4, B 0.9 -> 0.65; seed 2: 0.2, 0.5 -> 0.35; p = 0.5
     # (the plain mean of p's 8 rows is 0.4; exams before modalities would give 0.45, 0.25)
-    assert table.values.loc[("d", "p"), "calf"] == pytest.approx(0.5)
-    assert table.values.loc[("d", "p"), "bce"] == pytest.approx(0.4)
+    assert table.values.loc["d/p", "calf"] == pytest.approx(0.5)  # no subject_id: d/p
+    assert table.values.loc["d/p", "bce"] == pytest.approx(0.4)
     assert (table.n_patients, table.n_rows) == (2, 10)
     row = compute_stats(cases, study="s", metrics=["dice"], friedman_metrics=[],
                         resamples=100).paired.iloc[0]
@@ -208,6 +210,84 @@ def test_pooled_study_keeps_reused_patient_ids_apart(tmp_path):
     assert row["n_patients"] == 8 and row["dataset"] == "pool"
 
 
+# -- one person in two releases of a pool: one subject, one unit ------------------------
+
+# UPENN-GBM patients U1-U4 are BraTS subjects B1-B4 (the split's subjects table gives both
+# copies the subject of the first, sorted); U5, U6 and B5-B8 are in one release only
+LINKED = {f"B{i}": f"U{i}" for i in range(1, 5)}
+POOL_PATIENTS = [("upenn_gbm", f"U{i}") for i in range(1, 7)] + [
+    ("brats", f"B{i}") for i in range(1, 9)]
+
+
+def _pool_rows(with_subjects: bool) -> dict[str, list[dict]]:
+    """loss -> rows of a pooled study: each person's CALF - BCE difference shared by both
+    copies of its scans and both modalities, with a small row noise."""
+    rng = np.random.default_rng(77)
+    person = {(d, p): f"upenn_gbm/{LINKED[p]}" if d == "brats" and p in LINKED else f"{d}/{p}"
+              for d, p in POOL_PATIENTS}
+    shift = {s: float(rng.normal(0.02, 0.04)) for s in sorted(set(person.values()))}
+    rows = defaultdict(list)
+    for (member, patient), subject in person.items():
+        for modality in ("flair", "t1"):
+            base = float(rng.uniform(0.6, 0.8))
+            for loss, factor in (("bce", 0.0), ("calf", 1.0)):
+                row = {"case_id": f"{member}/{patient}-e1", "patient_id": patient,
+                       "modality": modality, "dataset": member,
+                       "dice": round(base + factor * shift[subject] + rng.normal(0, 0.002), 6)}
+                rows[loss].append(row | ({"subject_id": subject} if with_subjects else {}))
+    return rows
+
+
+def _unit_means(rows: list[dict], key) -> dict[str, float]:
+    """unit -> mean over its cases of each case's mean over modalities (plain Python)."""
+    cases = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        cases[key(row)][row["case_id"]].append(row["dice"])
+    return {u: sum(sum(v) / len(v) for v in c.values()) / len(c) for u, c in cases.items()}
+
+
+@pytest.mark.parametrize(
+    "with_subjects, n_units, key",
+    [
+        (True, 10, lambda row: row["subject_id"]),  # 14 patients, 4 of them linked pairs
+        (False, 14, lambda row: f"{row['dataset']}/{row['patient_id']}"),  # older CSVs
+    ],
+)
+def test_a_subject_in_two_member_datasets_is_one_unit(tmp_path, with_subjects, n_units, key):
+    rows = _pool_rows(with_subjects)
+    paths = [_write_run(tmp_path, loss, rows[loss], dataset="pool") for loss in ("calf", "bce")]
+    stats = _stats(paths, tmp_path)
+    row = stats.paired.iloc[0]
+    calf, bce = (_unit_means(rows[loss], key) for loss in ("calf", "bce"))
+    units = sorted(calf)
+    direct = scipy.stats.wilcoxon([calf[u] for u in units], [bce[u] for u in units])
+    assert (row["n_patients"], row["n_rows"]) == (n_units, 28)
+    assert (row["statistic"], row["p_value"]) == (direct.statistic, direct.pvalue)
+    assert stats.friedman.iloc[0]["n_patients"] == n_units
+    if with_subjects:  # counting the linked copies twice would be another test
+        calf, bce = (_unit_means(rows[loss], lambda r: f"{r['dataset']}/{r['patient_id']}")
+                     for loss in ("calf", "bce"))
+        twice = scipy.stats.wilcoxon([calf[p] for p in sorted(calf)], [bce[p] for p in sorted(bce)])
+        assert len(calf) == 14 and twice.pvalue != direct.pvalue
+    assert "subject_id" in stats.handling["unit"]
+    assert "(member_dataset, patient_id)" in stats.handling["unit"]
+
+
+def test_a_case_with_two_subjects_across_files_or_an_empty_subject_is_an_error(tmp_path):
+    rows = _pool_rows(True)
+    calf = _write_run(tmp_path / "a", "calf", rows["calf"], dataset="pool")
+    # BCE's file written without the column: brats/B1's case falls back to brats/B1
+    old = [{k: v for k, v in row.items() if k != "subject_id"} for row in rows["bce"]]
+    bce = _write_run(tmp_path / "a", "bce", old, dataset="pool")
+    with pytest.raises(CalfError, match=r"case brats/B1-e1 belongs to patient upenn_gbm/U1 "
+                                        r"in .*calf.* but to brats/B1 in .*bce"):
+        _stats([calf, bce], tmp_path / "a")
+    rows["bce"][3]["subject_id"] = ""
+    bce = _write_run(tmp_path / "b", "bce", rows["bce"], dataset="pool")
+    with pytest.raises(CalfError, match=r"bce/fold0.csv: column subject_id, row 5: empty"):
+        load_case_metrics([bce], tmp_path / "b")
+
+
 # -- the null: no true effect, modality rows sharing each patient's difference ----------
 
 N_STUDIES, N_PATIENTS, ALPHA = 400, 30, 0.05
@@ -231,7 +311,7 @@ def _null_studies(rng: np.random.Generator) -> pd.DataFrame:
     calf = bce + difference[:, patient] + rng.normal(0, 0.005, bce.shape)
     study = np.repeat(np.arange(N_STUDIES), len(rows))
     index = pd.MultiIndex.from_arrays(
-        [study, np.full(study.size, "d"), np.tile([f"p{i}" for i in patient], N_STUDIES),
+        [study, np.tile([f"d/p{i}" for i in patient], N_STUDIES),
          np.tile([f"p{i}-{e}" for i, e in zip(patient, exam)], N_STUDIES),
          np.tile(np.array(MODALITIES)[modality], N_STUDIES), np.full(study.size, -1)],
         names=["study", *ROW_KEYS])

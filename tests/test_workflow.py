@@ -348,3 +348,25 @@ def test_seeds_share_their_training_set_profile(tmp_path):
     figures = next(line for line in out.stdout.splitlines() if "calf report figures" in line)
     profiles = re.findall(r"--profile (\S+)", figures)
     assert sorted(Path(p).name for p in profiles) == ["fold0.json", "fold1.json"]
+
+
+def test_a_pooled_study_evaluates_with_the_splits_subjects_table(tmp_path):
+    """The split job writes the subjects table; every evaluate job of the pool reads it."""
+    config = tiny_config(p={"datasets": ["upenn", "ucsf"], "pool": "pool", "holdout": 0.25,
+                            "models": ["unet"], "losses": ["bce", "calf"]})
+    tiny = config["datasets"].pop("tiny")
+    for name, adapter in (("upenn", "upenn_gbm"), ("ucsf", "ucsf_pdgm")):
+        config["datasets"][name] = {**tiny, "adapter": adapter,
+                                    "synth": {**tiny["synth"], "layout": adapter}}
+    path = write_config(tmp_path / "pool.yaml", config)
+    out = snakemake("-n", "--printshellcmds", "--configfile", str(path),
+                    "--directory", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    subjects = "results/splits/p/pool/subjects.csv"
+    lines = out.stdout.splitlines()
+    (split_cmd,) = [line for line in lines if "calf split folds" in line]
+    assert f"--subjects {subjects}" in split_cmd and "--store results/stores/ucsf" in split_cmd
+    evaluate = [line for line in lines if "calf evaluate" in line]
+    assert len(evaluate) == 1 and f"--subjects {subjects}" in evaluate[0]
+    # each case keeps its member dataset (its store's) in the CSV, not the pool's name
+    assert "--dataset" not in evaluate[0]

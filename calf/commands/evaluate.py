@@ -1,8 +1,8 @@
 """``calf evaluate``: per-case metrics of trained runs on one fold's validation cases.
 
 ``calf evaluate --run RUN --store S [--store S2 ...] --splits splits_final.json --fold F
---out X.csv [--conventions JSON] [--dataset NAME --model M --loss L --ratio R --seed N]
-[--batch-size 64] [--device auto] [--force]`` writes ``X.csv``, ``X.json``,
+--out X.csv [--subjects subjects.csv] [--conventions JSON] [--dataset NAME --model M
+--loss L --ratio R --seed N] [--batch-size 64] [--device auto] [--force]`` writes ``X.csv``, ``X.json``,
 ``X_slices.csv`` and ``X_overlays/`` (see ``calf.evaluate.pipeline``).
 
 ``--run``, ``--out`` and ``--loss`` may be repeated, pairing the n-th of each, to evaluate
@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--splits", required=True, metavar="JSON", help="splits_final.json")
     parser.add_argument(
+        "--subjects",
+        metavar="CSV",
+        default=None,
+        help="the subjects table calf split folds wrote with the splits file: the "
+        "subject_id column (default: <dataset>/<patient_id>)",
+    )
+    parser.add_argument(
         "--fold", type=int, required=True, help="fold whose 'val' cases to evaluate"
     )
     parser.add_argument(
@@ -66,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default=None,
-        help="dataset column (default: the checkpoint config's, else each case's store)",
+        help="dataset column (default: each case's store, which keeps a pool's member datasets)",
     )
     parser.add_argument(
         "--model", default=None, help="model column (default: the checkpoint's model)"
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             force=args.force,
             progress=True,
+            subjects=args.subjects,
         )
         summary = record["summary"]
         mean, pooled = (

@@ -3,9 +3,11 @@
 Two actions:
 
 - ``calf split folds --store S [--store S2 ...] --out splits_final.json
-  [--folds 5 | --holdout 0.1] [--seed 12345] [--crosswalk FILE
+  [--subjects subjects.csv] [--folds 5 | --holdout 0.1] [--seed 12345] [--crosswalk FILE
   [--crosswalk-column COLUMN=DATASET ...] ...]`` writes nnU-Net's ``splits_final.json`` shape
-  (keys ``dataset/case_id`` with several stores).
+  (keys ``dataset/case_id`` with several stores) and the subjects table (``dataset,
+  patient_id, subject_id``: one subject per group of crosswalk-linked patients), by default
+  ``<out stem>_subjects.csv`` beside ``--out``.
 - ``calf split select --store S [...] --splits splits_final.json --fold F
   [--ratio natural|0.25] [--seed 12345] --out train.csv`` writes the training slices of one
   fold, filtered to a tumour-slice ratio.
@@ -16,7 +18,9 @@ The logic and its documentation live in ``calf.split`` and ``calf.crosswalk``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from calf.errors import CalfError
 from calf.split import DEFAULT_SEED
 
 CROSSWALK_HELP = """crosswalk files (CSV or .xlsx): every row links the IDs in its chosen columns.
@@ -85,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="slice store directory (repeat to pool datasets)",
     )
     folds.add_argument("--out", required=True, metavar="JSON", help="splits file to write")
+    folds.add_argument(
+        "--subjects",
+        metavar="CSV",
+        help="subjects table to write: dataset, patient_id, subject_id, one subject per "
+        "group of linked patients (default: <out stem>_subjects.csv beside --out)",
+    )
     mode = folds.add_mutually_exclusive_group()
     mode.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     mode.add_argument(
@@ -108,7 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use column COLUMN of the last --crosswalk as IDs of DATASET (repeatable; "
         "columns named after the loaded datasets are always used)",
     )
-    folds.add_argument("--force", action="store_true", help="replace an existing --out file")
+    folds.add_argument(
+        "--force", action="store_true", help="replace an existing --out or --subjects file"
+    )
 
     select = actions.add_parser(
         "select",
@@ -135,18 +147,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 
+def subjects_path(out: str | Path) -> Path:
+    """The default subjects table of a splits file: ``<stem>_subjects.csv`` beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_subjects.csv")
+
+
 def _folds(args: argparse.Namespace) -> int:
     from calf import split
 
+    subjects_out = Path(args.subjects) if args.subjects else subjects_path(args.out)
+    if subjects_out.resolve() == Path(args.out).resolve():
+        raise CalfError(f"--subjects {subjects_out}: the same file as --out")
     split.check_writable(args.out, args.force)
+    split.check_writable(subjects_out, args.force)
     index = split.read_indexes(args.store)
     crosswalks = [split.load_crosswalk(path, specs) for path, specs in args.crosswalk]
-    splits = split.make_splits(
-        index, folds=args.folds, holdout=args.holdout, seed=args.seed, crosswalks=crosswalks
-    )
-    split.write_splits(splits, args.out, overwrite=args.force)
+    cases = split.grouped_cases(index, crosswalks)
+    splits = split.split_cases(cases, folds=args.folds, holdout=args.holdout, seed=args.seed)
+    subjects = split.subject_table(cases)
+    split.write_subjects(subjects, subjects_out, overwrite=args.force)
+    try:
+        split.write_splits(splits, args.out, overwrite=args.force)
+    except BaseException:
+        subjects_out.unlink(missing_ok=True)  # both outputs or neither
+        raise
     n_cases = len(splits[0]["train"]) + len(splits[0]["val"])
-    print(f"wrote {len(splits)} fold(s) over {n_cases} cases to {args.out}")
+    print(
+        f"wrote {len(splits)} fold(s) over {n_cases} cases to {args.out}, and "
+        f"{len(subjects)} patients as {subjects['subject_id'].nunique()} subjects to "
+        f"{subjects_out}"
+    )
     return 0
 
 

@@ -7,7 +7,10 @@ Outputs beside ``--out X.csv`` (contract D):
 
 - ``X.csv``: one row per case and modality (``CASE_COLUMNS``; ``ratio`` and ``seed``
   columns when given). ``case_id`` is the splits key: the bare case ID with one store,
-  ``<dataset>/<case_id>`` with several (pooled), so rows stay unique.
+  ``<dataset>/<case_id>`` with several (pooled), so rows stay unique. ``subject_id``, the
+  statistics' unit, is the patient's subject in the split's subjects table (``--subjects``,
+  ``calf.split.subject_table``: one ID for a person linked across releases), else
+  ``<dataset>/<patient_id>`` with the case's store dataset.
 - ``X.json``: empty-mask conventions, metric settings, HD95 units, inputs, summary.
 - ``X_slices.csv``: TP, FP, FN, TN per slice in the order evaluated, the table the authors'
   batch-pooled Dice is drawn from (``calf.evaluate.pooled``; its settings in ``X.json``).
@@ -54,6 +57,7 @@ SPACING_COLUMNS = ("spacing_x", "spacing_y", "spacing_z")
 CASE_COLUMNS = (
     "case_id",
     "patient_id",
+    "subject_id",
     "modality",
     "dataset",
     "model",
@@ -110,6 +114,7 @@ class _Volume:
     key: str
     dataset: str
     patient_id: str
+    subject_id: str
     modality: str
     rows: np.ndarray
     slices: np.ndarray
@@ -164,10 +169,35 @@ def _case_spacing(store: SliceStore, frame: pd.DataFrame, key: str) -> tuple[flo
     return spacing  # type: ignore[return-value]
 
 
+def _subject_of(
+    subjects: tuple[str, dict[tuple[str, str], str]] | None, dataset: str, patient_id: str,
+    key: str,
+) -> str:
+    """A patient's subject: from the subjects table ``(file, table)``, else its own name."""
+    if subjects is None:
+        return f"{dataset}/{patient_id}"
+    source, table = subjects
+    if (dataset, patient_id) not in table:
+        raise CalfError(
+            f"{source}: no subject for patient {dataset}/{patient_id} (case {key!r}); "
+            "pass the subjects table written with this splits file"
+        )
+    return table[(dataset, patient_id)]
+
+
 def validation_volumes(
-    stores: Sequence[SliceStore], keys: Sequence[str], source: str, fold: int, in_mm: bool
+    stores: Sequence[SliceStore],
+    keys: Sequence[str],
+    source: str,
+    fold: int,
+    in_mm: bool,
+    subjects: tuple[str, dict[tuple[str, str], str]] | None = None,
 ) -> list[_Volume]:
-    """The (case, modality) volumes of the validation keys, in key then store order."""
+    """The (case, modality) volumes of the validation keys, in key then store order.
+
+    ``subjects``: the subjects table's file and ``calf.split.read_subjects`` mapping
+    (None: each patient is its own subject).
+    """
     import numpy as np
 
     from calf.store import INDEX_FILE
@@ -194,12 +224,14 @@ def validation_volumes(
                     f"{store.path / INDEX_FILE}: case {key!r} modality {modality!r} has missing or "
                     "repeated slices; cannot stack them into a volume"
                 )
+            patient_id = str(rows["patient_id"].iat[0])
             volumes.append(
                 _Volume(
                     store,
                     key,
                     store.dataset,
-                    str(rows["patient_id"].iat[0]),
+                    patient_id,
+                    _subject_of(subjects, store.dataset, patient_id, key),
                     str(modality),
                     rows["position"].to_numpy(),
                     slices,
@@ -278,7 +310,8 @@ def _score(
         # (n, S, S) slices -> (x, y, z) volume, the axis order of the spacing columns
         volume = np.moveaxis(pred, 0, -1), np.moveaxis(truth, 0, -1)
         case_rows.append(
-            {"case_id": vol.key, "patient_id": vol.patient_id, "modality": vol.modality}
+            {"case_id": vol.key, "patient_id": vol.patient_id, "subject_id": vol.subject_id}
+            | {"modality": vol.modality}
             | {"dataset": columns["dataset"] or vol.dataset}
             | {k: columns[k] for k in ("model", "loss", "fold")}
             | case_metrics(*volume, conv, vol.spacing)
@@ -346,13 +379,15 @@ def evaluate(
     device: str = "auto",
     force: bool = False,
     progress: bool = False,
+    subjects: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a finished run on a fold's validation cases and write the outputs.
 
-    Every input is checked before the first prediction. Returns the JSON record as
-    written (NaN as None).
+    ``subjects``: the split's subjects table (``calf split folds``), the source of the
+    ``subject_id`` column (None: ``<dataset>/<patient_id>``). Every input is checked
+    before the first prediction. Returns the JSON record as written (NaN as None).
     """
-    from calf.split import read_splits, val_cases
+    from calf.split import read_splits, read_subjects, val_cases
 
     paths = OutputPaths.of(out)
     _check_outputs(paths, force)
@@ -367,7 +402,8 @@ def evaluate(
         raise CalfError(f"{splits}: fold {fold} has no validation cases")
     opened = _open_stores(stores)
     in_mm = _spacing_in_mm(opened)
-    volumes = validation_volumes(opened, keys, str(splits), fold, in_mm)
+    subject_table = None if subjects is None else (str(subjects), read_subjects(subjects))
+    volumes = validation_volumes(opened, keys, str(splits), fold, in_mm, subject_table)
     trained = load_run(run, resolve_device(device))
     dataset, model, loss = _labels(trained, labels)
     columns = {"dataset": dataset, "model": model, "loss": loss, "fold": fold}
@@ -385,6 +421,12 @@ def evaluate(
         "run": str(run),
         "checkpoint_epoch": trained.epoch,
         "splits": str(splits),
+        "subjects": None if subjects is None else str(subjects),
+        "subject_id": (
+            "the subjects table's subject of each (dataset, patient_id)"
+            if subjects is not None
+            else "<dataset>/<patient_id>, dataset the case's store's: no subjects table"
+        ),
         "stores": [str(s.path) for s in opened],
         **columns,
         "device": str(trained.device),

@@ -8,9 +8,13 @@ is the study's dataset, or the pool's name for a pooled study (whose CSV column
 Statistics compare losses within a **group**: one study, dataset, model and filter ratio
 (and, for the statistics' tables, a ``modality``: ``"all"`` or one modality). Rows are
 matched across losses on ``(case_id, modality)`` and seed; the unit of every test is the
-**patient**, keyed on ``(member_dataset, patient_id)`` (two member datasets of a pool may
-reuse an ID). ``patient_means`` averages a patient's rows over modalities, then exams
-(``case_id``), then seeds, in that order.
+**subject**, the column ``subject_id`` (``UNIT_KEYS``): the CSV's own, which the evaluate
+step takes from the split's subjects table (one ID for a person whose scans are in two
+releases of a pool, linked by a crosswalk), or, for a CSV without that column (an older
+one, or a user's), ``"<member_dataset>/<patient_id>"`` (two member datasets of a pool may
+reuse an ID). ``load_case_metrics`` sets it once; every consumer keys on ``UNIT_KEYS``.
+``patient_means`` averages a subject's rows over modalities, then exams (``case_id``), then
+seeds, in that order.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ CASE_KEYS = ("case_id", "modality")
 # the statistics' groups: GROUP_KEYS and a modality, POOLED for all modalities together
 STATS_GROUP_KEYS = (*GROUP_KEYS, "modality")
 POOLED = "all"
-UNIT_KEYS = ("member_dataset", "patient_id")  # a patient, unique within a pooled study
+# a subject (a patient, or patients of several releases linked as one person), unique
+# within a pooled study: the CSV's subject_id, else "<member_dataset>/<patient_id>"
+UNIT_KEYS = ("subject_id",)
+SUBJECT_COLUMN = "subject_id"  # optional in a per-case CSV
 # one row of a loss: a case (exam), modality and seed (NO_SEED when the study has none)
 ROW_KEYS = (*UNIT_KEYS, "case_id", "modality", "seed")
 NO_SEED = -1
@@ -83,8 +90,9 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     """One row per case, modality and run: the CSV's columns, identity from the path.
 
     Columns: ``study, dataset, model, loss, ratio, seed, fold`` (from the path; ``seed``
-    nullable), ``case_id, patient_id, modality, member_dataset``, the six metrics (float,
-    NaN where the CSV cell is empty), ``tumour_voxels`` and ``source`` (the file).
+    nullable), ``case_id, patient_id, modality, member_dataset, subject_id`` (the CSV's, or
+    ``"<member_dataset>/<patient_id>"`` for a file without the column), the six metrics
+    (float, NaN where the CSV cell is empty), ``tumour_voxels`` and ``source`` (the file).
     """
     import numpy as np
     import pandas as pd
@@ -95,8 +103,8 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     frames = []
     for path in paths:
         try:
-            frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
-                                na_values={m: [""] for m in METRIC_COLUMNS})
+            frame = pd.read_csv(path, dtype={c: str for c in (*TEXT_COLUMNS, SUBJECT_COLUMN)},
+                                keep_default_na=False, na_values={m: [""] for m in METRIC_COLUMNS})
         except FileNotFoundError:
             raise CalfError(f"{path}: no such file") from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -104,9 +112,12 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
-        frames.append(frame[list(REQUIRED_COLUMNS)])
+        optional = [SUBJECT_COLUMN] if SUBJECT_COLUMN in frame.columns else []
+        frames.append(frame[[*REQUIRED_COLUMNS, *optional]])
     # checks and identities on the whole table at once (per file they cost 7x the reading)
     cases = pd.concat(frames, ignore_index=True)
+    if SUBJECT_COLUMN not in cases.columns:
+        cases[SUBJECT_COLUMN] = pd.Series(np.nan, index=cases.index, dtype=object)
     lengths = [len(f) for f in frames]
     file_of = np.repeat(np.arange(len(paths)), lengths)
     starts = np.cumsum([0, *lengths])
@@ -126,7 +137,7 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     if wrong.size:
         raise CalfError(f"{where(wrong[0], 'loss')} holds {cases['loss'].iloc[wrong[0]]}, "
                         f"the path says {path_loss[wrong[0]]!r}")
-    for column in ("case_id", "patient_id", "modality"):
+    for column in ("case_id", "patient_id", "modality", SUBJECT_COLUMN):
         empty = (cases[column].str.strip() == "").to_numpy().nonzero()[0]
         if empty.size:
             raise CalfError(f"{where(empty[0], column)}: empty")
@@ -135,11 +146,14 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
         raise CalfError(f"{where(reserved[0], 'modality')}: {POOLED!r} is reserved for the "
                         "statistics' pooled-modality groups")
     cases = cases.drop(columns=["fold", "loss"]).rename(columns={"dataset": "member_dataset"})
+    # the unit: the CSV's subject, else the patient within its member dataset
+    own = cases["member_dataset"] + "/" + cases["patient_id"]
+    cases[SUBJECT_COLUMN] = cases[SUBJECT_COLUMN].where(cases[SUBJECT_COLUMN].notna(), own)
     for key in idents[0]:
         cases[key] = np.array([i[key] for i in idents], dtype=object)[file_of]
     cases["source"] = np.array([str(p) for p in paths], dtype=object)[file_of]
     cases = cases[[*idents[0], "case_id", "patient_id", "modality", "member_dataset",
-                   *METRIC_COLUMNS, "tumour_voxels", "source"]]
+                   SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", "source"]]
     cases["seed"] = cases["seed"].astype("Int64")
     duplicated = cases.duplicated(subset=[*GROUP_KEYS, "seed", "loss", *CASE_KEYS], keep=False)
     if duplicated.any():
@@ -198,8 +212,9 @@ def check_complete(cases: "pd.DataFrame", losses: Sequence[str], missing: str) -
 
 
 def check_patients(cases: "pd.DataFrame") -> None:
-    """Every case of one group belongs to one patient: a case whose (member_dataset,
-    patient_id) differs between files raises, naming the case and two files."""
+    """Every case of one group belongs to one subject: a case whose subject (``UNIT_KEYS``)
+    differs between files raises, naming the case and two files (e.g. a file with
+    subject_id from the subjects table beside an older one without it)."""
     keys = cases[["case_id", *UNIT_KEYS]].drop_duplicates()
     split = keys["case_id"].duplicated(keep=False)
     if split.any():
@@ -208,8 +223,8 @@ def check_patients(cases: "pd.DataFrame") -> None:
         a, b = mine.iloc[0], mine.iloc[1]
         raise CalfError(
             f"{group_label(a.to_dict())}: case {case_id} belongs to patient "
-            f"{a['member_dataset']}/{a['patient_id']} in {a['source']} but to "
-            f"{b['member_dataset']}/{b['patient_id']} in {b['source']}"
+            f"{'/'.join(a[list(UNIT_KEYS)])} in {a['source']} but to "
+            f"{'/'.join(b[list(UNIT_KEYS)])} in {b['source']}"
         )
 
 
@@ -245,7 +260,8 @@ def indexed_rows(cases: "pd.DataFrame", columns: Sequence[str], before: Sequence
 
 
 def patient_means(rows: "pd.DataFrame", by: Sequence[str] = ()) -> "pd.DataFrame":
-    """Each patient's mean of every value column: over modalities, then exams, then seeds.
+    """Each patient's (subject's, ``UNIT_KEYS``) mean of every value column: over
+    modalities, then exams, then seeds.
 
     ``rows``: indexed by ``[*by, *ROW_KEYS]`` (``by``: e.g. the group keys), one column per
     value. First the mean over a (patient, exam, seed)'s modalities, then over a (patient,

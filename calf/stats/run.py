@@ -3,8 +3,9 @@
 ``compute_stats`` takes the rows of ``calf.stats.collect.load_case_metrics`` and returns a
 ``StudyStats``: per group (study, dataset, model, ratio, modality: ``"all"`` pools the
 modalities; ``by_modality`` adds a group per modality), with the **patient** as the unit of
-every test (each metric averaged per patient over modalities, then exams, then seeds;
-``calf.stats.collect.patient_means``):
+every test (keyed on its subject, ``calf.stats.collect.UNIT_KEYS``, so that one person linked
+across the releases of a pool counts once; each metric averaged per patient over
+modalities, then exams, then seeds; ``calf.stats.collect.patient_means``):
 
 - ``paired``: every CALF loss against every baseline on each metric (Wilcoxon signed-rank
   test on the patients' means, Holm over the declared family, rank-biserial effect size,
@@ -128,9 +129,13 @@ def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
            if by_modality else "; by_modality is off: no per-modality groups")
     )
     return {
-        "unit": "The unit of every test is the patient, keyed on (member_dataset, patient_id) "
-                "so that two member datasets of a pooled study reusing an ID stay two "
-                "patients. Before the paired Wilcoxon tests, the Friedman test, mean ranks, "
+        "unit": "The unit of every test is the patient, keyed on the per-case CSV's "
+                "subject_id: the split's subject of the patient, one ID for a person whose "
+                "scans are in two releases of a pooled study (linked by a crosswalk), so that "
+                "both copies count once; a CSV without that column (written by an older calf "
+                "evaluate, or by hand) falls back to (member_dataset, patient_id), so that two "
+                "member datasets of a pooled study reusing an ID stay two patients. Before the "
+                "paired Wilcoxon tests, the Friedman test, mean ranks, "
                 "the Nemenyi test and the critical difference, each metric is averaged per "
                 "patient: first over the modalities of an exam (case_id) and seed, then over "
                 "the patient's exams within a seed, then over seeds, in that order; N "
@@ -320,7 +325,7 @@ def compute_stats(
                 "metrics": metrics, "friedman_metrics": friedman_metrics, "alpha": alpha,
                 "family": family, "missing": missing, "zero_method": zero_method,
                 "resamples": resamples, "seed": seed, "by_modality": by_modality,
-                "unit": "patient (member_dataset, patient_id)",
+                "unit": "subject_id (else member_dataset/patient_id)",
                 "averaging": ["modality", "case_id", "seed"],
                 "bootstrap_method": "percentile",
                 "confidence_level": 0.95, "wilcoxon_alternative": "two-sided",

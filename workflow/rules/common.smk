@@ -344,9 +344,11 @@ def evaluation_pairs(wildcards):
 
 def evaluation_args(wildcards):
     v = parse_variant(wildcards.variant)
+    # a pooled run's cases keep their member dataset (their store's) in the CSV's column
+    pooled = config["studies"][wildcards.study]["pool"] == wildcards.dataset
     args = [
         f"--fold {v['fold']}",
-        f"--dataset {wildcards.dataset}",
+        *([] if pooled else [f"--dataset {wildcards.dataset}"]),
         f"--model {wildcards.model}",
         f"--batch-size {config['evaluation']['batch_size']}",
         f"--device {config['training']['device']}",

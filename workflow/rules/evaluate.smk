@@ -12,6 +12,7 @@ for study in config["studies"]:
             runs=evaluation_runs,
             stores=study_stores,
             splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+            subjects=f"{RESULTS}/splits/{{study}}/{{dataset}}/subjects.csv",
         output:
             csv=evaluation_outputs(study, ".csv"),
             json=evaluation_outputs(study, ".json"),
@@ -34,4 +35,4 @@ for study in config["studies"]:
             args=evaluation_args,
         shell:
             "calf evaluate {params.pairs} {params.stores} --splits {input.splits}"
-            " {params.args} > {log} 2>&1"
+            " --subjects {input.subjects} {params.args} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# Patient-grouped folds per study and dataset, then the training slices of each fold.
+# Patient-grouped folds per study and dataset, with each patient's subject (one per group
+# of crosswalk-linked patients, the statistics' unit), then the training slices of each fold.
 
 
 rule split_folds:
@@ -6,7 +7,8 @@ rule split_folds:
         stores=study_stores,
         crosswalks=crosswalk_files,
     output:
-        f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+        splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+        subjects=f"{RESULTS}/splits/{{study}}/{{dataset}}/subjects.csv",
     log:
         f"{LOGS}/split/{{study}}/{{dataset}}.log",
     conda:
@@ -15,7 +17,8 @@ rule split_folds:
         stores=store_args,
         args=split_args,
     shell:
-        "calf split folds {params.stores} {params.args} --out {output} > {log} 2>&1"
+        "calf split folds {params.stores} {params.args} --out {output.splits}"
+        " --subjects {output.subjects} > {log} 2>&1"
 
 
 rule split_select:
