@@ -4,9 +4,10 @@ Per case: every volume is reoriented to RAS with ``nibabel.as_closest_canonical`
 axial slice (the last array axis) of each modality becomes one sample, tumour-free slices
 included. Intensities are min-max scaled to [0, 255] per volume or per slice (a constant
 volume or slice maps to 0), resized to ``size x size`` with bilinear interpolation
-(``torch.nn.functional.interpolate``) and rounded to uint8. The mask becomes binary whole
-tumour (label > 0) and is resized either the authors' way (bilinear, then > 0) or with
-nearest-neighbour (torch's ``nearest-exact``); one mask per (case, slice) is shared by the
+(``torch.nn.functional.interpolate``) and rounded to uint8. The mask becomes the binary
+target region (``wt``, ``tc`` or ``et``: the labels ``calf.datasets.regions`` gives for the
+case's label convention; BraTS 2024's resection cavity is in none) and is resized either
+the authors' way (bilinear, then > 0) or with nearest-neighbour (torch's ``nearest-exact``); one mask per (case, slice) is shared by the
 slice's modalities. Slices keep nibabel's in-plane order: array row = R-L axis (x),
 column = P-A axis (y).
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calf.datasets.base import MODALITIES, Case
+from calf.datasets.regions import REGIONS, region_labels
 from calf.errors import CalfError
 from calf.store import FORMAT_VERSION, IMAGES_FILE, INDEX_FILE, MASKS_FILE, META_FILE, read_meta
 
@@ -56,6 +58,8 @@ class PreprocessSettings:
     modalities: tuple[str, ...] | None = None
     # the adapter options the cases were discovered with (recorded, part of the identity)
     options: dict[str, str] = field(default_factory=dict)
+    # the binary target: whole tumour, tumour core or enhancing tumour
+    region: str = "wt"
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -66,6 +70,8 @@ class PreprocessSettings:
             raise CalfError(
                 f"mask_resize must be one of {', '.join(MASK_RESIZES)}, got {self.mask_resize!r}"
             )
+        if self.region not in REGIONS:
+            raise CalfError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,9 @@ def _present_labels(data: "np.ndarray") -> "np.ndarray":
     return np.unique(data)
 
 
-def _check_labels(data: "np.ndarray", valid: Sequence[int], path: Path) -> None:
+def _check_labels(
+    data: "np.ndarray", valid: Sequence[int], path: Path, label_map: str = "any"
+) -> None:
     import numpy as np
 
     present = _present_labels(data)
@@ -168,7 +176,16 @@ def _check_labels(data: "np.ndarray", valid: Sequence[int], path: Path) -> None:
     if bad.size:
         shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
         allowed = ", ".join(str(v) for v in valid)
-        raise CalfError(f"{path}: mask labels {shown} outside the valid set {{{allowed}}}")
+        hint = ""
+        if label_map == "brats2023" and 4 in bad:  # calf.datasets.brats, rule 3
+            hint = (
+                "; BraTS 2024 post-treatment masks hold 4 (resection cavity): keep the case "
+                "folders in training_data1_v2/ or pass --option release=2024_post"
+            )
+        raise CalfError(
+            f"{path}: mask labels {shown} outside the valid set {{{allowed}}} of "
+            f"{label_map} masks{hint}"
+        )
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -206,14 +223,17 @@ def resize_slices(slices: "torch.Tensor", size: int, mode: str) -> "torch.Tensor
 
 def process_case(case: Case, modalities: Sequence[str], settings: PreprocessSettings) -> CaseArrays:
     """Read, check and convert one case; CalfError naming the file on bad input."""
+    import numpy as np
     import torch
 
     labels = read_canonical(case.mask)
     _check_finite(labels, case.mask)
-    _check_labels(labels, case.valid_labels, case.mask)
+    _check_labels(labels, case.valid_labels, case.mask, case.label_map)
     shape = labels.shape
+    target = np.isin(labels, region_labels(case.label_map, settings.region, case.valid_labels))
     # (X, Y, Z) -> (Z, X, Y): one 2-D sample per axial slice
-    tumour = torch.from_numpy(labels > 0).permute(2, 0, 1).to(torch.float32)
+    tumour = torch.from_numpy(target).permute(2, 0, 1).to(torch.float32)
+    del target
     del labels
     if settings.mask_resize == "bilinear":
         mask = resize_slices(tumour, settings.size, "bilinear") > 0
@@ -278,7 +298,13 @@ def input_fingerprint(cases: Sequence[Case], modalities: Sequence[str]) -> str:
     records = []
     for case in cases:
         files = [("mask", case.mask)] + [(m, case.images[m]) for m in modalities]
-        entry: list[Any] = [case.dataset, case.case_id, case.patient_id, list(case.valid_labels)]
+        entry: list[Any] = [
+            case.dataset,
+            case.case_id,
+            case.patient_id,
+            list(case.valid_labels),
+            case.label_map,
+        ]
         for role, path in files:
             try:
                 st = os.stat(path)
@@ -290,10 +316,27 @@ def input_fingerprint(cases: Sequence[Case], modalities: Sequence[str]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _settings_record(dataset: str, modalities: Sequence[str], s: PreprocessSettings) -> dict:
+def region_table(cases: Sequence[Case], region: str) -> dict[str, list[int]]:
+    """label convention -> the labels of ``region``, for every convention among ``cases``;
+    CalfError (before anything is read) where a convention has no such region."""
+    table: dict[str, list[int]] = {}
+    for case in cases:
+        if case.label_map not in table:
+            try:
+                labels = region_labels(case.label_map, region, case.valid_labels)
+            except CalfError as err:
+                raise CalfError(f"case {case.case_id} of {case.dataset}: {err}") from err
+            table[case.label_map] = list(labels)
+    return dict(sorted(table.items()))
+
+
+def _settings_record(
+    dataset: str, modalities: Sequence[str], s: PreprocessSettings, cases: Sequence[Case]
+) -> dict:
     record = asdict(s)
     record.update(dataset=dataset, modalities=list(modalities), algorithm=ALGORITHM_VERSION)
     record["options"] = {str(k): str(v) for k, v in sorted(s.options.items())}
+    record["region_labels"] = region_table(cases, s.region)
     return record
 
 
@@ -381,7 +424,7 @@ def preprocess(
     if duplicate is not None:
         raise CalfError(f"case ID {duplicate!r} appears twice in {datasets[0]}")
     modalities = _modalities_of(cases, settings)
-    record = _settings_record(datasets[0], modalities, settings)
+    record = _settings_record(datasets[0], modalities, settings, cases)
     fingerprint = input_fingerprint(cases, modalities)
     meta = _is_current(out, record, fingerprint)
     if meta is not None:

@@ -3,12 +3,14 @@
 Layout (contract 2 of the data layer; written by ``calf preprocess``):
 
 - ``images.npy``: uint8 ``(N, S, S)``, one min-max scaled [0, 255] axial slice per row.
-- ``masks.npy``: uint8 ``(M, S, S)`` of {0, 1}, one binary whole-tumour mask per
-  (case, slice), shared by that slice's modalities.
+- ``masks.npy``: uint8 ``(M, S, S)`` of {0, 1}, one binary mask of the chosen region
+  (``settings.region``: ``wt`` whole tumour by default, ``tc`` or ``et``) per (case, slice),
+  shared by that slice's modalities.
 - ``index.parquet``: one row per image slice, row id = position, columns
   ``dataset, case_id, patient_id, modality, slice, area, image_row, mask_row``
   (``area`` = tumour pixels of the mask at training size S, ``slice`` = axial index).
-- ``store.json``: format version, settings, input fingerprint and counts.
+- ``store.json``: format version, settings (among them ``region`` and ``region_labels``,
+  label convention -> the mask labels that formed the region), input fingerprint and counts.
 
 Plain ``.npy`` files are memory-mapped, so a random mini-batch reads only its own
 rows from disk: no decoding, no per-slice files.

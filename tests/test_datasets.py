@@ -50,13 +50,13 @@ DATASET = {
     "folder": "folder",
 }
 
-# hand-written: case ID -> patient ID of each cohort (every 4th/5th exam a follow-up)
+# hand-written: case ID -> patient ID of each cohort (every 4th/5th exam a follow-up; the
+# UPENN-GBM follow-up UPENN-GBM-00003_21 has no mask, as in the release, so it is no case)
 EXPECTED_CASES = {
     "upenn_gbm": {
         "UPENN-GBM-00001_11": "UPENN-GBM-00001",
         "UPENN-GBM-00002_11": "UPENN-GBM-00002",
         "UPENN-GBM-00003_11": "UPENN-GBM-00003",
-        "UPENN-GBM-00003_21": "UPENN-GBM-00003",
         "UPENN-GBM-00004_11": "UPENN-GBM-00004",
     },
     "ucsf_pdgm": {
@@ -100,7 +100,7 @@ EXPECTED_FILES = {
         "_seg.nii.gz",
         (0, 1, 2, 4),
     ),
-    "lgg_1p19q": ({"t1c": "-T1.nii.gz", "t2": "-T2.nii.gz"}, "-Segmentation.nii.gz", (0, 1)),
+    "lgg_1p19q": ({"t1c": "_T1.nii.gz", "t2": "_T2.nii.gz"}, "-Segmentation.nii.gz", (0, 1)),
     "folder": (
         {"t1": "/t1.nii.gz", "t2": "/t2.nii.gz", "flair": "/flair.nii.gz"},
         "/seg.nii.gz",
@@ -175,7 +175,6 @@ def test_upenn_segmentation_choice(cohorts):
         "images_segm",
         "automated_segm",
         "automated_segm",
-        "automated_segm",
         "images_segm",
     ]
     # the expert relabels sub-regions, the whole tumour stays the same
@@ -192,11 +191,20 @@ def test_upenn_segmentation_choice(cohorts):
 
 
 def test_exams_without_a_mask_are_skipped(cohorts, tmp_path):
-    root = _copy(cohorts, "upenn_gbm", tmp_path)
-    (root / "automated_segm" / "UPENN-GBM-00003_21_automated_approx_segm.nii.gz").unlink()
+    # the synthetic follow-up has images and, as in the release, no mask
+    root = cohorts["upenn_gbm"]
+    assert (root / "images_structural" / "UPENN-GBM-00003_21").is_dir()
+    assert not list(root.glob("*/UPENN-GBM-00003_21_*segm.nii.gz"))
     cases = discover("upenn_gbm", root)
     assert "UPENN-GBM-00003_21" not in {c.case_id for c in cases}
     assert len(cases) == 4
+    copy = _copy(cohorts, "upenn_gbm", tmp_path)
+    (copy / "automated_segm" / "UPENN-GBM-00002_11_automated_approx_segm.nii.gz").unlink()
+    assert [c.case_id for c in discover("upenn_gbm", copy)] == [
+        "UPENN-GBM-00001_11",
+        "UPENN-GBM-00003_11",
+        "UPENN-GBM-00004_11",
+    ]
 
 
 def test_release_found_below_wrapper_folders(tmp_path):
@@ -223,7 +231,7 @@ def test_missing_root(tmp_path, dataset):
         ("upenn_gbm", "images_structural/UPENN-GBM-NNNNN_11"),
         ("ucsf_pdgm", "UCSF-PDGM-NNNN_nifti"),
         ("brats", "BraTS-GLI-NNNNN-NNN"),
-        ("lgg_1p19q", "LGG-NNN/LGG-NNN-"),
+        ("lgg_1p19q", "LGG-NNN/LGG-NNN_{T1,T2}"),
         ("folder", "<case>/seg.nii.gz"),
     ],
 )
@@ -251,7 +259,7 @@ def test_root_of_unlabelled_exams_says_so(cohorts, tmp_path):
         ("ucsf_pdgm", "UCSF-PDGM-0004_FU060d_nifti/UCSF-PDGM-0004_FU060d_T2.nii.gz"),
         ("brats2023", "BraTS-GLI-00001-000/BraTS-GLI-00001-000-t2f.nii.gz"),
         ("brats2021", "BraTS2021_00002/BraTS2021_00002_t1.nii.gz"),
-        ("lgg_1p19q", "NiFTiSegmentationsEdited/LGG-102/LGG-102-T2.nii.gz"),
+        ("lgg_1p19q", "NiFTiSegmentationsEdited/LGG-102/LGG-102_T2.nii.gz"),
         ("folder", "case-002/flair.nii.gz"),
     ],
 )

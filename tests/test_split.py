@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -775,6 +776,12 @@ def releases(tmp_path_factory):
             done = subprocess.run([sys.executable, "-m", "calf", *map(str, argv)],
                                   capture_output=True, text=True)
             assert done.returncode == 0, done.stderr
+            if argv[0] == "synth" and layout == "upenn_gbm":
+                # the release (and calf synth) gives _21 follow-ups no mask; this one gets
+                # one (as BraTS 2021 segmented it), so that its links are exercised
+                segm = root / layout / "automated_segm"
+                shutil.copy(segm / "UPENN-GBM-00003_11_automated_approx_segm.nii.gz",
+                            segm / "UPENN-GBM-00003_21_automated_approx_segm.nii.gz")
         stores.append(root / "stores" / dataset)
     files = {
         "tcia": _tcia_mapping(root / "BraTS2021_MappingToTCIA.xlsx"),

@@ -28,10 +28,9 @@ def _files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
-def _upenn(cid: str) -> set[str]:
-    return {f"images_structural/{cid}/{cid}_{t}.nii.gz" for t in ("T1", "T1GD", "T2", "FLAIR")} | {
-        f"automated_segm/{cid}_automated_approx_segm.nii.gz"
-    }
+def _upenn(cid: str, mask: bool = True) -> set[str]:
+    images = {f"images_structural/{cid}/{cid}_{t}.nii.gz" for t in ("T1", "T1GD", "T2", "FLAIR")}
+    return images | ({f"automated_segm/{cid}_automated_approx_segm.nii.gz"} if mask else set())
 
 
 def _ucsf(cid: str) -> set[str]:
@@ -40,12 +39,13 @@ def _ucsf(cid: str) -> set[str]:
 
 
 # hand-written file lists of small cohorts (follow-ups: every 4th exam for UPENN-GBM and
-# BraTS 2023, every 5th for UCSF-PDGM; UPENN-GBM expert masks for every third baseline)
+# BraTS 2023, every 5th for UCSF-PDGM; UPENN-GBM expert masks for every third baseline and,
+# as in the release, no mask for the _21 follow-up)
 EXPECTED_LAYOUT = {
     ("upenn_gbm", 4): _upenn("UPENN-GBM-00001_11")
     | _upenn("UPENN-GBM-00002_11")
     | _upenn("UPENN-GBM-00003_11")
-    | _upenn("UPENN-GBM-00003_21")
+    | _upenn("UPENN-GBM-00003_21", mask=False)
     | {"images_segm/UPENN-GBM-00001_11_segm.nii.gz"},
     ("ucsf_pdgm", 5): set().union(*(_ucsf(f"UCSF-PDGM-000{i}") for i in range(1, 5)))
     | _ucsf("UCSF-PDGM-0004_FU060d"),
@@ -65,9 +65,9 @@ EXPECTED_LAYOUT = {
         for t in ("t1", "t1ce", "t2", "flair", "seg")
     },
     ("lgg_1p19q", 2): {
-        f"NiFTiSegmentationsEdited/{c}/{c}-{t}.nii.gz"
+        f"NiFTiSegmentationsEdited/{c}/{c}{t}.nii.gz"
         for c in ("LGG-101", "LGG-102")
-        for t in ("T1", "T2", "Segmentation")
+        for t in ("_T1", "_T2", "-Segmentation")  # the release's real names
     },
     ("folder", 2): {
         f"{c}/{t}.nii.gz"
@@ -121,7 +121,9 @@ def test_same_seed_same_arrays_other_seed_other_arrays(tmp_path):
     assert all(not np.array_equal(a[key], c[key]) for key in a if "images_structural" in key)
     assert any(not np.array_equal(a[key], c[key]) for key in a if "segm" in key)
     # the masks do not depend on whether the images are made
-    quick = [e.mask for e in cohort.synthesize("upenn_gbm", "sparse", 4, TINY, 11, images=False)]
+    exams = cohort.synthesize("upenn_gbm", "sparse", 4, TINY, 11, images=False)
+    quick = [e.mask for e in exams if e.files.mask is not None]
+    assert len(quick) == 3  # the _21 follow-up has no mask
     written = [a[k] for k in sorted(a) if k.startswith("automated_segm/")]
     assert all(np.array_equal(q, w) for q, w in zip(quick, written, strict=True))
 
@@ -150,7 +152,7 @@ def test_skull_kept_only_where_the_release_keeps_it(tmp_path):
     write_cohort("lgg_1p19q", tmp_path / "lgg", "moderate", 1, (32, 32, 16), seed=0)
     write_cohort("brats2023", tmp_path / "brats", "moderate", 1, (32, 32, 16), seed=0)
     lgg = np.asarray(
-        nib.load(tmp_path / "lgg/NiFTiSegmentationsEdited/LGG-101/LGG-101-T2.nii.gz").dataobj
+        nib.load(tmp_path / "lgg/NiFTiSegmentationsEdited/LGG-101/LGG-101_T2.nii.gz").dataobj
     )
     brats = np.asarray(
         nib.load(tmp_path / "brats/BraTS-GLI-00000-000/BraTS-GLI-00000-000-t2w.nii.gz").dataobj
@@ -198,7 +200,9 @@ def test_preset_lands_in_its_branch(tmp_path, preset, layout):
     write_cohort(layout, root, preset, DEFAULT_CASES, DEFAULT_SHAPE, seed=0)
     for size in (None, 256):
         stats = imbalance_stats(_slice_areas(DATASET_OF[layout], root, size))
-        assert stats.n == DEFAULT_CASES * DEFAULT_SHAPE[2]  # every slice, tumour-free ones too
+        # every slice of every case (UPENN-GBM: its _21 follow-ups have no mask), tumour-free
+        # ones too
+        assert stats.n == len(discover(DATASET_OF[layout], root)) * DEFAULT_SHAPE[2]
         assert select_branch(stats.skewness, stats.kurtosis) == PRESETS[preset].branch, (
             size,
             stats,

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bilinear then > 0 (the authors', default) or nearest neighbour",
     )
     parser.add_argument(
+        "--region",
+        choices=("wt", "tc", "et"),
+        default="wt",
+        help="binary target: whole tumour (default), tumour core or enhancing tumour, with "
+        "each release's labels (calf.datasets.regions); recorded in store.json",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -75,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         mask_resize=args.mask_resize,
         modalities=tuple(args.modalities) if args.modalities else None,
         options=options,
+        region=args.region,
     )
     cases = discover(args.dataset, args.root, modalities=args.modalities, **options)
     summary = preprocess(cases, args.out, settings, workers=args.workers, progress=not args.quiet)

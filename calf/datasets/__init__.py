@@ -5,13 +5,18 @@
 
 - ``upenn_gbm``: TCIA UPENN-GBM NIfTI release; option ``segmentation`` =
   ``automated`` (default) | ``expert`` | ``expert_or_automated``
-- ``ucsf_pdgm``: TCIA UCSF-PDGM v5, follow-up exams grouped with their patient
-- ``brats``: BraTS 2023+ (``BraTS-GLI-00000-000``) and 2021 (``BraTS2021_00000``) naming
+- ``ucsf_pdgm``: TCIA UCSF-PDGM v5, follow-up exams (and the six pre-v3 follow-up IDs)
+  grouped with their patient
+- ``brats``: BraTS 2023+ (``BraTS-GLI-00000-000``, BraTS 2024 post-treatment included) and
+  2021 (``BraTS2021_00000``) naming; option ``release`` = ``auto`` (default) | ``2023`` |
+  ``2024_post``
 - ``lgg_1p19q``: TCIA LGG-1p19qDeletion NIfTI package (``t1c`` and ``t2`` only)
 - ``folder``: ``<case>/{t1,t1c,t2,flair}.nii.gz`` + ``<case>/seg.nii.gz``; option
   ``patients`` (case -> patient mapping, dict or CSV)
 
-Every adapter takes ``valid_labels`` to override the release's label set.
+Every adapter takes ``valid_labels`` to override the release's label set. Each case names
+its label convention (``Case.label_map``); ``calf.datasets.regions`` maps it to the labels
+of the regions ``wt``, ``tc`` and ``et``.
 """
 
 from __future__ import annotations

@@ -121,11 +121,39 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
+def nifti_found(root: Path, limit: int = 3) -> tuple[int, list[str]]:
+    """NIfTI files in folders at most SEARCH_DEPTH + 1 levels below ``root`` (the depth the
+    adapters search): their count and the first ``limit`` paths relative to ``root``, in
+    breadth-first order."""
+    count, first = 0, []
+    level = [root]
+    for _ in range(SEARCH_DEPTH + 2):
+        for folder in level:
+            for name in files_in(folder):
+                if name.lower().endswith((".nii.gz", ".nii")):
+                    count += 1
+                    if len(first) < limit:
+                        first.append(str((folder / name).relative_to(root)))
+        level = [child for folder in level for child in subdirs(folder)]
+        if not level:
+            break
+    return count, first
+
+
 def no_cases(dataset: str, root: Path, expected: str, unlabelled: int = 0) -> CalfError:
-    """The error for a root without a single usable case, saying which layout was expected."""
+    """The error for a root without a single usable case: the layout expected, how deep
+    the search went and what NIfTI files it saw there."""
     plural = "s" if unlabelled != 1 else ""
     extra = f" ({unlabelled} exam folder{plural} without a tumour mask)" if unlabelled else ""
-    return CalfError(f"{dataset}: no cases found under {root}{extra}; expected {expected}")
+    count, first = nifti_found(root)
+    seen = f"{count} NIfTI file{'s' if count != 1 else ''}"
+    if first:
+        seen += " (" + ", ".join(first) + (", ..." if count > len(first) else "") + ")"
+    return CalfError(
+        f"{dataset}: no cases found under {root}{extra}; looked for the layout up to "
+        f"{SEARCH_DEPTH} folder levels below it and saw {seen} in folders up to "
+        f"{SEARCH_DEPTH + 1} levels below it; expected {expected}"
+    )
 
 
 def finish(dataset: str, found: Iterable[tuple[Case, Path]], unlabelled: int = 0) -> list[Case]:

@@ -22,6 +22,8 @@ class Case:
     patient_id: str
     images: dict[str, Path] = field(hash=False)
     mask: Path
-    # the label values this release's masks may hold (anything > 0 is tumour); a mask
-    # value outside this set is an error naming the file
+    # the label values this release's masks may hold; a mask value outside this set is
+    # an error naming the file
     valid_labels: tuple[int, ...] = (0, 1, 2, 3, 4)
+    # the release's label convention: which labels form wt / tc / et (calf.datasets.regions)
+    label_map: str = "any"

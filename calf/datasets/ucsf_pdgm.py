@@ -11,7 +11,13 @@ Files are matched by their suffix, so the three-digit file prefixes of some rele
 (``UCSF-PDGM-004_T1.nii.gz`` inside ``UCSF-PDGM-0004_nifti``) are found too; the
 ``_bias`` variants and the other sequences are ignored. Case ID = folder name without
 ``_nifti`` with the number written with four digits; patient ID = ``UCSF-PDGM-NNNN``, shared
-by the follow-ups. Labels: {0, 1 necrosis, 2 oedema, 4 enhancing}.
+by the follow-ups. Labels: {0, 1 necrosis, 2 oedema, 4 enhancing} (label map ``brats2021``).
+
+Versions 1 and 2 released six follow-up exams under IDs of their own, renamed in version 3
+(SPEC.md section 8, from the UCSF-PDGM release notes): 315 is ``UCSF-PDGM-0433_FU007d``,
+278 a follow-up of 431, 175 of 396, 138 of 429, 181 of 409, 289 of 391. An exam folder with
+one of these old IDs (and no ``_FU`` suffix) keeps its case ID and joins its patient
+(``PRE_V3_FOLLOWUPS``), so one patient never straddles folds.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from calf.datasets import _layout
+from calf.datasets import _layout, regions
 from calf.datasets.base import Case
 from calf.errors import CalfError
 
 DATASET = "ucsf_pdgm"
-LABELS = (0, 1, 2, 4)
+LABEL_MAP = "brats2021"
+LABELS = regions.valid_labels(LABEL_MAP)
 TOKENS = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
 MASK_SUFFIX = "_tumor_segmentation.nii.gz"
+# pre-v3 ID -> the patient it is a follow-up of (version 3 onwards: a _FU exam of that patient)
+PRE_V3_FOLLOWUPS = {315: 433, 278: 431, 175: 396, 138: 429, 181: 409, 289: 391}
 EXAM = re.compile(r"^UCSF-PDGM-(?P<number>\d+)(?P<followup>_FU[0-9A-Za-z]+)?_nifti$")
 EXPECTED = (
     "UCSF-PDGM-NNNN_nifti/UCSF-PDGM-NNNN_{T1,T1c,T2,FLAIR}.nii.gz "
@@ -73,8 +82,10 @@ def discover(
             if mask is None:
                 unlabelled += 1
                 continue
-            patient_id = f"UCSF-PDGM-{int(match['number']):04d}"
-            case_id = patient_id + (match["followup"] or "")
+            number = int(match["number"])
+            case_id = f"UCSF-PDGM-{number:04d}" + (match["followup"] or "")
+            owner = number if match["followup"] else PRE_V3_FOLLOWUPS.get(number, number)
+            patient_id = f"UCSF-PDGM-{owner:04d}"
             prefix = exam.name.removesuffix("_nifti")
             images = {}
             for modality in wanted:
@@ -85,7 +96,7 @@ def discover(
                         f"{DATASET} case {case_id}: missing file {exam / (prefix + suffix)}"
                     )
                 images[modality] = path
-            case = Case(DATASET, case_id, patient_id, images, mask, labels)
+            case = Case(DATASET, case_id, patient_id, images, mask, labels, LABEL_MAP)
             found.append((case, exam))
     if not found:
         raise _layout.no_cases(DATASET, base, EXPECTED, unlabelled)

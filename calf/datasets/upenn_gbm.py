@@ -18,12 +18,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from calf.datasets import _layout
+from calf.datasets import _layout, regions
 from calf.datasets.base import Case
 from calf.errors import CalfError
 
 DATASET = "upenn_gbm"
-LABELS = (0, 1, 2, 4)
+LABEL_MAP = "brats2021"
+LABELS = regions.valid_labels(LABEL_MAP)
 TOKENS = {"t1": "T1", "t1c": "T1GD", "t2": "T2", "flair": "FLAIR"}
 SEGMENTATIONS = ("automated", "expert", "expert_or_automated")
 SCAN = re.compile(r"^(?P<patient>UPENN-GBM-\d+)_(?P<visit>\d+)$")
@@ -92,7 +93,7 @@ def discover(
                 m: _layout.require(image_path(top, case_id, m), f"{DATASET} case {case_id}")
                 for m in wanted
             }
-            case = Case(DATASET, case_id, match["patient"], images, mask, labels)
+            case = Case(DATASET, case_id, match["patient"], images, mask, labels, LABEL_MAP)
             found.append((case, scan))
     if not found:
         raise _layout.no_cases(DATASET, base, EXPECTED, unlabelled)

@@ -192,7 +192,10 @@ def write_cohort(
     shape: Sequence[int] = (64, 64, 32),
     seed: int = 0,
 ) -> list[str]:
-    """Write a synthetic cohort into ``root`` in ``layout``; return its case IDs, sorted.
+    """Write a synthetic cohort into ``root`` in ``layout``; return the IDs of its cases
+    (the exams written with a mask, those an adapter finds), sorted. ``n_cases`` counts
+    exams, so a UPENN-GBM cohort has fewer cases than ``n_cases`` (its ``_21``
+    follow-ups have images only).
 
     Refuses an existing non-empty ``root``. Builds in ``<root>.tmp-<pid>`` beside it and
     renames at the end, so a failure leaves nothing behind.
@@ -216,6 +219,8 @@ def write_cohort(
         for exam in synthesize(layout, spec, n_cases, grid, seed):
             for modality, rel in exam.files.images.items():
                 _save(exam.images[modality], staging / rel, affine)
+            if exam.files.mask is None:  # an exam the release gives no mask (UPENN _21)
+                continue
             _save(exam.mask, staging / exam.files.mask, affine)
             if exam.expert_mask is not None and exam.files.expert_mask:
                 _save(exam.expert_mask, staging / exam.files.expert_mask, affine)

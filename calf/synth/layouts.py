@@ -4,18 +4,19 @@ Each layout reproduces its release's folder layout exactly as the adapters in
 ``calf.datasets`` read it (see their module docstrings for the real releases):
 
 - ``upenn_gbm``: ``images_structural/UPENN-GBM-00001_11/UPENN-GBM-00001_11_{T1,T1GD,T2,FLAIR}.nii.gz``,
-  ``automated_segm/UPENN-GBM-00001_11_automated_approx_segm.nii.gz`` for every exam and
-  ``images_segm/UPENN-GBM-00001_11_segm.nii.gz`` (expert: sub-regions relabelled, same whole
-  tumour) for every third baseline; every fourth exam is a ``_21`` follow-up of the patient
-  before it (the real release segments baselines only; the synthetic follow-ups carry a
-  mask so that patient grouping matters). Labels {0, 1, 2, 4}.
+  ``automated_segm/UPENN-GBM-00001_11_automated_approx_segm.nii.gz`` for every ``_11``
+  baseline and ``images_segm/UPENN-GBM-00001_11_segm.nii.gz`` (expert: sub-regions
+  relabelled, same whole tumour) for every third baseline; every fourth exam is a ``_21``
+  follow-up of the patient before it, written without a mask, as in the real release
+  (masks for baselines only), so the adapter skips it. Labels {0, 1, 2, 4}.
 - ``ucsf_pdgm``: ``UCSF-PDGM-0001_nifti/UCSF-PDGM-0001_{T1,T1c,T2,FLAIR,tumor_segmentation,
   brain_segmentation}.nii.gz``; every fifth exam a follow-up ``UCSF-PDGM-0004_FU060d_nifti``.
   Labels {0, 1, 2, 4}.
 - ``brats2021``: ``BraTS2021_00000/BraTS2021_00000_{t1,t1ce,t2,flair,seg}.nii.gz``, labels {0, 1, 2, 4}.
 - ``brats2023``: ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz``; every
   fourth exam the ``-001`` timepoint of the patient before it. Labels {0, 1, 2, 3}.
-- ``lgg_1p19q``: ``NiFTiSegmentationsEdited/LGG-101/LGG-101-{T1,T2,Segmentation}.nii.gz``,
+- ``lgg_1p19q``: ``NiFTiSegmentationsEdited/LGG-101/LGG-101_{T1,T2}.nii.gz`` (underscore)
+  and ``LGG-101-Segmentation.nii.gz`` (hyphen), the release's real names,
   T1 post-contrast, not skull-stripped, mask {0, 1} on three axial slices only (the one of
   largest tumour area and its neighbours), as in the release.
 - ``folder``: ``case-001/{t1,t1c,t2,flair,seg}.nii.gz``, mask {0, 1}.
@@ -74,7 +75,7 @@ class ExamFiles:
     case_id: str
     patient_id: str
     images: dict[str, str]  # canonical modality -> path
-    mask: str  # the tumour mask the adapter reads by default
+    mask: str | None  # the tumour mask the adapter reads by default (None: not released)
     expert_mask: str | None = None  # UPENN-GBM expert-corrected segmentation
     brain_mask: str | None = None  # UCSF-PDGM brain segmentation
 
@@ -102,7 +103,7 @@ def exam_files(layout: str, patient: int, visit: int) -> ExamFiles:
             cid,
             pid,
             {m: f"images_structural/{cid}/{cid}_{t}.nii.gz" for m, t in tokens.items()},
-            f"automated_segm/{cid}_automated_approx_segm.nii.gz",
+            f"automated_segm/{cid}_automated_approx_segm.nii.gz" if visit == 0 else None,
             expert_mask=(
                 f"images_segm/{cid}_segm.nii.gz" if visit == 0 and patient % 3 == 0 else None
             ),
@@ -141,7 +142,7 @@ def exam_files(layout: str, patient: int, visit: int) -> ExamFiles:
         return ExamFiles(
             cid,
             cid,
-            {m: f"{folder}/{cid}-{t}.nii.gz" for m, t in tokens.items()},
+            {m: f"{folder}/{cid}_{t}.nii.gz" for m, t in tokens.items()},
             f"{folder}/{cid}-Segmentation.nii.gz",
         )
     if layout == "folder":

@@ -18,6 +18,7 @@ rule preprocess:
         modalities=lambda wildcards: " ".join(
             config["datasets"][wildcards.dataset]["modalities"]
         ),
+        region=lambda wildcards: config["datasets"][wildcards.dataset]["region"],
         options=lambda wildcards: " ".join(
             f"--option {k}={v}"
             for k, v in config["datasets"][wildcards.dataset]["options"].items()
@@ -27,4 +28,5 @@ rule preprocess:
         "calf preprocess --dataset {params.adapter} --root {input} --out {output}"
         " --modalities {params.modalities} {params.options} --size {params.p[size]}"
         " --scaling {params.p[scaling]} --mask-resize {params.p[mask_resize]}"
+        " --region {params.region}"
         " --workers {threads} --quiet > {log} 2>&1"
