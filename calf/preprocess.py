@@ -16,6 +16,11 @@ them into preallocated memory-mapped ``.npy`` files inside ``<out>.tmp-<pid>`` a
 the finished directory into place, so a failure leaves nothing behind. An input fingerprint
 (paths, sizes, mtimes) plus the settings, kept in ``store.json``, make a re-run on
 unchanged input a no-op.
+
+Each case's native grid (``geometry.json``: mask path, shape, header zooms in mm, affine,
+the ``io_orientation`` that ``as_closest_canonical`` applied, labels of the target) is read
+from the mask's header while planning, with no extra decoding, so that evaluation can bring
+predictions back to the original grid (``calf.evaluate.native``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,17 @@ from typing import TYPE_CHECKING, Any
 from calf.datasets.base import MODALITIES, Case
 from calf.datasets.regions import REGIONS, region_labels
 from calf.errors import CalfError
-from calf.store import FORMAT_VERSION, IMAGES_FILE, INDEX_FILE, MASKS_FILE, META_FILE, read_meta
+from calf.store import (
+    FORMAT_VERSION,
+    GEOMETRY_FILE,
+    GEOMETRY_FORMAT,
+    IMAGES_FILE,
+    INDEX_FILE,
+    MASKS_FILE,
+    META_FILE,
+    CaseGeometry,
+    read_meta,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,8 +58,9 @@ if TYPE_CHECKING:
 
 SCALINGS = ("volume", "slice")
 MASK_RESIZES = ("bilinear", "nearest")
-# bump when the arithmetic changes, so that stores built by older code are rebuilt
-ALGORITHM_VERSION = 1
+# bump when the arithmetic or the store's files change, so that stores built by older code
+# are rebuilt (2: geometry.json)
+ALGORITHM_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,12 @@ def _reason(err: BaseException) -> str:
     return text[:200]
 
 
-def canonical_shape(path: Path) -> tuple[int, int, int]:
-    """Shape of the volume after RAS reorientation, from its header alone (no decoding)."""
+def header_geometry(
+    path: Path, label_map: str = "any", labels: Sequence[int] = ()
+) -> CaseGeometry:
+    """The native grid of a NIfTI volume from its header alone (no decoding): shape (a 4-D
+    singleton dropped), zooms in mm, affine, ``io_orientation`` and the RAS shape.
+    ``label_map`` and ``labels`` (the target's mask labels) are recorded as given."""
     import nibabel as nib
 
     img = _load(path)
@@ -123,11 +143,29 @@ def canonical_shape(path: Path) -> tuple[int, int, int]:
         shape = shape[:3]
     if len(shape) != 3:
         raise CalfError(f"{path}: expected a 3-D volume, got shape {shape}")
-    ornt = nib.io_orientation(img.affine)
-    out = [0, 0, 0]
+    # recorded as they are: a header with zero zooms still trains, and only the
+    # native-grid evaluation, which needs mm, refuses it (CaseGeometry.from_record)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    affine = img.affine
+    ornt = nib.io_orientation(affine)
+    canonical = [0, 0, 0]
     for axis, (target, _) in enumerate(ornt):
-        out[int(target)] = shape[axis]
-    return out[0], out[1], out[2]
+        canonical[int(target)] = shape[axis]
+    return CaseGeometry(
+        mask=Path(os.path.abspath(path)),
+        shape=shape,  # type: ignore[arg-type]
+        spacing=zooms,  # type: ignore[arg-type]
+        affine=tuple(tuple(float(v) for v in row) for row in affine),
+        orientation=tuple((int(t), int(f)) for t, f in ornt),  # type: ignore[arg-type]
+        canonical_shape=tuple(canonical),  # type: ignore[arg-type]
+        label_map=label_map,
+        region_labels=tuple(int(v) for v in labels),
+    )
+
+
+def canonical_shape(path: Path) -> tuple[int, int, int]:
+    """Shape of the volume after RAS reorientation, from its header alone (no decoding)."""
+    return header_geometry(path).canonical_shape
 
 
 def read_canonical(path: Path) -> "np.ndarray":
@@ -203,21 +241,25 @@ def minmax_scale(volume: "np.ndarray", scaling: str) -> "np.ndarray":
     return (v - lo) * scale
 
 
-def resize_slices(slices: "torch.Tensor", size: int, mode: str) -> "torch.Tensor":
-    """Resize a float32 stack ``(Z, H, W)`` to ``(Z, size, size)`` with torch's interpolate.
+def resize_slices(
+    slices: "torch.Tensor", size: int | tuple[int, int], mode: str
+) -> "torch.Tensor":
+    """Resize a float32 stack ``(Z, H, W)`` to ``(Z, size, size)`` (or ``(Z, *size)`` for a
+    pair ``(H', W')``) with torch's interpolate.
 
     ``mode`` is ``bilinear`` (align_corners=False) or ``nearest`` (torch's
     ``nearest-exact``, the pixel-centre rule of PIL and scikit-image).
     """
     import torch.nn.functional as F
 
-    if tuple(slices.shape[1:]) == (size, size):
+    target = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if tuple(slices.shape[1:]) == target:
         return slices
     t = slices.unsqueeze(1)
     if mode == "bilinear":
-        out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+        out = F.interpolate(t, size=target, mode="bilinear", align_corners=False)
     else:
-        out = F.interpolate(t, size=(size, size), mode="nearest-exact")
+        out = F.interpolate(t, size=target, mode="nearest-exact")
     return out[:, 0]
 
 
@@ -276,11 +318,15 @@ def _modalities_of(cases: Sequence[Case], settings: PreprocessSettings) -> tuple
     return wanted
 
 
-def _plan(cases: Sequence[Case], modalities: Sequence[str]) -> list[int]:
-    """Axial slice count of every case, from the headers; checks image/mask shapes."""
-    counts = []
+def _plan(
+    cases: Sequence[Case], modalities: Sequence[str], region: str
+) -> list[CaseGeometry]:
+    """Native grid of every case's mask, from the headers; checks image/mask shapes."""
+    plan = []
     for case in cases:
-        mask_shape = canonical_shape(case.mask)
+        labels = region_labels(case.label_map, region, case.valid_labels)
+        geometry = header_geometry(case.mask, case.label_map, labels)
+        mask_shape = geometry.canonical_shape
         for modality in modalities:
             path = case.images[modality]
             shape = canonical_shape(path)
@@ -289,8 +335,8 @@ def _plan(cases: Sequence[Case], modalities: Sequence[str]) -> list[int]:
                     f"{case.mask}: mask shape {mask_shape} differs from image shape {shape} "
                     f"of {path}"
                 )
-        counts.append(mask_shape[2])
-    return counts
+        plan.append(geometry)
+    return plan
 
 
 def input_fingerprint(cases: Sequence[Case], modalities: Sequence[str]) -> str:
@@ -353,7 +399,8 @@ def _is_current(out: Path, settings: dict, fingerprint: str) -> dict | None:
         meta = read_meta(out)
     except CalfError:
         return None  # an older or damaged store of ours: rebuild
-    complete = all((out / name).is_file() for name in (IMAGES_FILE, MASKS_FILE, INDEX_FILE))
+    files = (IMAGES_FILE, MASKS_FILE, INDEX_FILE, GEOMETRY_FILE)
+    complete = all((out / name).is_file() for name in files)
     if complete and meta.get("settings") == settings and meta.get("fingerprint") == fingerprint:
         return meta
     return None
@@ -431,7 +478,8 @@ def preprocess(
         c = meta["counts"]
         return StoreSummary(out, False, c["cases"], c["images"], c["masks"])
 
-    counts = _plan(cases, modalities)
+    geometries = _plan(cases, modalities, settings.region)
+    counts = [g.canonical_shape[2] for g in geometries]
     mask_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     image_start = mask_start * len(modalities)
     n_masks, n_images = int(mask_start[-1]), int(image_start[-1])
@@ -482,6 +530,11 @@ def preprocess(
                 "tumour_masks": int(np.count_nonzero(areas)),
             },
         }
+        geometry = {
+            "format": GEOMETRY_FORMAT,
+            "cases": {c.case_id: g.to_record() for c, g in zip(cases, geometries)},
+        }
+        (tmp / GEOMETRY_FILE).write_text(json.dumps(geometry, indent=1) + "\n")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out)
     except BaseException:

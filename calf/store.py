@@ -11,6 +11,15 @@ Layout (contract 2 of the data layer; written by ``calf preprocess``):
   (``area`` = tumour pixels of the mask at training size S, ``slice`` = axial index).
 - ``store.json``: format version, settings (among them ``region`` and ``region_labels``,
   label convention -> the mask labels that formed the region), input fingerprint and counts.
+- ``geometry.json``: ``{"format": 1, "cases": {case_id: record}}``, each case's native grid,
+  read from its mask's header: ``mask`` (absolute path), ``shape`` (native array shape, a
+  4-D singleton dropped), ``spacing`` (header zooms in mm, native axis order), ``affine``
+  (4 x 4 voxel -> RAS+ mm), ``orientation`` (``nibabel.io_orientation(affine)``: per native
+  axis [RAS axis it became, +1 or -1 for a flip], the transform ``as_closest_canonical``
+  applied), ``canonical_shape`` (shape after that transform: (X, Y, Z) of the slices),
+  ``label_map`` and ``region_labels`` (the mask labels that formed the binary target).
+  Only evaluation on the native grid reads it (``SliceStore.geometry``, lazily); a store
+  without it (built before ``calf`` wrote it) is rebuilt by the next ``calf preprocess``.
 
 Plain ``.npy`` files are memory-mapped, so a random mini-batch reads only its own
 rows from disk: no decoding, no per-slice files.
@@ -19,7 +28,9 @@ rows from disk: no decoding, no per-slice files.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +46,8 @@ IMAGES_FILE = "images.npy"
 MASKS_FILE = "masks.npy"
 INDEX_FILE = "index.parquet"
 META_FILE = "store.json"
+GEOMETRY_FILE = "geometry.json"
+GEOMETRY_FORMAT = 1
 INDEX_COLUMNS = (
     "dataset",
     "case_id",
@@ -64,12 +77,177 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class CaseGeometry:
+    """One case's native grid, as its mask file's header describes it (``geometry.json``).
+
+    ``shape`` and ``spacing`` (mm) are in native array-axis order; ``orientation[i]`` =
+    (RAS axis that native axis ``i`` became, +1 or -1 for a flip), nibabel's
+    ``io_orientation``; ``canonical_shape`` is (X, Y, Z) after ``as_closest_canonical``.
+    """
+
+    mask: Path
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    affine: tuple[tuple[float, float, float, float], ...]
+    orientation: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    canonical_shape: tuple[int, int, int]
+    label_map: str
+    region_labels: tuple[int, ...]
+
+    @property
+    def canonical_spacing(self) -> tuple[float, float, float]:
+        """Voxel sizes in mm after RAS reorientation: (x, y, z) of the canonical grid."""
+        out = [0.0, 0.0, 0.0]
+        for axis, (target, _) in enumerate(self.orientation):
+            out[target] = self.spacing[axis]
+        return out[0], out[1], out[2]
+
+    def training_spacing(self, size: int) -> tuple[float, float, float]:
+        """mm per pixel of the ``size x size x Z`` training grid, canonical (x, y, z) order.
+
+        In-plane, one training pixel spans ``X / size`` (``Y / size``) canonical voxels, so
+        its size is ``spacing_x * X / size`` (``spacing_y * Y / size``); slices are not
+        resampled, so z keeps the canonical slice spacing.
+        """
+        if size < 1:
+            raise CalfError(f"training size must be a positive number of pixels, got {size}")
+        sx, sy, sz = self.canonical_spacing
+        nx, ny, _ = self.canonical_shape
+        return sx * nx / size, sy * ny / size, sz
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON record of ``geometry.json`` (plain lists, the mask path as a string)."""
+        return {
+            "mask": str(self.mask),
+            "shape": list(self.shape),
+            "spacing": list(self.spacing),
+            "affine": [list(row) for row in self.affine],
+            "orientation": [list(pair) for pair in self.orientation],
+            "canonical_shape": list(self.canonical_shape),
+            "label_map": self.label_map,
+            "region_labels": list(self.region_labels),
+        }
+
+    @classmethod
+    def from_record(cls, record: Any, where: str) -> CaseGeometry:
+        """Parse and check one ``geometry.json`` record; CalfError naming ``where`` and the
+        bad key."""
+
+        def bad(key: str, why: str) -> CalfError:
+            return CalfError(f"{where}: {key} {why}; rebuild the store with 'calf preprocess'")
+
+        if not isinstance(record, dict):
+            raise bad("record", "is not an object")
+        missing = [k for k in _GEOMETRY_KEYS if k not in record]
+        if missing:
+            raise bad(", ".join(missing), "missing")
+
+        shape = _numbers(record["shape"], 3, "shape", bad, int)
+        canonical = _numbers(record["canonical_shape"], 3, "canonical_shape", bad, int)
+        spacing = _numbers(record["spacing"], 3, "spacing", bad)
+        if not all(n >= 1 for n in shape):
+            raise bad("shape", f"must be positive, got {list(shape)}")
+        if not all(s > 0 for s in spacing):
+            raise CalfError(
+                f"{where}: spacing must be positive mm, got {list(spacing)} (the zooms in the "
+                f"header of {record['mask']}); fix the header to score on the native grid"
+            )
+        rows = record["affine"]
+        if not isinstance(rows, list) or len(rows) != 4:
+            raise bad("affine", f"must be 4 x 4, got {rows!r}")
+        affine = tuple(_numbers(rows[i], 4, f"affine row {i}", bad) for i in range(4))
+        pairs = record["orientation"]
+        if not isinstance(pairs, list) or len(pairs) != 3:
+            raise bad("orientation", f"must be 3 [axis, flip] pairs, got {pairs!r}")
+        orientation = tuple(_numbers(p, 2, "orientation pair", bad, int) for p in pairs)
+        if sorted(a for a, _ in orientation) != [0, 1, 2] or any(
+            f not in (-1, 1) for _, f in orientation
+        ):
+            raise bad("orientation", f"is not an axis permutation with flips +-1, got {pairs!r}")
+        expected = [0, 0, 0]
+        for axis, (target, _) in enumerate(orientation):
+            expected[target] = shape[axis]
+        if tuple(expected) != canonical:
+            raise bad("canonical_shape", f"{list(canonical)} disagrees with shape and orientation")
+        labels = record["region_labels"]
+        if not isinstance(labels, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in labels
+        ):
+            raise bad("region_labels", f"must be a list of integers, got {labels!r}")
+        if not isinstance(record["mask"], str) or not isinstance(record["label_map"], str):
+            raise bad("mask, label_map", "must be strings")
+        return cls(
+            mask=Path(record["mask"]),
+            shape=shape,  # type: ignore[arg-type]
+            spacing=spacing,  # type: ignore[arg-type]
+            affine=affine,  # type: ignore[arg-type]
+            orientation=orientation,  # type: ignore[arg-type]
+            canonical_shape=canonical,  # type: ignore[arg-type]
+            label_map=record["label_map"],
+            region_labels=tuple(labels),
+        )
+
+
+_GEOMETRY_KEYS = (
+    "mask",
+    "shape",
+    "spacing",
+    "affine",
+    "orientation",
+    "canonical_shape",
+    "label_map",
+    "region_labels",
+)
+
+
+def _numbers(value: Any, n: int, key: str, bad: Any, kind: type = float) -> tuple:
+    """``value`` as a tuple of ``n`` numbers of ``kind``; ``bad(key, why)`` builds the error."""
+    ok = (
+        isinstance(value, list)
+        and len(value) == n
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(math.isfinite(v) for v in value)
+    )
+    if ok and kind is int:
+        ok = all(float(v).is_integer() for v in value)
+    if not ok:
+        raise bad(key, f"must be {n} finite numbers, got {value!r}")
+    return tuple(kind(v) for v in value)
+
+
+def read_geometry(path: str | Path) -> dict[str, Any]:
+    """The per-case records of a store's ``geometry.json`` (case ID -> raw record)."""
+    geometry_path = Path(path) / GEOMETRY_FILE
+    if not geometry_path.is_file():
+        raise CalfError(
+            f"{path}: no {GEOMETRY_FILE} (store built before native-grid evaluation); "
+            "rebuild it with 'calf preprocess'"
+        )
+    try:
+        data = json.loads(geometry_path.read_text())
+    except (OSError, ValueError) as err:
+        raise CalfError(f"{geometry_path}: unreadable geometry ({err})") from err
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != GEOMETRY_FORMAT
+        or not isinstance(data.get("cases"), dict)
+    ):
+        found = data.get("format") if isinstance(data, dict) else None
+        raise CalfError(
+            f"{geometry_path}: unknown geometry format {found!r} (expected {GEOMETRY_FORMAT}, "
+            "with a 'cases' object); rebuild the store with 'calf preprocess'"
+        )
+    return data["cases"]
+
+
 class SliceStore:
     """Read access to one slice store directory.
 
     ``index`` is the index table (pandas DataFrame, row id = position), ``images`` and
     ``masks`` are read-only memory maps, ``len(store)`` is the number of image slices,
-    and ``batch(rows)`` gathers training tensors for index rows.
+    ``batch(rows)`` gathers training tensors for index rows and ``geometry(case_id)`` gives
+    a case's native grid (``geometry.json``, read on first use only).
     """
 
     def __init__(self, path: str | Path):
@@ -94,6 +272,7 @@ class SliceStore:
                     f"{self.path / name}: expected uint8 (rows, {size}, {size}), "
                     f"got {arr.dtype} {arr.shape}"
                 )
+        self._geometry: dict[str, Any] | None = None  # geometry.json, loaded on first use
         # plain arrays for the hot path: no pandas lookups per batch
         self._image_rows = self.index["image_row"].to_numpy(dtype=np.int64)
         self._mask_rows = self.index["mask_row"].to_numpy(dtype=np.int64)
@@ -115,6 +294,19 @@ class SliceStore:
     @property
     def size(self) -> int:
         return int(self.meta["settings"]["size"])
+
+    def geometry(self, case_id: str) -> CaseGeometry:
+        """The native grid of one case; CalfError naming the store and the case when it has
+        none, and asking for a rebuild when the store has no ``geometry.json``."""
+        if self._geometry is None:
+            self._geometry = read_geometry(self.path)
+        record = self._geometry.get(str(case_id))
+        if record is None:
+            raise CalfError(
+                f"{self.path / GEOMETRY_FILE}: no geometry for case {case_id!r} "
+                f"(the store has {len(self._geometry)} cases)"
+            )
+        return CaseGeometry.from_record(record, f"{self.path / GEOMETRY_FILE} case {case_id!r}")
 
     def areas(self) -> "np.ndarray":
         """Tumour pixel area of every image slice at training size, in index order."""

@@ -15,6 +15,7 @@ import pytest
 
 from calf.datasets.base import Case
 from calf.errors import CalfError
+from calf.evaluate.conventions import EmptyConventions
 from calf.preprocess import PreprocessSettings, preprocess
 from calf.store import SliceStore
 
@@ -291,3 +292,57 @@ def test_cli_folder_layout_build_noop_and_error(tmp_path):
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and "case2/seg.nii.gz" in lines[0]
     assert not (tmp_path / "other").exists()
+
+
+# native axis 0 -> -y (0.9 mm), axis 1 -> +z (3.0 mm), axis 2 -> -x (1.2 mm)
+PERMUTED = np.array(
+    [[0, 0, -1.2, 30], [-0.9, 0, 0, 40], [0, 3.0, 0, -20], [0, 0, 0, 1]], dtype=float
+)
+
+
+def test_geometry_json_from_the_mask_header(tmp_path):
+    shape = (12, 5, 10)
+    seg = np.zeros(shape + (1,), dtype=np.uint8)  # a 4-D singleton mask, 3-D images
+    seg[2:4, 1, 3:6, 0] = 2
+    images = {"t1": np.ones(shape, np.float32)}
+    case = write_case(tmp_path / "in", "a", images=images, seg=seg, affine=PERMUTED)
+    case = Case("toy", "a", "a", case.images, case.mask, (0, 1, 2, 4), "brats2021")
+    out = tmp_path / "store"
+    preprocess([case], out, PreprocessSettings(size=4, region="tc"), progress=False)
+    data = json.loads((out / "geometry.json").read_text())
+    assert data["format"] == 1 and list(data["cases"]) == ["a"]
+    record = data["cases"]["a"]
+    assert record["mask"] == os.path.abspath(case.mask)
+    assert record["shape"] == [12, 5, 10]  # the singleton 4th axis dropped
+    # header zooms, native order (float32 in the header: 0.9 -> 0.899999976...)
+    assert record["spacing"] == pytest.approx([0.9, 3.0, 1.2], abs=1e-6)
+    np.testing.assert_allclose(record["affine"], PERMUTED, atol=1e-6)
+    # axis 0 -> RAS axis 1 flipped, axis 1 -> RAS 2, axis 2 -> RAS 0 flipped
+    assert record["orientation"] == [[1, -1], [2, 1], [0, -1]]
+    assert record["canonical_shape"] == [10, 12, 5]  # (x, y, z) = native (2, 0, 1)
+    assert record["label_map"] == "brats2021" and record["region_labels"] == [1, 4]
+    assert SliceStore(out).images.shape == (5, 4, 4)  # z = native axis 1
+    g = SliceStore(out).geometry("a")
+    # canonical zooms (1.2, 0.9, 3.0); in-plane extents 10 x 1.2 = 12 mm and 12 x 0.9 =
+    # 10.8 mm over S = 4 pixels: 3.0 and 2.7 mm per pixel, slices stay 3.0 mm
+    assert g.training_spacing(4) == pytest.approx((3.0, 2.7, 3.0), abs=1e-6)
+    # native extents 12 x 0.9, 5 x 3.0, 10 x 1.2 = 10.8, 15, 12 mm: sqrt(485.64)
+    assert EmptyConventions().one_empty_hd95(g.shape, g.spacing) == pytest.approx(22.037241, abs=1e-5)
+
+
+def test_store_without_geometry_is_rebuilt(tmp_path):
+    case = write_case(tmp_path / "in", "a")
+    out = tmp_path / "store"
+    settings = PreprocessSettings(size=8)
+    preprocess([case], out, settings, progress=False)
+    meta = json.loads((out / "store.json").read_text())
+    assert meta["settings"]["algorithm"] == 2  # 2: the version that writes geometry.json
+    (out / "geometry.json").unlink()
+    assert preprocess([case], out, settings, progress=False).built
+    assert (out / "geometry.json").is_file()
+    # a store of the previous algorithm is rebuilt too, even with every file present
+    meta = json.loads((out / "store.json").read_text())
+    meta["settings"]["algorithm"] = 1
+    (out / "store.json").write_text(json.dumps(meta))
+    assert preprocess([case], out, settings, progress=False).built
+    assert not preprocess([case], out, settings, progress=False).built

@@ -11,6 +11,7 @@ import torch
 
 from calf.datasets.base import Case
 from calf.errors import CalfError
+from calf.evaluate.conventions import EmptyConventions
 from calf.preprocess import PreprocessSettings, preprocess
 from calf.store import SliceStore
 
@@ -94,3 +95,80 @@ def test_damaged_store(store_path, tmp_path):
     (copy / "store.json").write_text(json.dumps(meta))
     with pytest.raises(CalfError, match="unknown slice store format"):
         SliceStore(copy)
+
+
+def _copy_store(src, dst, skip=()):
+    dst.mkdir()
+    for path in src.iterdir():
+        if path.name not in skip:
+            (dst / path.name).write_bytes(path.read_bytes())
+    return dst
+
+
+def test_geometry_of_a_case(store_path):
+    g = SliceStore(store_path).geometry("p1")
+    assert g.mask == store_path.parent / "p1" / "seg.nii.gz" and g.mask.is_absolute()
+    assert g.shape == (12, 12, 4) and g.canonical_shape == (12, 12, 4)
+    assert g.spacing == (1.0, 1.0, 1.0) and g.orientation == ((0, 1), (1, 1), (2, 1))
+    assert g.affine == tuple(tuple(row) for row in np.eye(4).tolist())
+    # the folder convention "any" with the default valid labels (0..4): wt = every label > 0
+    assert g.label_map == "any" and g.region_labels == (1, 2, 3, 4)
+    # S = 12: one pixel per voxel; S = 6: two voxels of 1 mm per pixel in-plane, z kept
+    assert g.training_spacing(12) == (1.0, 1.0, 1.0)
+    assert g.training_spacing(6) == (2.0, 2.0, 1.0)
+    # sqrt(12^2 + 12^2 + 4^2) = sqrt(304)
+    assert EmptyConventions().one_empty_hd95(g.shape, g.spacing) == pytest.approx(17.435595774)
+
+
+def test_geometry_is_lazy_and_old_stores_ask_for_a_rebuild(store_path, tmp_path):
+    copy = _copy_store(store_path, tmp_path / "old", skip=("geometry.json",))
+    store = SliceStore(copy)  # training never reads geometry.json
+    x, y = store.batch([0, 5])
+    assert x.shape == (2, 1, 12, 12)
+    rebuild = "no geometry.json .*rebuild it with 'calf preprocess'"
+    with pytest.raises(CalfError, match=rebuild) as info:
+        store.geometry("p0")
+    assert str(copy) in str(info.value)
+
+
+def test_geometry_unknown_case(store_path):
+    with pytest.raises(CalfError, match="no geometry for case 'p9'") as info:
+        SliceStore(store_path).geometry("p9")
+    assert str(store_path / "geometry.json") in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("orientation", [[0, 1], [0, 1], [2, 1]], "orientation is not an axis permutation"),
+        ("orientation", [[0, 1], [1, 2], [2, 1]], "orientation is not an axis permutation"),
+        ("spacing", [1.0, 0.0, 1.0], "spacing must be positive mm"),
+        ("shape", [12, 12], "shape must be 3 finite numbers"),
+        ("canonical_shape", [12, 4, 12], "canonical_shape .* disagrees"),
+        ("affine", [[1, 0, 0, 0]], "affine must be 4 x 4"),
+        ("region_labels", ["1"], "region_labels must be a list of integers"),
+        ("mask", None, "mask missing"),
+    ],
+)
+def test_damaged_geometry(store_path, tmp_path, key, value, message):
+    copy = _copy_store(store_path, tmp_path / "copy")
+    data = json.loads((copy / "geometry.json").read_text())
+    if value is None:
+        del data["cases"]["p0"][key]
+    else:
+        data["cases"]["p0"][key] = value
+    (copy / "geometry.json").write_text(json.dumps(data))
+    with pytest.raises(CalfError, match=message) as info:
+        SliceStore(copy).geometry("p0")
+    assert "case 'p0'" in str(info.value) and "\n" not in str(info.value)
+    SliceStore(copy).geometry("p1")  # the other record is intact
+
+
+def test_geometry_format_checked(store_path, tmp_path):
+    copy = _copy_store(store_path, tmp_path / "copy")
+    (copy / "geometry.json").write_text(json.dumps({"format": 7, "cases": {}}))
+    with pytest.raises(CalfError, match="unknown geometry format 7"):
+        SliceStore(copy).geometry("p0")
+    (copy / "geometry.json").write_text("{not json")
+    with pytest.raises(CalfError, match="unreadable geometry"):
+        SliceStore(copy).geometry("p0")
