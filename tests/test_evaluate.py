@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import matplotlib.image
@@ -19,6 +18,7 @@ from torch import nn
 from calf.cli import main
 from calf.datasets.base import Case
 from calf.errors import CalfError
+from calf.evaluate.metrics import MetricSettings
 from calf.evaluate import (
     CASE_COLUMNS,
     SLICE_COLUMNS,
@@ -38,6 +38,7 @@ from calf.store import SliceStore
 from calf.train.checkpoint import rng_state, save_checkpoint
 
 NAN = float("nan")
+NO_LESIONS = MetricSettings(lesion_metrics=False)
 
 
 def _same(a: float, b: float) -> bool:
@@ -68,7 +69,7 @@ def test_confusion_metrics_by_hand_counts():
     truth = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     pred = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
     # tp 2 (0,0),(1,0); fp 2 (1,1),(2,3); fn 1 (0,1); tn 11
-    m = case_metrics(pred, truth)
+    m = case_metrics(pred[..., None], truth[..., None])  # one slice
     assert m["sensitivity"] == pytest.approx(2 / 3)
     assert m["specificity"] == pytest.approx(11 / 13)
     assert m["precision"] == pytest.approx(2 / 4)
@@ -103,24 +104,31 @@ def test_hd95_single_voxels_3_4_5():
 
 
 EMPTY, CUBE = np.zeros((8, 8, 8), bool), _cube((0, 0, 0), 4)
+DIAGONAL_8 = math.sqrt(3 * 8**2)  # the 8 x 8 x 8 grid's diagonal, one per voxel
 
 
 @pytest.mark.parametrize(
     "pred, truth, expected",
     [
-        # both empty: conventions for dice, iou, hd95, sensitivity, precision
-        (EMPTY, EMPTY, dict(dice=1, iou=1, hd95=0, sensitivity=NAN, specificity=1, precision=NAN)),
-        # empty truth, 64 predicted voxels: Dice 0 (defined), hd95 BraTS, precision 0
+        # both empty: conventions for dice, iou, hd95, nsd, sensitivity, precision
+        (
+            EMPTY,
+            EMPTY,
+            dict(dice=1, iou=1, hd95=0, nsd=1, sensitivity=NAN, specificity=1, precision=NAN),
+        ),
+        # empty truth, 64 predicted voxels: Dice 0 (defined), hd95 the grid's diagonal
         (
             CUBE,
             EMPTY,
-            dict(dice=0, iou=0, hd95=373.13, sensitivity=NAN, specificity=448 / 512, precision=0),
+            dict(dice=0, iou=0, hd95=DIAGONAL_8, nsd=0, sensitivity=NAN,
+                 specificity=448 / 512, precision=0),
         ),
         # tumour missed entirely
         (
             EMPTY,
             CUBE,
-            dict(dice=0, iou=0, hd95=373.13, sensitivity=0, specificity=1, precision=NAN),
+            dict(dice=0, iou=0, hd95=DIAGONAL_8, nsd=0, sensitivity=0, specificity=1,
+                 precision=NAN),
         ),
     ],
     ids=["both-empty", "empty-truth", "empty-prediction"],
@@ -138,7 +146,7 @@ def test_other_conventions_apply():
             "iou_both_empty": "nan",
             "hd95_both_empty": None,
             "hd95_one_empty": "NaN",
-            "sensitivity_empty_truth": 1,
+            "sensitivity_both_empty": 1,
             "precision_empty_prediction": 0.0,
         }
     )
@@ -155,19 +163,109 @@ def test_other_conventions_apply():
 def test_conventions_dict_round_trip_and_file(tmp_path):
     defaults = EmptyConventions().to_dict()
     assert defaults == {
+        "preset": "suite",
         "dice_both_empty": 1.0,
         "iou_both_empty": 1.0,
         "hd95_both_empty": 0.0,
-        "hd95_one_empty": 373.13,
+        "hd95_one_empty": "diagonal",
+        "nsd_both_empty": 1.0,
+        "nsd_one_empty": 0.0,
+        "sensitivity_both_empty": None,
         "sensitivity_empty_truth": None,
         "specificity_empty_background": None,
         "precision_empty_prediction": None,
+        "overrides": [],
     }
-    assert EmptyConventions.from_dict(defaults).to_dict() == defaults
+    keys = {k: v for k, v in defaults.items() if k != "overrides"}
+    assert EmptyConventions.from_dict(keys).to_dict()["overrides"] == sorted(set(keys) - {"preset"})
     path = tmp_path / "conv.json"
     path.write_text(json.dumps({"hd95_one_empty": 100}))
-    assert read_conventions(path).hd95_one_empty == 100.0
+    conv = read_conventions(path)
+    assert conv.hd95_one_empty == 100.0 and conv.label() == "suite+hd95_one_empty"
     assert read_conventions(None) == EmptyConventions()
+    assert read_conventions(None, "brats") == EmptyConventions.named("brats")
+
+
+# --------------------------------------------------------------- conventions presets
+
+BRATS_SHAPE = (240, 240, 155)
+
+
+@pytest.mark.parametrize(
+    "preset, pred, truth, expected",
+    [
+        # BraTS 2023 code: both empty Dice 1, HD95 0, sensitivity 1; specificity tn/(tn+fp)
+        ("brats", EMPTY, EMPTY, dict(dice=1, hd95=0, nsd=1, sensitivity=1, specificity=1)),
+        # prediction without truth: sensitivity tp / (tp + fn + eps) = 0; HD95 off-grid: diagonal
+        ("brats", CUBE, EMPTY, dict(dice=0, hd95=DIAGONAL_8, sensitivity=0, precision=0)),
+        ("brats", EMPTY, CUBE, dict(dice=0, hd95=DIAGONAL_8, sensitivity=0, precision=NAN)),
+        # nnU-Net: NaN wherever undefined; Dice 0 with one empty is defined
+        ("nnunet", EMPTY, EMPTY, dict(dice=NAN, iou=NAN, hd95=NAN, nsd=NAN, sensitivity=NAN)),
+        ("nnunet", CUBE, EMPTY, dict(dice=0, hd95=NAN, nsd=NAN, sensitivity=NAN, precision=0)),
+        ("suite", EMPTY, EMPTY, dict(dice=1, hd95=0, nsd=1, sensitivity=NAN)),
+    ],
+)
+def test_presets_fill_undefined_cells(preset, pred, truth, expected):
+    m = case_metrics(pred, truth, EmptyConventions.named(preset), spacing=None,
+                     settings=NO_LESIONS)
+    for key, value in expected.items():
+        assert _same(m[key], value), (key, m[key], value)
+
+
+@pytest.mark.parametrize(
+    "shape, spacing, expected",
+    [
+        (BRATS_SHAPE, (1.0, 1.0, 1.0), 374.0),  # the BraTS grid: the challenge's number
+        ((155, 240, 240), (1.0, 1.0, 1.0), 374.0),  # in another axis order
+        # same voxels at 2 mm: not BraTS's grid, its diagonal in mm
+        (BRATS_SHAPE, (2.0, 2.0, 2.0), 2 * math.sqrt(240**2 + 240**2 + 155**2)),
+        ((64, 64, 24), (3.75, 3.75, 155 / 24), math.sqrt(240**2 + 240**2 + 155**2)),
+    ],
+)
+def test_brats_penalty_only_on_the_brats_grid(shape, spacing, expected):
+    brats = EmptyConventions.named("brats")
+    assert brats.one_empty_hd95(shape, spacing) == pytest.approx(expected)
+    # the suite's preset: always the diagonal; a number set by hand: everywhere
+    diagonal = math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
+    assert EmptyConventions().one_empty_hd95(shape, spacing) == pytest.approx(diagonal)
+    fixed = EmptyConventions.from_dict({"hd95_one_empty": 373.13}, preset="brats")
+    assert fixed.one_empty_hd95(shape, spacing) == 373.13
+
+
+def test_preset_names_and_overrides():
+    brats = EmptyConventions.from_dict({"preset": "brats", "precision_empty_prediction": 0})
+    assert brats.preset == "brats" and brats.precision_empty_prediction == 0.0
+    assert brats.label() == "brats+precision_empty_prediction"
+    record = brats.to_dict()
+    assert record["hd95_one_empty"] == 374.0 and "240 x 240 x 155" in record["hd95_one_empty_applies_on"]
+    with pytest.raises(CalfError, match="preset 'mine'"):
+        EmptyConventions.from_dict({"preset": "mine"})
+    with pytest.raises(CalfError, match="unknown conventions preset 'x'"):
+        EmptyConventions.named("x")
+
+
+# ------------------------------------------------------------------- NSD
+
+
+@pytest.mark.parametrize(
+    "shift, spacing, tolerance, expected",
+    [
+        (0, None, 1.0, 1.0),  # identical masks
+        (3, None, 3.0, 1.0),  # every surface voxel exactly 3 from the other: within 3
+        (3, None, 2.9, 0.0),  # ... and outside 2.9
+        (2, (1.5, 1.0, 1.0), 3.0, 1.0),  # 2 steps of 1.5 mm = 3 mm
+        (2, (1.5, 1.0, 1.0), 2.0, 0.0),
+    ],
+)
+def test_nsd_of_shifted_sheets(shift, spacing, tolerance, expected):
+    from calf.evaluate.metrics import MetricSettings
+
+    truth = np.zeros((10, 10, 10), dtype=bool)
+    truth[1, 2:8, 2:8] = True  # a one-voxel sheet: all of it is surface
+    pred = np.roll(truth, shift, axis=0)
+    settings = MetricSettings(nsd_tolerance_mm=tolerance, lesion_metrics=False)
+    m = case_metrics(pred, truth, spacing=spacing, settings=settings)
+    assert m["nsd"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -198,9 +296,18 @@ def test_conventions_file_errors(tmp_path):
         read_conventions(tmp_path / "bad.json")
 
 
+def test_lesion_metrics_can_be_switched_off():
+    m = case_metrics(CUBE, CUBE, settings=NO_LESIONS)
+    assert all(math.isnan(m[k]) for k in ("lesion_dice", "lesion_hd95", "sq_dsc", "pq_dsc"))
+    m = case_metrics(CUBE, CUBE)  # one lesion, found exactly
+    assert (m["lesion_dice"], m["lesion_hd95"], m["lesions_tp"], m["lesions_fp"]) == (1, 0, 1, 0)
+
+
 def test_metrics_reject_bad_arrays():
     with pytest.raises(ValueError, match="shape"):
-        case_metrics(np.zeros((4, 4)), np.zeros((4, 5)))
+        case_metrics(np.zeros((4, 4, 1)), np.zeros((4, 5, 1)))
+    with pytest.raises(ValueError, match="3-D"):
+        case_metrics(np.zeros((4, 4)), np.zeros((4, 4)))
     with pytest.raises(ValueError, match="spacing"):
         case_metrics(CUBE, CUBE, spacing=(1.0, 1.0))
     with pytest.raises(ValueError, match="spacing"):
@@ -518,9 +625,11 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
 
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["subjects"] == str(subjects_csv)
-    assert record["conventions"] == EmptyConventions(hd95_one_empty=300).to_dict()
+    # no BraTS label map: the suite's preset, one key overridden, both named
+    assert record["conventions"] == EmptyConventions.from_dict({"hd95_one_empty": 300}).to_dict()
+    assert record["preset"] == "suite+hd95_one_empty" and record["space"] == "native"
     assert (
-        record["hd95_units"] == "voxels" and record["fold"] == 0 and record["checkpoint_epoch"] == 2
+        record["hd95_units"] == "mm" and record["fold"] == 0 and record["checkpoint_epoch"] == 2
     )
     assert record["counts"] == {"cases": 2, "volumes": 4, "slices": 20}
     assert record["summary"]["batch_pooled_dice_32"] == pytest.approx(batch_pooled_dice(slices))
@@ -613,25 +722,67 @@ def test_evaluate_pooled_stores_consistent_counts(data, runs, tmp_path):
     assert (cases["predicted_voxels"] < n_slices * SIZE**2).all()
 
 
-def test_evaluate_hd95_in_mm_with_spacing_columns(data, runs, tmp_path):
-    store = tmp_path / "alpha-mm"
-    shutil.copytree(data["alpha"], store)
-    index = pd.read_parquet(store / "index.parquet")
-    index.assign(spacing_x=0.5, spacing_y=0.5, spacing_z=3.0).to_parquet(store / "index.parquet")
-    out = tmp_path / "mm.csv"
-    record = evaluate(runs["all"], [store], data["splits"], 1, out, device="cpu")
-    assert record["hd95_units"] == "mm"
-    cases = pd.read_csv(out)
-    s = SliceStore(store)
-    for row in cases.itertuples():
-        rows = s.index[(s.index["case_id"] == row.case_id) & (s.index["modality"] == row.modality)]
-        truth = np.moveaxis(s.arrays(rows.sort_values("slice").index.to_numpy())[1], 0, -1)
-        full = np.ones_like(truth)
-        assert row.hd95 == pytest.approx(case_metrics(full, truth, spacing=(0.5, 0.5, 3.0))["hd95"])
-        assert row.hd95 != pytest.approx(case_metrics(full, truth, spacing=(3.0, 0.5, 0.5))["hd95"])
-    # some stores with spacing columns and some without: an error naming the store
-    with pytest.raises(CalfError, match="beta-store.*spacing_x"):
-        evaluate(runs["all"], [store, data["beta"]], data["pooled"], 0, tmp_path / "x.csv")
+NATIVE_SHAPE, NATIVE_ZOOMS = (48, 40, 6), (0.8, 1.1, 2.5)
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    """One case on a 48 x 40 x 6 grid of 0.8 x 1.1 x 2.5 mm stored LPS (x and y flipped),
+    preprocessed to 32 x 32 slices: native and training grids differ."""
+    root = tmp_path_factory.mktemp("native")
+    affine = np.diag([-NATIVE_ZOOMS[0], -NATIVE_ZOOMS[1], NATIVE_ZOOMS[2], 1.0])
+    seg = np.zeros(NATIVE_SHAPE, dtype=np.uint8)
+    seg[10:30, 5:25, 1:5] = 1
+    folder = root / "n0"
+    folder.mkdir()
+    nib.save(nib.Nifti1Image(seg, affine), folder / "seg.nii.gz")
+    data = np.random.default_rng(3).normal(size=NATIVE_SHAPE).astype(np.float32) + 3 * seg
+    nib.save(nib.Nifti1Image(data, affine), folder / "t1.nii.gz")
+    case = Case("gamma", "n0", "p-n0", {"t1": folder / "t1.nii.gz"}, folder / "seg.nii.gz")
+    preprocess([case], root / "store", PreprocessSettings(size=SIZE), progress=False)
+    splits = root / "splits.json"
+    splits.write_text(json.dumps([{"train": ["x"], "val": ["n0"]}]))
+    return {"root": root, "store": root / "store", "splits": splits, "seg": seg}
+
+
+def test_evaluate_native_and_training_space(native, runs, tmp_path):
+    # the all-tumour model: every voxel predicted on either grid
+    rec = {}
+    for space in ("native", "training"):
+        out = tmp_path / f"{space}.csv"
+        rec[space] = evaluate(runs["all"], [native["store"]], native["splits"], 0, out,
+                              space=space, device="cpu")
+        rec[space]["row"] = pd.read_csv(out).iloc[0]
+    full = np.ones(NATIVE_SHAPE, dtype=bool)
+    expected = case_metrics(full, native["seg"], spacing=NATIVE_ZOOMS)
+    row = rec["native"]["row"]
+    assert row.predicted_voxels == full.size and row.tumour_voxels == native["seg"].sum()
+    assert row.hd95 == pytest.approx(expected["hd95"]) and row.dice == pytest.approx(expected["dice"])
+    assert rec["native"]["scoring"]["space"] == "native"
+    # training grid: 32 x 32 x 6 slices, spacing scaled by the in-plane extent / 32
+    store = SliceStore(native["store"])
+    truth = np.moveaxis(store.arrays(store.index.sort_values("slice").index.to_numpy())[1], 0, -1)
+    step = (0.8 * 48 / SIZE, 1.1 * 40 / SIZE, 2.5)
+    expected = case_metrics(np.ones_like(truth), truth, spacing=step)
+    row = rec["training"]["row"]
+    assert row.predicted_voxels == SIZE * SIZE * 6 and row.hd95 == pytest.approx(expected["hd95"])
+    assert rec["training"]["scoring"]["space"] == "training"
+
+
+def test_evaluate_native_needs_the_original_mask(native, runs, tmp_path):
+    seg = native["root"] / "n0" / "seg.nii.gz"  # the store records its absolute path
+    hidden = seg.with_name("hidden.nii.gz")
+    seg.rename(hidden)
+    try:
+        with pytest.raises(CalfError, match="seg.nii.gz.*gone.*--space training"):
+            evaluate(runs["all"], [native["store"]], native["splits"], 0, tmp_path / "x.csv",
+                     device="cpu")
+        assert not (tmp_path / "x.csv").exists()
+        # the training grid does not read the release
+        evaluate(runs["all"], [native["store"]], native["splits"], 0, tmp_path / "t.csv",
+                 space="training", device="cpu")
+    finally:
+        hidden.rename(seg)
 
 
 def _fails(argv: list[str], capsys, *named: str) -> str:
@@ -716,3 +867,46 @@ def test_failure_while_writing_leaves_nothing(data, runs, tmp_path, monkeypatch)
 def test_out_must_be_csv(data, runs, tmp_path):
     with pytest.raises(CalfError, match="x.txt"):
         evaluate(runs["all"], [data["alpha"]], data["splits"], 0, tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize(
+    "maps, expected",
+    [
+        (["brats2021"], "brats"),  # BraTS 2021, UPENN-GBM, UCSF-PDGM
+        (["brats2023", "brats2024_post"], "brats"),
+        (["binary"], "suite"),  # LGG-1p19qDeletion
+        (["brats2021", "any"], "suite"),  # a pool with a non-BraTS member
+        ([], "suite"),
+    ],
+)
+def test_auto_preset_follows_the_release_family(maps, expected):
+    from types import SimpleNamespace
+
+    from calf.evaluate.pipeline import resolve_preset
+
+    stores = [SimpleNamespace(meta={"settings": {"region_labels": {m: [1]}}}) for m in maps]
+    assert resolve_preset("auto", stores) == expected
+    assert resolve_preset("nnunet", stores) == "nnunet"
+    with pytest.raises(CalfError, match="--preset 'x'"):
+        resolve_preset("x", stores)
+
+
+@pytest.mark.parametrize(
+    "preset, pred, truth, expected",
+    [
+        # no instance on either side: SQ / PQ Dice the both-empty Dice, SQ HD95 the both-empty HD95
+        ("suite", EMPTY, EMPTY, dict(sq_dsc=1, pq_dsc=1, sq_hd95=0)),
+        ("nnunet", EMPTY, EMPTY, dict(sq_dsc=NAN, pq_dsc=NAN, sq_hd95=NAN)),
+        # instances, no match (panoptica: Dice 0, HD95 inf): the one-empty HD95 of the grid
+        ("suite", _cube((5, 5, 5), 3), CUBE, dict(sq_dsc=0, pq_dsc=0, sq_hd95=DIAGONAL_8)),
+        ("brats", EMPTY, CUBE, dict(sq_dsc=0, pq_dsc=0, sq_hd95=DIAGONAL_8)),
+        ("nnunet", EMPTY, CUBE, dict(sq_dsc=0, pq_dsc=0, sq_hd95=NAN)),
+        # one match, exact: 1, 1, 0
+        ("suite", CUBE, CUBE, dict(sq_dsc=1, pq_dsc=1, sq_hd95=0)),
+    ],
+)
+def test_instance_wise_edge_cases_go_through_the_preset(preset, pred, truth, expected):
+    m = case_metrics(pred, truth, EmptyConventions.named(preset))
+    assert not any(math.isinf(v) for v in m.values())
+    for key, value in expected.items():
+        assert _same(m[key], value), (key, m[key], value)

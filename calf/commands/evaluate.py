@@ -1,7 +1,9 @@
 """``calf evaluate``: per-case metrics of trained runs on one fold's validation cases.
 
 ``calf evaluate --run RUN --store S [--store S2 ...] --splits splits_final.json --fold F
---out X.csv [--subjects subjects.csv] [--conventions JSON] [--dataset NAME --model M
+--out X.csv [--subjects subjects.csv] [--preset auto|suite|brats|nnunet] [--conventions JSON]
+[--space native|training] [--resample logits|nearest] [--nsd-tolerance MM] [--lesions JSON]
+[--no-lesion-metrics] [--dataset NAME --model M
 --loss L --ratio R --seed N] [--batch-size 64] [--device auto] [--force]`` writes ``X.csv``, ``X.json``,
 ``X_slices.csv`` and ``X_overlays/`` (see ``calf.evaluate.pipeline``).
 
@@ -16,14 +18,19 @@ import argparse
 
 from calf.errors import CalfError
 
-CONVENTIONS_HELP = """empty-mask conventions (a JSON object overriding any of these keys;
-null or "nan" = NaN, left out of means):
-  dice_both_empty 1, iou_both_empty 1      truth and prediction empty
-  hd95_both_empty 0                         truth and prediction empty
-  hd95_one_empty 373.13                     exactly one empty (BraTS style)
-  sensitivity_empty_truth null              no tumour in the truth
-  specificity_empty_background null         truth fills the whole volume
-  precision_empty_prediction null           nothing predicted
+CONVENTIONS_HELP = """conventions presets (--preset; --conventions overrides single keys with a
+JSON object, null or "nan" = NaN, left out of means):
+  key                            suite      brats            nnunet
+  dice_both_empty, iou_both_empty   1        1                NaN
+  hd95_both_empty                   0        0                NaN
+  hd95_one_empty                 diagonal   374 (BraTS grid)  NaN
+  nsd_both_empty / nsd_one_empty   1 / 0     1 / 0            NaN
+  sensitivity_both_empty          NaN        1                NaN
+  sensitivity_empty_truth         NaN        0                NaN
+  specificity_empty_background    NaN        0                NaN
+  precision_empty_prediction      NaN        NaN              NaN
+diagonal: the diagonal in mm of the grid the case is scored on. auto: brats for
+BraTS-family label maps (BraTS, UPENN-GBM, UCSF-PDGM), else suite.
 """
 
 
@@ -64,11 +71,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(one per --run)",
     )
     parser.add_argument(
+        "--preset",
+        choices=("auto", "suite", "brats", "nnunet"),
+        default="auto",
+        help="conventions preset for undefined metrics (default auto; see below)",
+    )
+    parser.add_argument(
         "--conventions",
         metavar="JSON",
         default=None,
-        help="empty-mask conventions to override: a JSON file or an inline JSON object "
-        "(see below)",
+        help="keys of the preset to override: a JSON file or an inline JSON object",
+    )
+    parser.add_argument(
+        "--space",
+        choices=("native", "training"),
+        default="native",
+        help="score each case on its original grid in mm (native, default) or on the "
+        "training grid (fast, not comparable with published numbers)",
+    )
+    parser.add_argument(
+        "--resample",
+        choices=("logits", "nearest"),
+        default="logits",
+        help="native space: resample logits bilinearly then threshold (default), or the "
+        "thresholded mask nearest-neighbour",
+    )
+    parser.add_argument(
+        "--nsd-tolerance", type=float, default=1.0, metavar="MM",
+        help="NSD tolerance in mm (default 1)",
+    )
+    parser.add_argument(
+        "--lesions", metavar="JSON", default=None,
+        help="lesion-wise settings to override, a JSON object of dilation, "
+        "volume_threshold, penalty (default: BraTS 2023 GLI's)",
+    )
+    parser.add_argument(
+        "--no-lesion-metrics", action="store_true",
+        help="skip the lesion-wise and instance-wise metrics (their columns are NaN)",
     )
     parser.add_argument(
         "--dataset",
@@ -112,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             f"--run, --out and --loss pair up: got {len(args.run)} --run, {len(args.out)} "
             f"--out and {len(args.loss or [])} --loss"
         )
+    metrics = metric_settings_of(args)
     for run_dir, out, loss in zip(args.run, args.out, losses):
         labels = Labels(args.dataset, args.model, loss, ratio, args.seed)
         record = evaluate(
@@ -127,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             progress=True,
             subjects=args.subjects,
+            space=args.space,
+            resample=args.resample,
+            preset=args.preset,
+            metrics=metrics,
         )
         summary = record["summary"]
         mean, pooled = (
@@ -139,3 +183,30 @@ def run(args: argparse.Namespace) -> int:
             f"-> {out}"
         )
     return 0
+
+
+def metric_settings_of(args: argparse.Namespace):
+    """The metric settings of the command line; CalfError naming the option if bad."""
+    import json
+    import math
+    from dataclasses import fields, replace
+
+    from calf.evaluate.lesions import LesionSettings
+    from calf.evaluate.metrics import MetricSettings
+
+    if not (math.isfinite(args.nsd_tolerance) and args.nsd_tolerance > 0):
+        raise CalfError(f"--nsd-tolerance {args.nsd_tolerance:g}: expected a positive number of mm")
+    lesions = LesionSettings()
+    if args.lesions:
+        try:
+            data = json.loads(args.lesions)
+        except ValueError as err:
+            raise CalfError(f"--lesions {args.lesions!r}: not valid JSON ({err})") from None
+        known = [f.name for f in fields(LesionSettings)]
+        if not isinstance(data, dict) or set(data) - set(known):
+            raise CalfError(f"--lesions {args.lesions!r}: expected an object of {', '.join(known)}")
+        try:
+            lesions = replace(lesions, **data)
+        except (TypeError, ValueError) as err:
+            raise CalfError(f"--lesions {args.lesions!r}: {err}") from None
+    return MetricSettings(args.nsd_tolerance, lesions, not args.no_lesion_metrics)

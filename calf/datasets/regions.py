@@ -20,6 +20,8 @@ does not change the regions (a label outside them counts as background).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from calf.errors import CalfError
 
 REGIONS = ("wt", "tc", "et")
@@ -58,3 +60,15 @@ def region_labels(
             f"{', '.join(regions) or 'wt'}"
         )
     return regions[region]
+
+
+# label maps of the BraTS family (BraTS releases, and UPENN-GBM and UCSF-PDGM, which ship
+# BraTS labels on BraTS's grid): their metrics default to the official BraTS conventions
+BRATS_FAMILY = frozenset({"brats2021", "brats2023", "brats2024_post"})
+
+
+def default_preset(label_maps: Iterable[str]) -> str:
+    """The conventions preset a release's family implies: ``brats`` when every label map
+    is of the BraTS family, else the suite's own (``suite``)."""
+    maps = set(label_maps)
+    return "brats" if maps and maps <= BRATS_FAMILY else "suite"

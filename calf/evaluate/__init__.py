@@ -1,16 +1,19 @@
-"""Per-case evaluation of a trained run: MONAI metrics, empty-mask conventions, outputs.
+"""Per-case evaluation of a trained run: the field's metrics, conventions presets, outputs.
 
 ``evaluate(run, stores, splits, fold, out, ...)`` (``calf evaluate``) predicts every
-validation case of a fold and writes the per-case CSV, its JSON, the slice CSV and
+validation case of a fold, brings it back to the case's original grid
+(``calf.evaluate.native``) and writes the per-case CSV, its JSON, the slice CSV and
 overlays (``calf.evaluate.pipeline``); ``case_metrics`` and ``slice_counts`` score arrays
-(``calf.evaluate.metrics``); ``batch_pooled_dice`` is the authors' test Dice from a slice
+(``calf.evaluate.metrics``, with the BraTS lesion-wise and instance-wise metrics of
+``calf.evaluate.lesions``); ``batch_pooled_dice`` is the authors' test Dice from a slice
 table, the batches drawn as their seeded sampler drew them (``calf.evaluate.pooled``);
-``EmptyConventions`` holds the values of metrics an empty mask leaves undefined. Importing this package imports
-no torch, MONAI or pandas.
+``EmptyConventions`` holds the values of metrics an empty mask leaves undefined, in three
+named presets (``calf.evaluate.conventions``). Importing this package imports no torch,
+MONAI or pandas.
 """
 
 from calf.evaluate.conventions import EmptyConventions, read_conventions
-from calf.evaluate.metrics import METRICS, case_metrics, slice_counts
+from calf.evaluate.metrics import METRICS, MetricSettings, case_metrics, slice_counts
 from calf.evaluate.pipeline import CASE_COLUMNS, SLICE_COLUMNS, Labels, OutputPaths, evaluate
 from calf.evaluate.pooled import batch_pooled_dice, sampler_order
 
@@ -20,6 +23,7 @@ __all__ = [
     "SLICE_COLUMNS",
     "EmptyConventions",
     "Labels",
+    "MetricSettings",
     "OutputPaths",
     "batch_pooled_dice",
     "case_metrics",

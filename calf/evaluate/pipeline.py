@@ -17,17 +17,27 @@ Outputs beside ``--out X.csv`` (contract D):
 - ``X_overlays/``: ``best.png``, ``median.png``, ``worst.png`` by Dice (NaN Dice excluded;
   ties go to the earlier row; the median is the lower middle).
 
-HD95 is in mm when every store's index has ``spacing_x``, ``spacing_y``, ``spacing_z``
-(mm per pixel at training size, per slice, constant within a case), else in voxels (one
-in-plane pixel at training size, one slice through-plane). Everything is written into a
-temporary directory beside ``X.csv`` and moved into place at the end, ``X.csv`` last: a
-failure leaves no output behind.
+Where a case is scored (``space``):
+
+- ``native`` (default): its predicted slices are brought back to the case's original grid
+  (``calf.evaluate.native.to_native``: the resize and the reorientation undone, logits
+  resampled then thresholded or the mask resampled nearest-neighbour, ``resample``) and
+  scored against the original mask read from the release, with the header's spacing: the
+  grid nnU-Net and BraTS score on.
+- ``training``: the stacked S x S x Z training-grid slices against the store's masks, with
+  the training grid's spacing (fast; not comparable with published numbers).
+
+Either way HD95 and NSD are in mm (the store's ``geometry.json``). The conventions preset
+(``suite``, ``brats``, ``nnunet``; ``auto``: ``brats`` for BraTS-family label maps, else
+``suite``) fills undefined cells and, for ``brats``, picks the official HD95. The
+batch-pooled Dice and the overlays stay on the training grid (the authors' definition).
+Everything is written into a temporary directory beside ``X.csv`` and moved into place at
+the end, ``X.csv`` last: a failure leaves no output behind.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -40,8 +50,15 @@ from typing import TYPE_CHECKING, Any
 from calf import __version__
 from calf._json import json_safe
 from calf.errors import CalfError
-from calf.evaluate.conventions import EmptyConventions, read_conventions
-from calf.evaluate.metrics import METRICS, case_metrics, metric_settings, slice_counts
+from calf.evaluate.conventions import PRESET_NAMES, EmptyConventions, read_conventions
+from calf.evaluate.metrics import (
+    COUNT_COLUMNS,
+    METRICS,
+    MetricSettings,
+    case_metrics,
+    metric_settings,
+    slice_counts,
+)
 from calf.evaluate.overlays import overlay_slice, write_overlay
 from calf.evaluate.pooled import POOLED_BATCH, POOLED_SEED, batch_pooled_dice, pooled_settings
 from calf.evaluate.predict import TrainedRun, load_run, loss_name, predict_rows, resolve_device
@@ -52,8 +69,10 @@ if TYPE_CHECKING:
 
     from calf.store import SliceStore
 
-RESULT_FORMAT = 2  # 2: batch-pooled Dice in the authors' sampler order (1: consecutive)
-SPACING_COLUMNS = ("spacing_x", "spacing_y", "spacing_z")
+# 3: native-space metrics in mm, conventions presets, NSD and lesion metrics
+# (2: batch-pooled Dice in the authors' sampler order; 1: consecutive)
+RESULT_FORMAT = 3
+SPACES = ("native", "training")
 CASE_COLUMNS = (
     "case_id",
     "patient_id",
@@ -64,8 +83,7 @@ CASE_COLUMNS = (
     "loss",
     "fold",
     *METRICS,
-    "tumour_voxels",
-    "predicted_voxels",
+    *COUNT_COLUMNS,
 )
 SLICE_COLUMNS = ("case_id", "modality", "slice", "tp", "fp", "fn", "tn")
 OVERLAY_RANKS = ("best", "median", "worst")
@@ -112,13 +130,13 @@ class _Volume:
 
     store: SliceStore
     key: str
+    case_id: str
     dataset: str
     patient_id: str
     subject_id: str
     modality: str
     rows: np.ndarray
     slices: np.ndarray
-    spacing: tuple[float, float, float] | None
 
 
 def _open_stores(paths: Sequence[str | Path]) -> list[SliceStore]:
@@ -142,33 +160,6 @@ def _open_stores(paths: Sequence[str | Path]) -> list[SliceStore]:
     return stores
 
 
-def _spacing_in_mm(stores: Sequence[SliceStore]) -> bool:
-    """Whether every store's index has the spacing columns (some but not all: an error)."""
-    from calf.store import INDEX_FILE
-
-    missing = {s: [c for c in SPACING_COLUMNS if c not in s.index.columns] for s in stores}
-    if all(len(m) == len(SPACING_COLUMNS) for m in missing.values()):
-        return False
-    for store, m in missing.items():
-        if m:
-            raise CalfError(f"{store.path / INDEX_FILE}: lacks spacing column(s) {', '.join(m)}")
-    return True
-
-
-def _case_spacing(store: SliceStore, frame: pd.DataFrame, key: str) -> tuple[float, float, float]:
-    from calf.store import INDEX_FILE
-
-    values = frame[list(SPACING_COLUMNS)].drop_duplicates()
-    if len(values) != 1:
-        raise CalfError(f"{store.path / INDEX_FILE}: case {key!r} has more than one spacing")
-    spacing = tuple(float(v) for v in values.iloc[0])
-    if not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise CalfError(
-            f"{store.path / INDEX_FILE}: case {key!r} has spacing {spacing}, not positive mm"
-        )
-    return spacing  # type: ignore[return-value]
-
-
 def _subject_of(
     subjects: tuple[str, dict[tuple[str, str], str]] | None, dataset: str, patient_id: str,
     key: str,
@@ -190,7 +181,6 @@ def validation_volumes(
     keys: Sequence[str],
     source: str,
     fold: int,
-    in_mm: bool,
     subjects: tuple[str, dict[tuple[str, str], str]] | None = None,
 ) -> list[_Volume]:
     """The (case, modality) volumes of the validation keys, in key then store order.
@@ -229,13 +219,13 @@ def validation_volumes(
                 _Volume(
                     store,
                     key,
+                    str(rows["case_id"].iat[0]),
                     store.dataset,
                     patient_id,
                     _subject_of(subjects, store.dataset, patient_id, key),
                     str(modality),
                     rows["position"].to_numpy(),
                     slices,
-                    _case_spacing(store, rows, key) if in_mm else None,
                 )
             )
     return volumes
@@ -284,10 +274,64 @@ class _Scores:
     shown: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """Where and how cases are scored: space, resampling, conventions, metric settings."""
+
+    space: str = "native"
+    resample: str = "logits"
+    conventions: EmptyConventions = EmptyConventions()
+    metrics: MetricSettings = MetricSettings()
+
+    def __post_init__(self) -> None:
+        from calf.evaluate.native import RESAMPLES
+
+        if self.space not in SPACES:
+            raise CalfError(f"--space {self.space!r}: expected one of {', '.join(SPACES)}")
+        if self.resample not in RESAMPLES:
+            raise CalfError(
+                f"--resample {self.resample!r}: expected one of {', '.join(RESAMPLES)}"
+            )
+
+
+def resolve_preset(preset: str, stores: Sequence[SliceStore]) -> str:
+    """``auto``: the preset the stores' label maps imply (``calf.datasets.regions``)."""
+    from calf.datasets.regions import default_preset
+
+    if preset == "auto":
+        maps = [m for s in stores for m in (s.meta["settings"].get("region_labels") or {})]
+        return default_preset(maps)
+    if preset not in PRESET_NAMES:
+        raise CalfError(f"--preset {preset!r}: expected auto or one of {', '.join(PRESET_NAMES)}")
+    return preset
+
+
+def _scored_volume(
+    vol: _Volume, logits: np.ndarray, truth: np.ndarray, scoring: Scoring, truths: dict
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Prediction, truth and spacing (mm) of one volume on the grid it is scored on.
+
+    ``truths`` caches each case's native mask across its modalities.
+    """
+    import numpy as np
+
+    from calf.evaluate.native import read_truth, to_native
+
+    geometry = vol.store.geometry(vol.case_id)
+    if scoring.space == "training":
+        # (n, S, S) slices -> (x, y, z) volume, the canonical axis order of the spacing
+        pred, true = np.moveaxis(logits > 0, 0, -1), np.moveaxis(truth, 0, -1)
+        return pred, true, geometry.training_spacing(vol.store.size)
+    if vol.key not in truths:
+        truths.clear()  # one case at a time: its modalities are consecutive
+        truths[vol.key] = read_truth(geometry)
+    return to_native(logits, geometry, scoring.resample), truths[vol.key], geometry.spacing
+
+
 def _score(
     trained: TrainedRun,
     volumes: Sequence[_Volume],
-    conv: EmptyConventions,
+    scoring: Scoring,
     columns: dict[str, Any],
     batch_size: int,
     progress: bool,
@@ -297,9 +341,10 @@ def _score(
     import pandas as pd
     from tqdm import tqdm
 
-    case_rows, slice_frames, shown = [], [], []
+    case_rows, slice_frames, shown, truths = [], [], [], {}
     for vol in tqdm(volumes, desc="evaluate", unit="volume", disable=None if progress else True):
-        images, truth, pred = predict_rows(trained, vol.store, vol.rows, batch_size)
+        images, truth, logits = predict_rows(trained, vol.store, vol.rows, batch_size)
+        pred = logits > 0
         counts = slice_counts(pred, truth)
         slice_frames.append(
             pd.DataFrame(
@@ -307,14 +352,13 @@ def _score(
                 | {c: counts[:, i] for i, c in enumerate(SLICE_COLUMNS[3:])}
             )
         )
-        # (n, S, S) slices -> (x, y, z) volume, the axis order of the spacing columns
-        volume = np.moveaxis(pred, 0, -1), np.moveaxis(truth, 0, -1)
+        scored_pred, scored_truth, spacing = _scored_volume(vol, logits, truth, scoring, truths)
         case_rows.append(
             {"case_id": vol.key, "patient_id": vol.patient_id, "subject_id": vol.subject_id}
             | {"modality": vol.modality}
             | {"dataset": columns["dataset"] or vol.dataset}
             | {k: columns[k] for k in ("model", "loss", "fold")}
-            | case_metrics(*volume, conv, vol.spacing)
+            | case_metrics(scored_pred, scored_truth, scoring.conventions, spacing, scoring.metrics)
         )
         k = overlay_slice(truth, pred)
         image = np.rint(images[k] * 255).astype(np.uint8)  # the store's own pixels, compact
@@ -325,6 +369,44 @@ def _score(
             cases[key] = columns[key]
     slices = pd.concat(slice_frames, ignore_index=True)[list(SLICE_COLUMNS)]
     return _Scores(cases, slices, shown)
+
+
+def _scoring_record(scoring: Scoring) -> dict[str, Any]:
+    """Where the metrics were computed, in words, for the companion JSON."""
+    from calf.evaluate.native import native_settings
+
+    if scoring.space == "training":
+        return {
+            "space": "training",
+            "grid": "the S x S training slices of each case stacked in slice order (RAS)",
+            "spacing": "the case's canonical voxel size scaled by its in-plane extent / S (mm)",
+            "truth": "the store's resized masks",
+        }
+    return {"space": "native", **native_settings(scoring.resample)}
+
+
+def scoring_summary(records: Sequence[dict[str, Any]]) -> str:
+    """One caption sentence: where the runs' cases were scored, in which units, with which
+    conventions preset (``records``: metrics companion JSONs; older ones say so)."""
+    spaces, presets, tolerances, old = [], [], [], 0
+    for record in records:
+        if "preset" not in record or "space" not in record:
+            old += 1
+            continue
+        for values, value in ((spaces, record["space"]), (presets, record["preset"]),
+                              (tolerances, (record.get("metrics") or {}).get("nsd_tolerance_mm"))):
+            if value is not None and value not in values:
+                values.append(value)
+    if not spaces:
+        return "Scoring: not recorded by these metrics files (an older result format: HD95 in voxels)."
+    where = " and ".join(
+        "each case's original grid (native space)" if s == "native" else "the training grid"
+        for s in spaces
+    )
+    nsd = ", NSD at " + " and ".join(f"{t:g} mm" for t in tolerances) if tolerances else ""
+    text = (f"Scored on {where}; HD95 in mm{nsd}; conventions preset "
+            f"{' and '.join(presets)} for undefined values.")
+    return text + (f" {old} metrics file(s) of an older format record none." if old else "")
 
 
 def _overlay_picks(dice: np.ndarray) -> dict[str, int]:
@@ -375,6 +457,10 @@ def evaluate(
     out: str | Path,
     conventions: str | Path | EmptyConventions | None = None,
     labels: Labels = Labels(),
+    space: str = "native",
+    resample: str = "logits",
+    preset: str = "auto",
+    metrics: MetricSettings = MetricSettings(),
     batch_size: int = 64,
     device: str = "auto",
     force: bool = False,
@@ -384,7 +470,9 @@ def evaluate(
     """Evaluate a finished run on a fold's validation cases and write the outputs.
 
     ``subjects``: the split's subjects table (``calf split folds``), the source of the
-    ``subject_id`` column (None: ``<dataset>/<patient_id>``). Every input is checked
+    ``subject_id`` column (None: ``<dataset>/<patient_id>``). ``space``, ``resample``,
+    ``preset`` (with ``conventions`` overriding single keys; an ``EmptyConventions`` is
+    used as it is) and ``metrics``: see the module docstring. Every input is checked
     before the first prediction. Returns the JSON record as written (NaN as None).
     """
     from calf.split import read_splits, read_subjects, val_cases
@@ -393,23 +481,30 @@ def evaluate(
     _check_outputs(paths, force)
     if batch_size < 1:
         raise CalfError(f"--batch-size {batch_size}: expected a positive number of slices")
-    if isinstance(conventions, EmptyConventions):
-        conv = conventions
-    else:
-        conv = read_conventions(conventions)
     keys = val_cases(read_splits(splits), fold, str(splits))
     if not keys:
         raise CalfError(f"{splits}: fold {fold} has no validation cases")
     opened = _open_stores(stores)
-    in_mm = _spacing_in_mm(opened)
+    if isinstance(conventions, EmptyConventions):
+        conv = conventions
+    else:
+        conv = read_conventions(conventions, resolve_preset(preset, opened))
+    scoring = Scoring(space, resample, conv, metrics)
     subject_table = None if subjects is None else (str(subjects), read_subjects(subjects))
-    volumes = validation_volumes(opened, keys, str(splits), fold, in_mm, subject_table)
+    volumes = validation_volumes(opened, keys, str(splits), fold, subject_table)
+    for vol in volumes:  # every case's geometry (and native mask file) before predicting
+        geometry = vol.store.geometry(vol.case_id)
+        if space == "native" and not Path(geometry.mask).is_file():
+            raise CalfError(
+                f"{geometry.mask}: the original mask of case {vol.key!r} is gone; native-space "
+                "evaluation reads it (restore the release, or pass --space training)"
+            )
     trained = load_run(run, resolve_device(device))
     dataset, model, loss = _labels(trained, labels)
     columns = {"dataset": dataset, "model": model, "loss": loss, "fold": fold}
     columns |= {"ratio": labels.ratio, "seed": labels.seed}
 
-    scores = _score(trained, volumes, conv, columns, batch_size, progress)
+    scores = _score(trained, volumes, scoring, columns, batch_size, progress)
     cases = scores.cases
     record = {
         "format": RESULT_FORMAT,
@@ -435,14 +530,13 @@ def evaluate(
         "execution": trained.config.get("execution"),
         "batch_size": batch_size,
         "conventions": conv.to_dict(),
-        "metrics": metric_settings(),
+        "preset": conv.label(),
+        "metrics": metric_settings(conv, metrics),
+        "space": space,
+        "scoring": _scoring_record(scoring),
         "batch_pooled_dice": pooled_settings(POOLED_BATCH, POOLED_SEED),
-        "hd95_units": "mm" if in_mm else "voxels",
-        "spacing": (
-            "store index columns spacing_x, spacing_y, spacing_z (mm at training size)"
-            if in_mm
-            else "none: one in-plane pixel at training size, one slice through-plane"
-        ),
+        "hd95_units": "mm",
+        "nsd_units": f"fraction of surface within {metrics.nsd_tolerance_mm:g} mm",
         "counts": {"cases": len(keys), "volumes": len(cases), "slices": len(scores.slices)},
         "summary": {
             **{f"mean_{m}": float(cases[m].mean()) for m in METRICS},

@@ -148,7 +148,8 @@ def load_run(run: str | Path, device: torch.device) -> TrainedRun:
 def predict_rows(
     trained: TrainedRun, store: SliceStore, rows: Sequence[int], batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (float32 in [0, 1]), truth and prediction (bool) ``(n, S, S)`` of store rows.
+    """Images (float32 in [0, 1]), truth (bool) and logits (float32) ``(n, S, S)`` of
+    store rows; a pixel is predicted tumour where its logit is > 0.
 
     Rows go through the network ``batch_size`` at a time, in the given order.
     """
@@ -176,7 +177,7 @@ def predict_rows(
                 f"{trained.path}: model {trained.model_name!r} gives output "
                 f"{tuple(logits.shape)} for input {tuple(x.shape)} from {store.path}"
             )
-        preds.append((logits[:, 0] > 0).cpu().numpy())
+        preds.append(logits[:, 0].float().cpu().numpy())
         images.append(x[:, 0].numpy())
         truths.append(y[:, 0].numpy() > 0.5)
     return np.concatenate(images), np.concatenate(truths), np.concatenate(preds)

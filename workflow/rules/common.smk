@@ -357,10 +357,19 @@ def evaluation_args(wildcards):
         args.append(f"--ratio {v['ratio']}")
     if v["seed"] is not None:
         args.append(f"--seed {v['seed']}")
-    if config["evaluation"]["conventions"]:
-        args.append(
-            f"--conventions '{json.dumps(config['evaluation']['conventions'])}'"
-        )
+    e = config["evaluation"]
+    args += [
+        f"--space {e['space']}",
+        f"--resample {e['resample']}",
+        f"--preset {e['preset']}",
+        f"--nsd-tolerance {e['nsd_tolerance_mm']}",
+    ]
+    if e["conventions"]:
+        args.append(f"--conventions '{json.dumps(e['conventions'])}'")
+    if e["lesions"]:
+        args.append(f"--lesions '{json.dumps(e['lesions'])}'")
+    if not e["lesion_metrics"]:
+        args.append("--no-lesion-metrics")
     return " ".join(args)
 
 
@@ -447,7 +456,7 @@ def pooled_metrics(wildcards=None):
     return [p for study in pooled_studies() for p in run_paths(study, "metrics")]
 
 
-FIGURES = ("dice", "critical_difference", "imbalance", "branches")
+FIGURES = ("dice", "hd95", "critical_difference", "imbalance", "branches")
 
 
 def figure_names(study):
