@@ -25,9 +25,15 @@ METRIC_NAMES = {
     "dice": "Dice",
     "iou": "IoU",
     "hd95": "HD95",
+    "nsd": "NSD",
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "precision": "Precision",
+    "lesion_dice": "Lesion-wise Dice",
+    "lesion_hd95": "Lesion-wise HD95",
+    "sq_dsc": "SQ Dice",
+    "pq_dsc": "PQ Dice",
+    "sq_hd95": "SQ HD95",
 }
 # CALF in batch scope (the authors' code), in dataset scope (the paper's wording), by region
 CALF_LOSSES = ("calf", "calf_dataset", "calf_region")

@@ -99,11 +99,11 @@ def test_branch_colours_follow_the_losses_branches():
     assert tuple(BRANCH_COLOURS) == BRANCHES
 
 
-@pytest.mark.parametrize("kind", ["dice", "critical_difference", "imbalance", "branches"])
+@pytest.mark.parametrize("kind", ["dice", "hd95", "critical_difference", "imbalance", "branches"])
 def test_every_plot_writes_png_and_svg(study, tmp_path, kind):
     prefix = tmp_path / "sub" / kind
-    if kind == "dice":
-        paths = plot_dice(study["cases"], prefix)
+    if kind in ("dice", "hd95"):
+        paths = plot_dice(study["cases"], prefix, kind, "Scored on the training grid")
     elif kind == "critical_difference":
         paths = plot_critical_difference(*stats_tables(study["cases"]), prefix)
     elif kind == "imbalance":
@@ -111,6 +111,13 @@ def test_every_plot_writes_png_and_svg(study, tmp_path, kind):
     else:
         paths = plot_branch_shares(study["runs"], prefix, runs_root=study["root"] / "runs")
     check_outputs(paths, prefix)
+
+
+def test_hd95_figure_says_lower_is_better_and_how_it_was_scored(study):
+    fig = build_dice(study["cases"], "hd95", "Scored on each case's original grid; HD95 in mm")
+    title = fig.texts[0].get_text()
+    assert title.startswith("HD95 per patient (lower is better)")
+    assert title.endswith("Scored on each case's original grid; HD95 in mm")
 
 
 def test_dice_panels_and_points(study):

@@ -522,3 +522,30 @@ def test_unwritable_destinations_are_refused_before_writing(cases, tmp_path):
     with pytest.raises(CalfError, match="cannot write there"):
         write_paper_table(pd.DataFrame(), tmp_path / "file" / "paper")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out"]
+
+
+def test_metrics_are_selectable_and_scoring_is_noted(cases, tmp_path):
+    # the fixture's CSVs are of the six-metric format: NSD and the lesion metrics are NaN,
+    # so by default the table shows the six that have values
+    table = pd.read_csv(_write(cases, tmp_path / "all")[".csv"])
+    assert list(dict.fromkeys(table["metric"])) == [
+        "dice", "iou", "hd95", "sensitivity", "specificity", "precision"]
+    sources = sorted(set(cases["source"]))
+    protocols = {s: {"space": "native", "preset": "brats", "metrics": {"nsd_tolerance_mm": 1.0}}
+                 for s in sources}
+    protocols[sources[0]] = {}  # one file of an older format
+    paths = write_summary_tables(cases, None, tmp_path / "some" / "summary",
+                                 calf_losses=CALF_LOSSES, alpha=0.05, protocols=protocols,
+                                 metrics=["hd95", "dice"])
+    out = {p.suffix: p for p in paths}
+    assert list(dict.fromkeys(pd.read_csv(out[".csv"])["metric"])) == ["hd95", "dice"]
+    blocks = _md_blocks(out[".md"].read_text())
+    block = next(iter(blocks.values()))
+    assert block["header"][1:] == [f"{m} {h}" for m in ("HD95", "Dice")
+                                   for h in ("mean ± sd", "median [q1, q3]")]
+    assert ("Scored on each case's original grid (native space); HD95 in mm, NSD at 1 mm; "
+            "conventions preset brats for undefined values.") in block["legend"]
+    assert any("older format" in b["legend"] for b in blocks.values())
+    with pytest.raises(CalfError, match="--metric 'mae'"):
+        write_summary_tables(cases, None, tmp_path / "x" / "summary", calf_losses=CALF_LOSSES,
+                             alpha=0.05, metrics=["mae"])

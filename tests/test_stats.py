@@ -281,6 +281,8 @@ def test_outputs_have_the_contract_columns(effect_outputs):
     assert unit.index("over the modalities") < unit.index("over the patient's exams") < unit.index(
         "then over seeds")
     assert record["settings"]["averaging"] == ["modality", "case_id", "seed"]
+    # the fixture's companions are of the format before native scoring: said so
+    assert record["settings"]["scoring"].startswith("Scoring: not recorded")
     assert (effect_outputs["paired"]["modality"] == "all").all()  # by_modality off
     for name in CONTRACT_COLUMNS:
         assert len(record[name]) == len(effect_outputs[name])

@@ -322,7 +322,7 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
     links = re.findall(r"\]\(([^)]+)\)", readme)
     assert links and all((results / "report" / link).is_file() for link in links)
     for study, datasets in (("t", ["tiny"]), ("p", ["pool"])):
-        names = ["dice", "critical_difference", "imbalance", "branches"]
+        names = ["dice", "hd95", "critical_difference", "imbalance", "branches"]
         for name in names + [f"overlays_{d}" for d in datasets]:
             for ext in ("png", "svg"):
                 assert (results / f"report/{study}/figures/{name}.{ext}").stat().st_size > 0

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tables.add_argument("--calf-loss", action="append", default=None,
                         help="a CALF loss whose significant differences are marked (repeatable)")
     tables.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    tables.add_argument("--metric", action="append", default=None,
+                        help="a metric to show, in this order (repeatable; default: every "
+                        "global metric with a value, the lesion metrics on request)")
 
     paper = actions.add_parser("paper", help="the authors' numbers beside the suite's")
     _metrics_arguments(paper, study=False)
@@ -84,7 +87,8 @@ def _tables(args: argparse.Namespace) -> list[Path]:
     cases = _cases(args)  # checks every path first
     protocols = {str(path): companion(path) for path in args.metrics}
     return write_summary_tables(cases, paired, Path(args.out_prefix),
-                                calf_losses=calf_losses, alpha=args.alpha, protocols=protocols)
+                                calf_losses=calf_losses, alpha=args.alpha, protocols=protocols,
+                                metrics=args.metric)
 
 
 def companion(path: str | Path) -> dict:
@@ -160,7 +164,10 @@ def _figures(args: argparse.Namespace) -> list[Path]:
     )
     from calf.stats.collect import parse_metrics_path
 
+    from calf.evaluate.pipeline import scoring_summary
+
     cases = _cases(args)
+    scoring = scoring_summary([companion(path) for path in args.metrics])
     stats = _read_stats(Path(args.stats_dir))
     run_dirs = []
     for path in args.metrics:
@@ -175,7 +182,8 @@ def _figures(args: argparse.Namespace) -> list[Path]:
     tmp.mkdir(parents=True)
     try:
         written = [
-            *plot_dice(cases, tmp / "dice"),
+            *plot_dice(cases, tmp / "dice", "dice", scoring),
+            *plot_dice(cases, tmp / "hd95", "hd95", scoring),
             *plot_critical_difference(stats["ranks"], stats["nemenyi"], stats["friedman"],
                                       tmp / "critical_difference"),
             *plot_imbalance(args.profile, tmp / "imbalance"),

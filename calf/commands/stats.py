@@ -65,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from calf.evaluate.pipeline import scoring_summary
     from calf.stats.collect import STATS_GROUP_KEYS, load_case_metrics
     from calf.stats.run import DEFAULT_CALF_LOSSES, check_out_dir, compute_stats, write_stats
 
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise CalfError(f"--calf-loss {loss}: not a loss of study {args.study} "
                             f"(its losses: {', '.join(sorted(losses))})")
     calf_losses = () if args.no_paired else (args.calf_loss or DEFAULT_CALF_LOSSES)
+    scoring = scoring_summary([_companion_or_empty(path) for path in args.metrics])
     stats = compute_stats(
         cases,
         study=args.study,
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
         by_modality=args.by_modality,
+        scoring=scoring,
     )
     write_stats(stats, args.out_dir)
     for note in stats.notes:
@@ -102,3 +105,13 @@ def run(args: argparse.Namespace) -> int:
           f"{int(paired['significant'].sum())} significant after Holm, "
           f"{len(stats.friedman)} Friedman test(s) -> {args.out_dir}")
     return 0
+
+
+def _companion_or_empty(path: str) -> dict:
+    """A metrics CSV's companion JSON, or {} where there is none (a table made by hand)."""
+    from calf.commands.report import companion
+
+    try:
+        return companion(path)
+    except CalfError:
+        return {}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.report.tables_layout import METRIC_DECIMALS
 from calf.stats.collect import GROUP_KEYS, POOLED, pooled_groups
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 FIGURE_TITLES = {
     "dice": "Dice per patient and loss",
+    "hd95": "HD95 (mm) per patient and loss",
     "critical_difference": "Critical-difference diagrams (Dice)",
     "imbalance": "Imbalance of the training sets and CALF's branch thresholds",
     "branches": "Share of each CALF branch over training (batch scope)",
@@ -72,7 +74,7 @@ def paired_details(paired: "pd.DataFrame", metric: str) -> list[str]:
     rows = paired[paired["metric"] == metric]
     if rows.empty:
         return []
-    digits = 2 if metric == "hd95" else 3
+    digits = METRIC_DECIMALS.get(metric, 3)
     lines = ["<details><summary>Every test on " + metric + " (median difference CALF − baseline "
              "with its 95% CI, Holm-adjusted p, rank-biserial r)</summary>", "",
              "| dataset | model | ratio | CALF loss | baseline | patients | median diff [95% CI] | p (Holm) | r | favours |",

@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass, field
 
 # decimals shown: 3 for metrics in [0, 1], 2 for distances
-METRIC_DECIMALS = {"dice": 3, "iou": 3, "hd95": 2, "sensitivity": 3, "specificity": 3,
-                   "precision": 3}
+METRIC_DECIMALS = {"dice": 3, "iou": 3, "hd95": 2, "nsd": 3, "sensitivity": 3,
+                   "specificity": 3, "precision": 3, "lesion_dice": 3, "lesion_hd95": 2,
+                   "sq_dsc": 3, "pq_dsc": 3, "sq_hd95": 2}
 MISSING = "–"  # en dash: no value
 
 

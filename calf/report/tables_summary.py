@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.evaluate.metrics import GLOBAL_METRICS
 from calf.naming import LOSS_NAMES, METRIC_NAMES, MODEL_NAMES, display, ordered
 from calf.protocol import protocol_summary
 from calf.report.tables_io import output_paths, publish
@@ -107,17 +108,18 @@ def _group_order(group: tuple) -> tuple:
             ratio_sort_key(ratio))
 
 
-def _block(stats: "pd.DataFrame", group: tuple, losses: list[str], notes: list[str]) -> Block:
+def _block(stats: "pd.DataFrame", group: tuple, losses: list[str], notes: list[str],
+           metrics: Sequence[str]) -> Block:
     """One table: ``stats`` indexed by (loss, metric) for this group, with ``marker`` texts."""
     _, dataset, model, ratio = group
     columns = [Column("Loss", numeric=False)]
-    for metric in METRIC_COLUMNS:
+    for metric in metrics:
         name = display(metric, METRIC_NAMES)
         columns += [Column("mean ± sd", name), Column("median [q1, q3]", name)]
     rows = []
     for loss in losses:
         row = [Cell(display(loss, LOSS_NAMES))]
-        for metric in METRIC_COLUMNS:
+        for metric in metrics:
             s, d = stats.loc[(loss, metric)], METRIC_DECIMALS[metric]
             if s["n"] == 0:
                 row += [Cell(MISSING), Cell(MISSING)]
@@ -133,16 +135,33 @@ def _block(stats: "pd.DataFrame", group: tuple, losses: list[str], notes: list[s
     return Block(title, columns, rows, notes)
 
 
-def _protocol_note(cases: "pd.DataFrame", group: tuple, protocols: "Mapping[str, Mapping]") -> str:
-    """The protocol switches of the runs behind one block, as one caption sentence."""
+def _protocol_notes(cases: "pd.DataFrame", group: tuple,
+                    protocols: "Mapping[str, Mapping]") -> list[str]:
+    """The protocol switches and the scoring of the runs behind one block, two sentences."""
+    from calf.evaluate.pipeline import scoring_summary
+
     mine = cases[(cases[list(GROUP_KEYS)] == list(group)).all(axis=1)]
-    return protocol_summary([protocols[str(source)] for source in sorted(set(mine["source"]))])
+    records = [protocols[str(source)] for source in sorted(set(mine["source"]))]
+    return [protocol_summary(records), scoring_summary(records)]
+
+
+def _table_metrics(cases: "pd.DataFrame", metrics: Sequence[str] | None) -> list[str]:
+    """The metrics a table shows: those asked for (checked), else every one with a value."""
+    if metrics is None:
+        shown = [m for m in GLOBAL_METRICS if cases[m].notna().any()]
+        return shown or ["dice"]
+    for metric in metrics:
+        if metric not in METRIC_COLUMNS:
+            raise CalfError(f"--metric {metric!r}: unknown metric, expected one of "
+                            f"{', '.join(METRIC_COLUMNS)}")
+    return list(dict.fromkeys(metrics))
 
 
 def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
                          out_prefix: str | Path, *, calf_losses: Sequence[str],
                          alpha: float,
-                         protocols: "Mapping[str, Mapping] | None" = None) -> list[Path]:
+                         protocols: "Mapping[str, Mapping] | None" = None,
+                         metrics: Sequence[str] | None = None) -> list[Path]:
     """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
 
     ``cases``: one study's per-case metrics (``calf.stats.collect.load_case_metrics``).
@@ -150,7 +169,11 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
     markers. ``calf_losses``: the CALF variants (listed last, with markers); ``alpha``: the
     level the statistics used (checked against ``p_holm`` where the frame has it).
     ``protocols``: each metrics file's companion JSON (by the path in ``cases["source"]``),
-    whose ``protocol`` switches become a note under each block (``calf.protocol``).
+    whose ``protocol`` switches and scoring (space, conventions preset, units) become
+    notes under each block (``calf.protocol``, ``calf.evaluate.pipeline.scoring_summary``).
+    ``metrics``: the metrics shown, in this order (default: every global metric,
+    ``calf.evaluate.metrics.GLOBAL_METRICS``, with at least one value; the lesion metrics
+    on request).
     The CSV is long and numeric: group columns, loss, metric, n (patients), mean, sd,
     median, q1, q3, best (the mean's column), best_median, significant_vs (';'-joined CALF
     losses).
@@ -159,6 +182,7 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
 
     paths = output_paths(out_prefix, SUFFIXES)
     cases = _check_cases(cases)
+    metrics = _table_metrics(cases, metrics)
     calf_losses = list(calf_losses)
     marks = markers_for(calf_losses)
     stats = summarise_cases(cases)
@@ -183,14 +207,14 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
         losses = ordered(names - set(calf_losses), BASELINE_ORDER) + [
             c for c in calf_losses if c in names]
         mine = mine.set_index(["loss", "metric"]).loc[
-            [(loss, m) for loss in losses for m in METRIC_COLUMNS]]
+            [(loss, m) for loss in losses for m in metrics]]
         tests = None
         if paired is not None:
             tests = paired[(paired[list(GROUP_KEYS)] == list(group)).all(axis=1)]
         notes = legend(tests, [c for c in calf_losses if c in names], marks, alpha)
         if protocols is not None:
-            notes.append(_protocol_note(cases, group, protocols))
-        blocks.append(_block(mine, group, losses, notes))
+            notes += _protocol_notes(cases, group, protocols)
+        blocks.append(_block(mine, group, losses, notes, metrics))
         frames.append(mine.reset_index())
 
     table = pd.concat(frames, ignore_index=True)[list(CSV_COLUMNS)]
@@ -200,8 +224,9 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
         [f"Per-case metrics of study {study}, with the patient as the unit: each patient's "
          "mean over modalities, then exams, then seeds first, then mean ± sd and median "
          "[q1, q3] over patients, per dataset, model and filter ratio. NaN values are left "
-         "out metric by metric (the number of patients per metric is in the CSV's n). HD95 "
-         "in the units of the per-case metrics files."],
+         "out metric by metric (the number of patients per metric is in the CSV's n). "
+         "Distances (HD95) in mm; the notes under each table say where the cases were "
+         "scored and which conventions preset filled undefined values."],
         blocks)
     return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
                                     to_latex(doc), to_html(doc)], strict=True)))

@@ -26,16 +26,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.evaluate.metrics import METRICS
+from calf.evaluate.metrics import LOWER_IS_BETTER, METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METRIC_COLUMNS = METRICS  # the evaluate step's six per-case metrics
-# True: larger is better
-HIGHER_IS_BETTER = {m: m != "hd95" for m in METRIC_COLUMNS}
+METRIC_COLUMNS = METRICS  # the evaluate step's per-case metrics
+# True: larger is better (distances in mm are smaller-is-better)
+HIGHER_IS_BETTER = {m: m not in LOWER_IS_BETTER for m in METRIC_COLUMNS}
 TEXT_COLUMNS = ("case_id", "patient_id", "modality", "dataset", "model", "loss")
-REQUIRED_COLUMNS = (*TEXT_COLUMNS, "fold", *METRIC_COLUMNS, "tumour_voxels")
+# every result format has these six metrics
+REQUIRED_COLUMNS = (*TEXT_COLUMNS, "fold", "dice", "iou", "hd95", "sensitivity", "specificity",
+                    "precision", "tumour_voxels")
+# metrics a CSV of an older result format (before NSD and the lesion metrics) lacks: NaN
+OPTIONAL_METRICS = tuple(m for m in METRIC_COLUMNS if m not in REQUIRED_COLUMNS)
 GROUP_KEYS = ("study", "dataset", "model", "ratio")
 CASE_KEYS = ("case_id", "modality")
 # the statistics' groups: GROUP_KEYS and a modality, POOLED for all modalities together
@@ -91,8 +95,9 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
 
     Columns: ``study, dataset, model, loss, ratio, seed, fold`` (from the path; ``seed``
     nullable), ``case_id, patient_id, modality, member_dataset, subject_id`` (the CSV's, or
-    ``"<member_dataset>/<patient_id>"`` for a file without the column), the six metrics
-    (float, NaN where the CSV cell is empty), ``tumour_voxels`` and ``source`` (the file).
+    ``"<member_dataset>/<patient_id>"`` for a file without the column), every metric of
+    ``METRIC_COLUMNS`` (float, NaN where the CSV cell is empty or, for a file of an older
+    format, the column is missing), ``tumour_voxels`` and ``source`` (the file).
     """
     import numpy as np
     import pandas as pd
@@ -112,8 +117,11 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
+        for metric in OPTIONAL_METRICS:
+            if metric not in frame.columns:
+                frame[metric] = np.nan
         optional = [SUBJECT_COLUMN] if SUBJECT_COLUMN in frame.columns else []
-        frames.append(frame[[*REQUIRED_COLUMNS, *optional]])
+        frames.append(frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *optional]])
     # checks and identities on the whole table at once (per file they cost 7x the reading)
     cases = pd.concat(frames, ignore_index=True)
     if SUBJECT_COLUMN not in cases.columns:

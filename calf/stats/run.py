@@ -281,12 +281,15 @@ def compute_stats(
     resamples: int = 2000,
     seed: int = 12345,
     by_modality: bool = False,
+    scoring: str | None = None,
 ) -> StudyStats:
     """The four tables of ``study`` from its per-case rows (see the module docstring).
 
     ``calf_losses``: those the study has are tested against every other loss; with none
     present there are no paired tests (a note says so) and the Friedman test still runs.
     ``by_modality``: also one group per modality (patients again the unit).
+    ``scoring``: where and how the metrics were computed (``scoring_summary`` of the
+    metrics files' companions), recorded in the settings.
     Raises ``CalfError`` for an unknown metric or option, a study without rows, a case
     assigned to two patients, and (``missing="error"``) a case some loss lacks.
     """
@@ -326,6 +329,7 @@ def compute_stats(
                 "family": family, "missing": missing, "zero_method": zero_method,
                 "resamples": resamples, "seed": seed, "by_modality": by_modality,
                 "unit": "subject_id (else member_dataset/patient_id)",
+                "scoring": scoring,
                 "averaging": ["modality", "case_id", "seed"],
                 "bootstrap_method": "percentile",
                 "confidence_level": 0.95, "wilcoxon_alternative": "two-sided",

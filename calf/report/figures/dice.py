@@ -28,13 +28,16 @@ from calf.report.figures._common import (
     save_figure,
     style,
 )
+from calf.evaluate.metrics import LOWER_IS_BETTER
 from calf.stats.collect import ROW_KEYS, indexed_rows, patient_means
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-_BOUNDED = ("dice", "iou", "sensitivity", "specificity", "precision")  # values in [0, 1]
+# values in [0, 1]; the others are distances in mm
+_BOUNDED = ("dice", "iou", "nsd", "sensitivity", "specificity", "precision", "lesion_dice",
+            "sq_dsc", "pq_dsc")
 _JITTER = 0.18  # half-width of the points' spread around a box, in box positions
 _RUN_KEYS = ("study", "dataset", "model", "ratio", "loss")
 
@@ -49,7 +52,8 @@ def patient_values(cases: "pd.DataFrame", metric: str) -> "pd.DataFrame":
     return patient_means(rows, by=_RUN_KEYS).reset_index()
 
 
-def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
+def build_dice(cases: "pd.DataFrame", metric: str = "dice",
+               subtitle: str | None = None) -> "Figure":
     """The figure: rows (dataset, ratio), columns models, a box and points per loss."""
     import numpy as np
 
@@ -73,7 +77,7 @@ def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
     else:
         top = float(finite.max()) if finite.size else 1.0
         limits = (-0.03 * top, 1.05 * top if top > 0 else 1.0)
-    higher = "lower is better" if metric == "hd95" else "higher is better"
+    higher = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
 
     with style():
         width = max(len(models) * (0.42 * len(losses) + 1.0) + 0.6, 5.0)
@@ -104,7 +108,8 @@ def build_dice(cases: "pd.DataFrame", metric: str = "dice") -> "Figure":
                 ax.set_axisbelow(True)
         fig.suptitle(
             f"{METRIC_NAMES[metric]} per patient ({higher})\n"
-            "box = quartiles, points = patients (mean over modalities, exams, seeds)",
+            "box = quartiles, points = patients (mean over modalities, exams, seeds)"
+            + (f"\n{subtitle}" if subtitle else ""),
             fontsize=9
         )
     return fig
@@ -132,6 +137,8 @@ def _draw_panel(ax, part, metric, losses, positions, seed: int) -> None:
         )
 
 
-def plot_dice(cases: "pd.DataFrame", out_prefix: str | Path, metric: str = "dice") -> list[Path]:
-    """Write ``{out_prefix}.png`` and ``.svg``: the metric's distribution per loss."""
-    return save_figure(build_dice(cases, metric), out_prefix)
+def plot_dice(cases: "pd.DataFrame", out_prefix: str | Path, metric: str = "dice",
+              subtitle: str | None = None) -> list[Path]:
+    """Write ``{out_prefix}.png`` and ``.svg``: the metric's distribution per loss;
+    ``subtitle`` (e.g. where the cases were scored, units and preset) goes under the title."""
+    return save_figure(build_dice(cases, metric, subtitle), out_prefix)
