@@ -802,6 +802,8 @@ def _fails(argv: list[str], capsys, *named: str) -> str:
         ("fold", ["splits_final.json", "no fold 5"]),
         ("missing", ["'c9'", "alpha-store"]),
         ("conventions", ["'dice'", "conv.json"]),
+        ("lesions", ["--lesions", "dilatio", "volume_threshold"]),
+        ("tolerance", ["--nsd-tolerance -1"]),
         ("subjects", ["subjects.csv", "no subject for patient alpha/p-c3", "'c3'"]),
         ("exists", ["already exists"]),
     ],
@@ -822,6 +824,10 @@ def test_evaluate_errors_leave_nothing(case, named, data, runs, tmp_path, capsys
     elif case == "conventions":
         (tmp_path / "conv.json").write_text(json.dumps({"dice": 1}))
         extra = ["--conventions", str(tmp_path / "conv.json")]
+    elif case == "lesions":
+        extra = ["--lesions", '{"dilatio": 2}']
+    elif case == "tolerance":
+        extra = ["--nsd-tolerance", "-1"]
     elif case == "subjects":  # a table that lacks a validation case's patient
         table = pd.DataFrame({"dataset": ["alpha"], "patient_id": ["p-c1"],
                               "subject_id": ["alpha/p-c1"]})
