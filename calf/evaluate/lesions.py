@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 HD_PERCENTILE = 95.0
-BRATS_PENALTY_MM = 374.0  # BraTS 2023 code: the HD95 of a missed or false-positive lesion
 MATCHING_THRESHOLD = 1e-6  # brats-evaluation config_gli.yaml: a pair matches when Dice >= this
 GLOBAL_NSD_TOLERANCE_VOXELS = 0.5  # panoptica's NSD default when no spacing reaches it
 DILATION_CONNECTIVITY = 2  # generate_binary_structure(3, 2): 18-connected dilation element

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from calf.evaluate.conventions import EmptyConventions
-from calf.evaluate.lesions import LesionSettings
+from calf.evaluate.lesions import HD_PERCENTILE, LesionSettings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,8 +38,6 @@ METRICS = GLOBAL_METRICS + LESION_METRICS
 # metrics where a smaller value is better (distances in mm)
 LOWER_IS_BETTER = frozenset({"hd95", "lesion_hd95", "sq_hd95"})
 COUNT_COLUMNS = ("tumour_voxels", "predicted_voxels", "lesions_tp", "lesions_fp", "lesions_fn")
-HD_PERCENTILE = 95.0
-HD95_DEFINITIONS = ("monai", "brats")
 
 
 @dataclass(frozen=True)
@@ -116,14 +114,13 @@ def _spacing(spacing: Sequence[float] | None, ndim: int) -> list[float] | None:
 def _confusion(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """MONAI's confusion matrix ``(1, 1, 4)``: tp, fp, tn, fn, exact in float64.
 
-    MONAI counts in float32 (exact up to 2**24 voxels), so a 3-D volume is counted slice
+    MONAI counts in float32 (exact up to 2**24 voxels), so the volume is counted slice
     by slice along its last axis and the counts are summed in float64.
     """
     import torch
     from monai.metrics import get_confusion_matrix
 
-    if p.ndim == 5:  # (1, 1, X, Y, Z) -> (Z, 1, X, Y)
-        p, t = p[0].movedim(-1, 0), t[0].movedim(-1, 0)
+    p, t = p[0].movedim(-1, 0), t[0].movedim(-1, 0)  # (1, 1, X, Y, Z) -> (Z, 1, X, Y)
     cm = get_confusion_matrix(p, t, include_background=True)
     return cm.to(torch.float64).sum(dim=0, keepdim=True)
 
