@@ -7,8 +7,9 @@
 
 1. Slices per second of one training step (forward, CALF batch-scope loss, backward, Adam)
    for unet, deeplabv3 and fpn at the demo width and size and at full width (256 x 256,
-   a few steps), on the CPU and, when CUDA is available, on the GPU with autocast (bf16,
-   else fp16) and channels-last, as ``calf train`` runs them. Synthetic batches: discs of
+   a few steps), channels-last, on the CPU (and there also in the default layout, with
+   the ratio) and, when CUDA is available, on the GPU with autocast (bf16, else fp16), as
+   ``calf train`` runs them. Synthetic batches: discs of
    varied size, a third of the slices tumour-free.
 2. Overhead of ``calf.train.train`` (per-step loss check and branch counts; after every
    epoch an atomic checkpoint, epochs.csv, run.json and the live MLflow call) over a bare
@@ -82,18 +83,20 @@ def sync(device: torch.device) -> None:
 
 
 def step_throughput(name: str, width: float, size: int, batch: int, steps: int,
-                    device: torch.device, amp: torch.dtype | None) -> tuple[float, int]:
-    """(slices per second over ``steps`` timed steps after one warm-up step, parameters)."""
+                    device: torch.device, amp: torch.dtype | None,
+                    channels_last: bool = True) -> tuple[float, int]:
+    """(slices per second over ``steps`` timed steps after one warm-up step, parameters);
+    channels-last as ``calf train`` runs, or the default layout to compare."""
     torch.manual_seed(0)
     model = build_model(name, width=width).to(device).train()
-    if device.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     loss_fn = build_loss("calf")
     x, y = synthetic_batch(batch, size)
     x, y = x.to(device), y.to(device)
-    if device.type == "cuda":
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
     def one() -> None:
@@ -157,8 +160,7 @@ def bare_loop(config: TrainConfig) -> list[float]:
     with determinism(device):
         seed_everything(config.seed)
         model = build_model(config.model, width=config.width).to(device).train()
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # as calf train
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         loss_fn = build_loss(config.loss)
@@ -166,8 +168,7 @@ def bare_loop(config: TrainConfig) -> list[float]:
             sampler.set_epoch(epoch)
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
                 train_step(model, loss_fn, optimizer, scaler, amp, device, x, y)
             sync(device)
             stamps.append(time.perf_counter())
@@ -281,7 +282,12 @@ def main() -> None:
             for name in MODELS:
                 speed, n = step_throughput(name, width, size, batch, steps, device, amp)
                 setting = f"{tag} w{width:g} {size}px b{batch}"
-                print(f"{name:<10} {setting:<22} {label:<10} {n:>11,} {speed:>10.1f}", flush=True)
+                line = f"{name:<10} {setting:<22} {label:<10} {n:>11,} {speed:>10.1f}"
+                if kind == "cpu":  # the layout calf train chose for the CPU, against the default
+                    plain, _ = step_throughput(name, width, size, batch, steps, device, amp,
+                                               channels_last=False)
+                    line += f"   default layout {plain:.1f}: channels-last {speed / plain:.2f}x"
+                print(line, flush=True)
 
     root = Path(tempfile.mkdtemp(prefix="calf-bench-train-"))
     server = None

@@ -461,16 +461,22 @@ def test_bad_input_is_refused_without_output(data, tmp_path, capsys, change, mes
     [
         (("store",), {},  # the suite's defaults
          {"scaling": "volume", "modalities": {"toy": "t1,flair"}, "area": "pixels",
-          "scope": "batch", "precision": "bf16", "deterministic": False, "init": "pytorch"}),
+          "scope": "batch", "precision": "bf16", "deterministic": False, "init": "pytorch",
+          "output_stride": None}),
         (("store",), {"model": "fpn", "precision": "fp32", "deterministic": True,
                       "model_kwargs": {"init": "pytorch"},
                       "loss_kwargs": {"scope": "dataset", "area": "contour"}},
          {"scaling": "volume", "modalities": {"toy": "t1,flair"}, "area": "contour",
-          "scope": "dataset", "precision": "fp32", "deterministic": True, "init": "pytorch"}),
+          "scope": "dataset", "precision": "fp32", "deterministic": True, "init": "pytorch",
+          "output_stride": None}),
         (("store", "store2"), {"model": "fpn", "loss": "focal"},  # store2 is scaled per slice
          {"scaling": "mixed", "modalities": {"toy": "t1,flair", "toy2": "t1,flair"},
           "area": None, "scope": None, "precision": "bf16", "deterministic": False,
-          "init": "monai"}),
+          "init": "monai", "output_stride": None}),
+        (("store",), {"model": "deeplabv3", "model_kwargs": {"output_stride": 8}},
+         {"scaling": "volume", "modalities": {"toy": "t1,flair"}, "area": "pixels",
+          "scope": "batch", "precision": "bf16", "deterministic": False, "init": "pytorch",
+          "output_stride": 8}),
     ],
 )
 def test_identity_records_the_protocol_switches(data, tmp_path, stores, kwargs, expected):
@@ -557,3 +563,84 @@ def test_dataset_scope_with_contour_areas_reads_the_contour_profile(data, tmp_pa
     assert run["imbalance"]["skewness"] == pytest.approx(record["skewness"], rel=1e-12)
     assert run["params"]["protocol"]["area"] == "contour"
     assert list(epochs[f"branch_{record['branch']}"]) == [3]
+
+
+# ------------------------------------------------------------------ several runs, one job
+
+
+def test_runs_of_one_job_equal_separate_runs_and_resume(data, tmp_path, capsys):
+    """``--run`` trains each run as its own command would, into its own directory; a rerun
+    confirms the complete runs; a non-finite run does not stop the others (exit 3)."""
+    extra = ["--epochs", "1", "--max-steps-per-epoch", "2"]
+    separate = {}
+    for loss, kwargs in (("bce", "{}"), ("calf", '{"scope": "batch"}')):
+        out = tmp_path / "separate" / loss
+        assert main(args(data, out, *extra, "--loss-kwargs", kwargs, loss=loss)) == 0
+        separate[loss] = read_run(out)
+    base = ["train", "--store", str(data["store"]), "--train-slices", str(data["train"]),
+            "--model", "unet", "--width", WIDTH, "--batch-size", "8", *extra]
+    grouped = [*base, "--run", "bce", "{}", str(tmp_path / "g" / "bce"),
+               "--run", "calf", '{"scope": "batch"}', str(tmp_path / "g" / "calf")]
+    assert main(grouped) == 0
+    for loss, (record, epochs, ckpt) in separate.items():
+        g_record, g_epochs, g_ckpt = read_run(tmp_path / "g" / loss)
+        assert g_record["status"] == "complete"
+        assert g_record["params"]["loss"] == loss
+        assert g_epochs["train_loss"].tolist() == epochs["train_loss"].tolist()
+        for name, tensor in ckpt["model_state"].items():
+            assert torch.equal(g_ckpt["model_state"][name], tensor), (loss, name)
+    capsys.readouterr()
+    assert main(grouped) == 0  # the rerun trains nothing
+    assert capsys.readouterr().err.count("already complete") == 2
+
+    # a run that blows up (lr 1e30, as in the exit-3 test) does not stop the next one
+    blown = [*base[: base.index("--epochs")], "--epochs", "3", "--lr", "1e30",
+             "--max-steps-per-epoch", "1", "--model", "fpn"]
+    argv = [*blown, "--run", "calf", "{}", str(tmp_path / "b" / "first"),
+            "--run", "bce", "{}", str(tmp_path / "b" / "second")]
+    capsys.readouterr()
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    # both blow up at that rate: the second still trained after the first had failed
+    assert "2 of 2 runs stopped on a non-finite loss" in err and str(tmp_path / "b" / "first") in err
+    for name in ("first", "second"):
+        assert json.loads((tmp_path / "b" / name / "run.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--loss", "bce", "--run", "bce", "{}", "X"], "give either --run (repeatable) or --loss"),
+        (["--run", "bce", "{}", "X", "--run", "dice", "{}", "X"], "run directory X given twice"),
+        (["--run", "bce", "[1]", "X"], "--run bce KWARGS '[1]': expected a JSON object"),
+    ],
+)
+def test_bad_runs_are_refused_before_any_training(data, tmp_path, capsys, extra, message):
+    argv = ["train", "--store", str(data["store"]), "--train-slices", str(data["train"]),
+            "--model", "unet", "--width", WIDTH, *extra]
+    argv = [str(tmp_path / a) if a == "X" else a for a in argv]
+    message = message.replace(" X ", f" {tmp_path / 'X'} ")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "X").exists()
+
+
+# ------------------------------------------------------------------- training learns
+
+
+@pytest.mark.parametrize("loss", ["bce", "calf"])
+def test_training_learns_the_toy_discs(data, tmp_path, loss):
+    """A regression guard on the whole training path (data loader, labels, loss, optimiser,
+    model): a small U-Net must learn the bright discs of the fixture, scored by the pooled
+    Dice on the other fold's slices. A broken piece (labels misaligned with their images,
+    a loss whose gradient points the wrong way, an optimiser that does not step) leaves
+    it near 0 (measured: 0.79 with BCE and 0.82 with CALF after 30 epochs of 3 steps,
+    in seconds; 0.10 with a learning rate of 1e-8)."""
+    out = tmp_path / loss
+    argv = args(data, out, "--epochs", "30", "--lr", "3e-3", "--val-slices", str(data["val"]),
+                loss=loss)
+    assert main(argv) == 0
+    _, epochs, _ = read_run(out)
+    assert epochs["val_dice"].iloc[-1] > 0.7, epochs["val_dice"].tolist()
+    assert epochs["val_dice"].iloc[-1] > epochs["val_dice"].iloc[0] + 0.3

@@ -1,8 +1,16 @@
 """``calf train``: train one model with one loss on one training set into a run directory.
 
+``--run LOSS KWARGS RUN`` (repeatable, instead of ``--loss``/``--loss-kwargs``/``--out``)
+trains several runs of one model and training set in one process, one after the other,
+each into its own run directory exactly as separate commands would: the workflow's
+``training.group_losses`` uses it to pay the start-up (Python, torch, MONAI) once per
+(dataset, model, fold) instead of once per loss. A run that stops on a non-finite loss
+does not stop the others; a stop signal ends the command after the current run's
+checkpoint, and the same command resumes it (complete runs are confirmed, not retrained).
+
 Exit codes: 0 complete (or already complete), 75 interrupted by SIGTERM/SIGUSR1 after a
-checkpoint (run the same command again to resume), 3 stopped on a NaN or infinite loss,
-2 bad input.
+checkpoint (run the same command again to resume), 3 stopped on a NaN or infinite loss
+(with ``--run``: some run did, the others completed), 2 bad input.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from calf.errors import CalfError
@@ -69,7 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="auto: CUDA when available (default)")
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="threads of torch's CPU pool (default: torch's, one per core; "
+                          "the workflow passes the job's threads, so parallel jobs do not "
+                          "oversubscribe the cores)")
     run.add_argument("--out", metavar="RUN", help="run directory to write (or resume)")
+    run.add_argument("--run", nargs=3, action="append", metavar=("LOSS", "KWARGS", "RUN"),
+                     default=None,
+                     help="a loss, its JSON arguments and its run directory; repeat to train "
+                          "several runs of this model in one process (instead of --loss, "
+                          "--loss-kwargs and --out)")
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
@@ -96,30 +114,75 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CalfError(f"--describe-model {args.describe_model}: {err}") from None
         return 0
-    for option in ("store", "train_slices", "model", "loss", "out"):
+    runs = _runs(args)
+    configs = [
+        TrainConfig(
+            stores=tuple(args.store),
+            train_slices=args.train_slices,
+            out=out,
+            model=args.model,
+            loss=loss,
+            width=args.width,
+            model_kwargs=model_kwargs,
+            loss_kwargs=loss_kwargs,
+            profile=args.profile,
+            val_slices=args.val_slices,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            max_steps_per_epoch=args.max_steps_per_epoch,
+            device=args.device,
+            workers=args.workers,
+            precision=args.precision,
+            deterministic=args.deterministic,
+        )
+        for loss, loss_kwargs, out in runs
+    ]
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CalfError(f"--threads {args.threads}: expected an integer >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from calf.train import train
+    from calf.train.loop import NonFiniteLoss
+
+    if len(configs) == 1:
+        return train(configs[0]).exit_code
+    failed = []
+    for config in configs:
+        try:
+            result = train(config)
+        except NonFiniteLoss as err:  # this run failed for good; the others still train
+            print(f"calf train: error: {err}", file=sys.stderr)
+            failed.append(config.out)
+            continue
+        if result.status == "interrupted":
+            return result.exit_code  # the rerun confirms the complete runs, resumes this one
+    if failed:
+        print(f"calf train: error: {len(failed)} of {len(configs)} runs stopped on a non-finite loss: "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return NonFiniteLoss.exit_code
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
+    """(loss, loss kwargs, run directory) of each run asked for, checked before any trains."""
+    for option in ("store", "train_slices", "model"):
         if not getattr(args, option):
             raise CalfError(f"missing --{option.replace('_', '-')}")
-    config = TrainConfig(
-        stores=tuple(args.store),
-        train_slices=args.train_slices,
-        out=args.out,
-        model=args.model,
-        loss=args.loss,
-        width=args.width,
-        model_kwargs=model_kwargs,
-        loss_kwargs=_json_object(args.loss_kwargs, "--loss-kwargs"),
-        profile=args.profile,
-        val_slices=args.val_slices,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        device=args.device,
-        workers=args.workers,
-        precision=args.precision,
-        deterministic=args.deterministic,
-    )
-    from calf.train import train
-
-    return train(config).exit_code
+    if args.run:
+        if args.loss or args.out or args.loss_kwargs != "{}":
+            raise CalfError("give either --run (repeatable) or --loss/--loss-kwargs/--out, not both")
+        runs = [(loss, _json_object(kwargs, f"--run {loss} KWARGS"), out)
+                for loss, kwargs, out in args.run]
+        outs = [out for _, _, out in runs]
+        twice = sorted({out for out in outs if outs.count(out) > 1})
+        if twice:
+            raise CalfError(f"--run: run directory {twice[0]} given twice")
+        return runs
+    for option in ("loss", "out"):
+        if not getattr(args, option):
+            raise CalfError(f"missing --{option}")
+    return [(args.loss, _json_object(args.loss_kwargs, "--loss-kwargs"), args.out)]

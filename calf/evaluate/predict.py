@@ -4,8 +4,8 @@ A run directory (written by ``calf train``) holds ``run.json`` (``status`` must 
 ``complete``) and ``checkpoint.pt`` (``format`` 1, ``epoch``, ``model_state`` and
 ``config``, whose ``params`` name the model: ``model``, ``width``, ``model_kwargs``, and
 the ``loss``). The checkpoint is a pickle: load only runs you trust (your own results).
-Prediction runs in eval mode without gradients, batch by batch; on CUDA with autocast and
-channels-last, as in training. A pixel is tumour where its logit is > 0.
+Prediction runs in eval mode without gradients, batch by batch, channels-last (and on CUDA
+with autocast) as in training. A pixel is tumour where its logit is > 0.
 """
 
 from __future__ import annotations
@@ -140,8 +140,7 @@ def load_run(run: str | Path, device: torch.device) -> TrainedRun:
             f"{ckpt_path}: model_state does not fit model {name!r} width {width:g}: {first}"
         ) from None
     model.eval().to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # as in training, on every device
     return TrainedRun(path, model, name, config, int(ckpt["epoch"]), device)
 
 
@@ -164,9 +163,7 @@ def predict_rows(
     images, truths, preds = [], [], []
     for start in range(0, len(rows), batch_size):
         x, y = store.batch(rows[start : start + batch_size])
-        xd = x.to(device, non_blocking=True)
-        if device.type == "cuda":
-            xd = xd.contiguous(memory_format=torch.channels_last)
+        xd = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         try:
             with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained.model(xd)

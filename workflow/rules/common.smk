@@ -315,6 +315,26 @@ def training_args(wildcards):
     return " ".join(args)
 
 
+def group_markers(study):
+    """A grouped_training_<study> job's outputs: the train.done of each of the study's losses."""
+    return [
+        f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{loss}/{{variant}}/train.done"
+        for loss in study_losses(study)
+    ]
+
+
+def group_run_args(wildcards):
+    """--run LOSS KWARGS RUN of each loss, the loss and kwargs from the loss's own rule."""
+    rules = loss_rules()
+    args = []
+    for loss in study_losses(wildcards.study):
+        params = rules[loss].params
+        kwargs = json.dumps(getattr(params, "loss_kwargs", None) or {})
+        run = f"{RESULTS}/runs/{wildcards.study}/{wildcards.dataset}/{wildcards.model}/{loss}/{wildcards.variant}"
+        args.append(f"--run {params.loss} {shlex.quote(kwargs)} {run}")
+    return " ".join(args)
+
+
 def evaluation_runs(wildcards):
     """The training runs one evaluate job reads: every loss of a (study, dataset, model, fold)."""
     return [
@@ -386,6 +406,12 @@ def gpu_resources():
     elif c["gpu"] == "gres":
         res["gres"] = f"gpu:{c['gpu_model']}:1" if c["gpu_model"] else "gpu:1"
     return res
+
+
+def train_threads():
+    """A training job's threads: its CPUs (cluster.gpu_job.cpus_per_task), at most the cores
+    Snakemake was given; passed on as torch's thread count."""
+    return config["cluster"]["gpu_job"]["cpus_per_task"]
 
 
 def previous_sync(wildcards):
@@ -491,6 +517,21 @@ def readme_study_args():
     return " ".join(
         f"--study {s}:{','.join(study_dataset_names(s))}" for s in config["studies"]
     )
+
+
+# the report's description, from the workflow's own folder (the working directory may be
+# elsewhere: snakemake --directory)
+REPORT_DESCRIPTION = str(Path(workflow.basedir) / "workflow/report/workflow.rst")
+
+
+def report_front_page():
+    """The front page of `snakemake --report`: once report_readme wrote it, every study's
+    answer on top of workflow/report/workflow.rst; before that the description alone.
+    Snakemake reads it only when it builds the report, after the workflow ran. The
+    generated page is given absolute: a relative path would be taken from
+    workflow/rules/, the folder of the report directive (as the fallback is)."""
+    page = Path(f"{RESULTS}/report/front_page.rst")
+    return str(page.resolve()) if page.is_file() else "../report/workflow.rst"
 
 
 def report_files(wildcards=None):

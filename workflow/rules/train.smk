@@ -24,6 +24,7 @@ rule train_template:
         variant=VARIANT_RE,
     conda:
         "../envs/calf.yaml"
+    threads: train_threads()
     resources:
         **gpu_resources(),
     params:
@@ -35,4 +36,4 @@ rule train_template:
     shell:
         "calf train {params.stores} --train-slices {input.train} --profile {input.profile}"
         " {params.model} --loss {params.loss} --loss-kwargs {params.loss_kwargs:q}"
-        " {params.training} --out $(dirname {output}) > {log} 2>&1"
+        " {params.training} --threads {threads} --out $(dirname {output}) > {log} 2>&1"
