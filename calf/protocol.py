@@ -29,6 +29,8 @@ SWITCHES: dict[str, Switch] = {
     "precision": Switch("precision", "fp32", "bf16"),
     "deterministic": Switch("deterministic cuDNN", True, False),
     "init": Switch("initialisation", "pytorch", "monai"),
+    # the suite keeps the authors' stride; a config may choose the DeepLabV3 paper's 16 or 8
+    "output_stride": Switch("DeepLabV3 output stride", 32, 32),
 }
 
 # the series the authors' code read per dataset (SPEC.md section 5): their BraTS "T1" was the
@@ -69,7 +71,8 @@ def run_protocol(
     ``stores`` are the stores' ``store.json`` settings (``dataset``, ``scaling``,
     ``modalities``). ``scaling`` is one value, or ``mixed`` when pooled stores differ;
     ``modalities`` maps each dataset to its series; ``area`` and ``scope`` are None for a
-    loss that is not CALF, ``init`` None for a network that is not the suite's.
+    loss that is not CALF, ``init`` None for a network that is not the suite's,
+    ``output_stride`` None for a network other than ``deeplabv3``.
     """
     stores = list(stores)
     scalings = sorted({str(s.get("scaling")) for s in stores})
@@ -82,6 +85,7 @@ def run_protocol(
         "precision": precision,
         "deterministic": bool(deterministic),
         "init": model_kwargs.get("init", DEFAULT_INIT.get(model)),
+        "output_stride": model_kwargs.get("output_stride", 32) if model == "deeplabv3" else None,
     }
 
 

@@ -388,3 +388,20 @@ def test_default_init_table_matches_the_networks():
 
     assert build_model("fpn", width=SMALL).init == DEFAULT_INIT["fpn"] == "monai"
     assert set(DEFAULT_INIT) == set(MODELS)
+
+
+@pytest.mark.parametrize("stride, feature", [(32, 2), (16, 4), (8, 8)])
+def test_deeplabv3_output_stride_keeps_the_parameters_and_refines_the_features(stride, feature):
+    model = build_model("deeplabv3", width=SMALL, output_stride=stride)
+    # the same weights at every stride (strides become dilations): the authors' count
+    assert count_parameters(model) == COUNTS["deeplabv3"](SMALL)
+    x = torch.rand(2, 1, 64, 64)
+    assert model.backbone(x).shape[-2:] == (feature, feature)
+    assert model(x).shape == x.shape
+    rates = [b.conv.dilation[0] for b in model.aspp.branches[1:]]
+    assert rates == ([12, 24, 36] if stride == 8 else [6, 12, 18])
+
+
+def test_deeplabv3_refuses_another_output_stride():
+    with pytest.raises(ValueError, match="output_stride 4: expected one of 8, 16, 32"):
+        build_model("deeplabv3", width=SMALL, output_stride=4)

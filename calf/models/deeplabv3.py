@@ -8,6 +8,13 @@ branches dilated 6, 12 and 18, an image-pooling branch) to 256 channels, project
 bilinear upsampling x32 back to the input size. At full width, 1 channel in and 1 out:
 14,502,209 parameters, as the authors' network.
 
+``output_stride`` (a protocol switch, recorded with each run): 32, the authors' network, or
+the DeepLabV3 paper's atrous backbones (Chen et al. 2017): 16 (stage 4 without its stride,
+dilated 2) or 8 (stages 3 and 4 without their strides, dilated 2 and 4), with the ASPP rates
+doubled at 8 (12, 24, 36), as that paper does. Same parameters at every stride; a finer
+stride resolves small inputs (at 64 x 64 the authors' stride leaves a 2 x 2 feature map)
+at the cost of larger feature maps in the late stages.
+
 The image-pooling branch has a BatchNorm on a 1 x 1 map, so in training mode a batch needs
 at least two samples (as in torchvision's DeepLabV3).
 """
@@ -25,6 +32,7 @@ STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))  # (channels, Conv3x3-BN-ReLU l
 STEM_CHANNELS = 64
 ASPP_CHANNELS = 256
 ASPP_DILATIONS = (6, 12, 18)
+OUTPUT_STRIDES = (8, 16, 32)
 
 
 def conv_bn_relu(
@@ -75,24 +83,35 @@ class ASPP(nn.Module):
 class DeepLabV3(nn.Module):
     """DeepLabV3 with ``width`` scaling every channel count; one logit map of the input's size."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: float = 1.0):
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: float = 1.0,
+                 output_stride: int = 32):
         super().__init__()
         width = check_width(width)
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride {output_stride!r}: expected one of "
+                             f"{', '.join(map(str, OUTPUT_STRIDES))}")
+        # stages 3 and 4 trade their stride for dilation at output strides 8 and 16
+        atrous = {32: 0, 16: 1, 8: 2}[output_stride]
         stem = scaled_channels(STEM_CHANNELS, width)
         layers: list[nn.Module] = [
             conv_bn_relu(in_channels, stem, kernel_size=7, stride=2),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         ]
         c_in = stem
+        dilation = 1
         for index, (channels, depth) in enumerate(STAGES):
             c = scaled_channels(channels, width)
+            dilated = index >= len(STAGES) - atrous
             for layer in range(depth):
-                stride = 2 if index > 0 and layer == 0 else 1
-                layers.append(conv_bn_relu(c_in, c, stride=stride))
+                stride = 2 if index > 0 and layer == 0 and not dilated else 1
+                if dilated and layer == 0:
+                    dilation *= 2
+                layers.append(conv_bn_relu(c_in, c, stride=stride, dilation=dilation))
                 c_in = c
         self.backbone = nn.Sequential(*layers)
         aspp = scaled_channels(ASPP_CHANNELS, width)
-        self.aspp = ASPP(c_in, aspp)
+        rates = tuple(2 * d for d in ASPP_DILATIONS) if output_stride == 8 else ASPP_DILATIONS
+        self.aspp = ASPP(c_in, aspp, dilations=rates)
         self.head = nn.Sequential(
             conv_bn_relu(aspp, aspp),
             Convolution(2, aspp, out_channels, kernel_size=1, conv_only=True),
