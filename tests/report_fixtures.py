@@ -1,9 +1,10 @@
 """A small but real results tree for the statistics and report tests.
 
 ``write_study`` writes what the evaluate and train steps write for one study: per-case CSVs
-with their companion JSONs and overlay PNGs, run folders with ``run.json`` and
-``epochs.csv``, and the training sets' profile JSONs. Values are drawn from a seeded
-generator; ``effects`` shifts a loss's Dice so that tests can ask for a real difference.
+with their companion JSONs and overlays (a PNG and an ``.npz`` per rank), run folders with
+``run.json`` and ``epochs.csv``, and the training sets' profile JSONs. Values are drawn from
+a seeded generator; ``effects`` shifts a loss's Dice so that tests can ask for a real
+difference.
 """
 
 from __future__ import annotations
@@ -61,12 +62,22 @@ def _case_rows(rng, cases, dataset, model, loss, fold, effect, ratio, seed):
 
 
 def _write_overlays(folder: Path, rng) -> None:
+    """What evaluate writes per rank: a PNG (noise: the grid does not read it) and the
+    shown slice's arrays (its image from the same noise, a 10 x 10 square of truth and the
+    prediction shifted by 2 rows). One draw per rank, as before the arrays were added, so
+    the rest of the study's values stay the same."""
     import matplotlib.image
 
+    from calf.evaluate.overlays import write_overlay_arrays
+
     folder.mkdir(parents=True, exist_ok=True)
+    truth = np.zeros((32, 32), dtype=bool)
+    truth[10:20, 12:22] = True
     for rank in ("best", "median", "worst"):
-        image = rng.uniform(0, 1, size=(32, 32, 3))
-        matplotlib.image.imsave(folder / f"{rank}.png", image)
+        noise = rng.uniform(0, 1, size=(32, 32, 3))
+        matplotlib.image.imsave(folder / f"{rank}.png", noise)
+        image = np.rint(noise[..., 0] * 255).astype(np.uint8)
+        write_overlay_arrays(folder / f"{rank}.npz", image, truth, np.roll(truth, 2, axis=0))
 
 
 def _write_run(run_dir: Path, rng, loss: str, epochs: int) -> None:
@@ -161,7 +172,8 @@ def write_study(
                                 "execution": {"precision": "fp32"},
                                 "summary": {"mean_dice": float(frame["dice"].mean()),
                                             "batch_pooled_dice_32": float(rng.uniform(0.5, 0.95))},
-                                "overlays": {r: {"file": f"{r}.png", "case_id": cases[i],
+                                "overlays": {r: {"file": f"{r}.png", "arrays": f"{r}.npz",
+                                                 "case_id": cases[i],
                                                  "modality": "flair", "slice": 3,
                                                  "dice": float(frame["dice"].iloc[i])}
                                              for i, r in enumerate(("best", "median", "worst"))},

@@ -19,6 +19,7 @@ from calf.cli import main
 from calf.datasets.base import Case
 from calf.errors import CalfError
 from calf.evaluate.metrics import MetricSettings
+from calf.evaluate.overlays import read_overlay_arrays, write_overlay_arrays
 from calf.evaluate import (
     CASE_COLUMNS,
     SLICE_COLUMNS,
@@ -645,9 +646,33 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
         record["overlays"]["best"]["case_id"] == "c1"
         and record["overlays"]["worst"]["case_id"] == "c3"
     )
+    store = SliceStore(data["alpha"])
     for rank in ("best", "median", "worst"):
+        shown = record["overlays"][rank]
+        assert (shown["file"], shown["arrays"]) == (f"{rank}.png", f"{rank}.npz")
         png = out.with_name("fold0_overlays") / f"{rank}.png"
         assert matplotlib.image.imread(png).ndim == 3
+        image, truth, pred = read_overlay_arrays(out.with_name("fold0_overlays") / shown["arrays"])
+        assert (image.dtype, truth.dtype, pred.dtype) == (np.uint8, bool, bool)
+        assert image.shape == truth.shape == pred.shape == (SIZE, SIZE)
+        at = store.index.reset_index(drop=True)
+        (row,) = at.index[
+            (at["case_id"] == shown["case_id"])
+            & (at["modality"] == shown["modality"])
+            & (at["slice"] == shown["slice"])
+        ]
+        stored_image, stored_mask = store.arrays([row])
+        np.testing.assert_array_equal(image, stored_image[0])  # the store's own pixels
+        np.testing.assert_array_equal(truth, stored_mask[0] > 0)
+        assert pred.all()  # every logit is +1
+    # c1: the 6 x 6 square at x 8..13, y 10..15 in slices 1..3, the first of them shown
+    assert record["overlays"]["best"]["slice"] == 1
+    _, best_truth, _ = read_overlay_arrays(out.with_name("fold0_overlays") / "best.npz")
+    assert best_truth.sum() == 36 and best_truth[8:14, 10:16].all()
+    # c3: no tumour; the prediction fills every slice, so the first of equals (slice 0)
+    assert record["overlays"]["worst"]["slice"] == 0
+    _, worst_truth, _ = read_overlay_arrays(out.with_name("fold0_overlays") / "worst.npz")
+    assert not worst_truth.any()
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "fold0.csv",
         "fold0.json",
@@ -867,6 +892,43 @@ def test_failure_while_writing_leaves_nothing(data, runs, tmp_path, monkeypatch)
     monkeypatch.setattr("calf.evaluate.pipeline.write_overlay", broken)
     with pytest.raises(OSError, match="disk full"):
         evaluate(runs["all"], [data["alpha"]], data["splits"], 0, tmp_path / "x.csv", device="cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overlay_arrays_round_trip_and_bad_files(tmp_path):
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    truth = np.zeros((3, 4), dtype=np.uint8)
+    truth[1, 2] = 1
+    path = tmp_path / "best.npz"
+    write_overlay_arrays(path, image, truth, np.ones((3, 4)))  # 0/1 masks stored as bool
+    assert [p.name for p in tmp_path.iterdir()] == ["best.npz"]  # no second suffix, no temp
+    got_image, got_truth, got_pred = read_overlay_arrays(path)
+    np.testing.assert_array_equal(got_image, image)
+    assert got_image.dtype == np.uint8 and got_truth.dtype == bool
+    assert got_truth.sum() == 1 and got_truth[1, 2] and got_pred.all()
+
+    with pytest.raises(CalfError, match="pred must be 2-D of the image's shape"):
+        write_overlay_arrays(tmp_path / "x.npz", image, truth, np.ones((4, 3)))
+    np.savez(tmp_path / "nokey.npz", image=image, truth=truth)
+    with pytest.raises(CalfError, match=r"nokey.npz: .*no key 'pred'"):
+        read_overlay_arrays(tmp_path / "nokey.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(CalfError, match="junk.npz: not a readable overlay"):
+        read_overlay_arrays(tmp_path / "junk.npz")
+    with pytest.raises(FileNotFoundError):
+        read_overlay_arrays(tmp_path / "gone.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "junk.npz", "nokey.npz"]
+
+
+def test_failed_overlay_arrays_leave_nothing(tmp_path, monkeypatch):
+    def broken(handle, **arrays):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_overlay_arrays(tmp_path / "best.npz", np.zeros((2, 2)), np.zeros((2, 2)),
+                             np.zeros((2, 2)))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +36,9 @@ def _report(results: Path, action: str, *args: str) -> int:
     return main(["report", action, *args])
 
 
-def test_tables_paper_figures_and_readme(tree):
+@pytest.fixture(scope="module")
+def built(tree):
+    """The tree's tables, figures, paper table and README (written once for the module)."""
     results, paths, pooled = tree
     metrics, report = results / "metrics", results / "report"
     for study, files in (("demo", paths), ("pooled", pooled)):
@@ -53,6 +57,12 @@ def test_tables_paper_figures_and_readme(tree):
     assert _report(results, "readme", "--report-dir", str(report), "--stats-root",
                    str(results / "stats"), "--study", "demo:sparse,bulky", "--study",
                    "pooled:pool", "--out", str(report / "README.md")) == 0
+    return results, report
+
+
+def test_tables_paper_figures_and_readme(tree, built):
+    results, _, pooled = tree
+    report = built[1]
 
     # every block of the summary names the protocol switches its runs recorded
     summary = (report / "demo" / "summary.md").read_text()
@@ -80,6 +90,83 @@ def test_tables_paper_figures_and_readme(tree):
     wins = int((dice["significant"] & (dice["favours"] == "calf")).sum())
     assert wins == len(dice) == 4
     assert re.search(rf"\| calf +\| dice +\| +4 \| +{wins} \| +0 \| +0 \|", readme)
+
+
+def test_readme_leads_with_the_answer(built):
+    """Per study: the answer, the summary table, the figures, the paired tests, the
+    handling; the paper table after every study."""
+    _, report = built
+    readme = (report / "README.md").read_text()
+    lines = readme.splitlines()
+    assert lines[0] == "# CALF benchmark: results" and lines[1] == "" and lines[3] == ""
+    assert lines[4] == "## Study `demo`"  # title and one line, then the studies
+    demo, pooled = readme.split("## Study `pooled`")
+    for part in (demo, pooled):
+        heads = ["### Answer", "### Summary of study", "#### ", "### Figures",
+                 "### Paired tests", "### How the statistics treat the data"]
+        places = [part.index(h) for h in heads]
+        assert places == sorted(places)
+    assert readme.index("## Study `pooled`") < readme.index("## Paper vs suite")
+    # the answer: CALF (+0.3 Dice, 16 patients per group) beats both baselines everywhere
+    assert ("| bulky | U-Net | CALF (" in demo and "| BCE, Dice | none | none |" in demo)
+    assert "CALF beats 4, ties 0 and loses to 0 of its 4 comparisons with a baseline" in demo
+    # the pooled study: 6 test patients, 2 tests in its group (1 baseline x 2 metrics):
+    # 2/64 x 2 = 0.0625 > 0.05
+    assert ("pool, U-Net: with 6 patients no test in this group can reach significance "
+            "(smallest attainable p after Holm 0.0625 > alpha 0.05).") in pooled
+    assert "CALF beats 0, ties 1 and loses to 0 of its 1 comparison with a baseline" in pooled
+    # the summary table inline, showing Dice and HD95 (NSD has no value in these CSVs)
+    assert "| Loss | Dice mean ± sd | Dice median [q1, q3] | HD95 mean ± sd |" in demo
+    assert "Sensitivity" not in demo.split("### Figures")[0]
+
+
+def test_readme_front_page_and_the_not_run_paper_line(built, tmp_path, capsys):
+    """With no pooled run the paper section is one line; --front-page writes the answers in
+    reStructuredText, then the description unchanged; both files or neither."""
+    import docutils.core
+
+    results, report = built
+    mine = tmp_path / "report"
+    shutil.copytree(report, mine)
+    assert _report(results, "paper", "--metrics-root", str(results / "metrics"),
+                   "--out-prefix", str(mine / "paper_vs_suite")) == 0
+    description = tmp_path / "workflow.rst"
+    description.write_text("The workflow, *described*.\n")
+    args = ["readme", "--report-dir", str(mine), "--stats-root", str(results / "stats"),
+            "--study", "demo:sparse,bulky", "--study", "pooled:pool",
+            "--out", str(mine / "README.md")]
+    assert _report(results, *args, "--front-page", str(tmp_path / "front.rst"),
+                   "--description", str(description)) == 0
+    readme = (mine / "README.md").read_text()
+    paper = readme[readme.index("## Paper vs suite"):].strip().splitlines()
+    assert len(paper) == 3 and paper[2].startswith("No study ran the authors' pooled protocol")
+    assert "`snakemake --configfile config/paper.yaml`" in paper[2]
+    assert "| not run |" not in readme
+    front = (tmp_path / "front.rst").read_text()
+    assert front.startswith("==========================\nCALF benchmark: the answer\n")
+    assert front.endswith("The workflow, *described*.\n")
+    assert front.index("Study demo") < front.index("Study pooled") < front.index("described")
+    with warnings.catch_warnings():  # docutils 0.22 announces writer= for 2.0
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        html = docutils.core.publish_parts(front, writer_name="html", settings_overrides={
+            "report_level": 1, "halt_level": 2})["html_body"]  # a warning raises
+    assert "CALF beats 4, ties 0 and loses to 0" in html
+
+    # a front page without its description (or the reverse) is refused
+    for extra in (["--front-page", str(tmp_path / "x.rst")], ["--description", str(description)]):
+        assert _report(results, *args, *extra) == 2
+        assert "--front-page and --description go together" in capsys.readouterr().err
+    assert not (tmp_path / "x.rst").exists()
+    # the front page cannot be written: neither file changes
+    (mine / "README.md").write_text("old")
+    (tmp_path / "folder.rst").mkdir()
+    assert _report(results, *args, "--front-page", str(tmp_path / "folder.rst"),
+                   "--description", str(description)) == 2
+    assert "folder.rst: is a folder" in capsys.readouterr().err
+    assert _report(results, *args, "--front-page", str(tmp_path / "new.rst"),
+                   "--description", str(tmp_path / "missing.rst")) == 2
+    assert "missing.rst: no such file" in capsys.readouterr().err
+    assert (mine / "README.md").read_text() == "old" and not (tmp_path / "new.rst").exists()
 
 
 def test_figures_need_the_stats_and_leave_nothing_when_they_fail(tree, tmp_path, capsys):

@@ -348,24 +348,99 @@ def test_overlay_grids(study, tmp_path):
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["BCE", "Dice", "CALF", "Region-specific"]
     assert [t.get_text() for t in axes[0, 0].texts] == ["U-Net: best"]
     assert [t.get_text() for t in axes[0, 5].texts] == ["FPN: worst"]
+    assert not axes[1, 1].texts and axes[1, 1].get_ylabel() == ""  # headers: first row only
     record = json.loads((study["root"] / "metrics/demo/sparse/fpn/calf/fold0.json").read_text())
     worst = record["overlays"]["worst"]
-    assert axes[2, 5].get_title() == f"{worst['case_id']}\nslice 3, Dice {worst['dice']:.3f}"
-    assert len(axes[2, 5].images) == 1
+    # the fixture's fold-0 cases SPARSE-00000-000 .. -007, worst = the third; one line
+    assert worst["case_id"] == "SPARSE-00002-000"
+    assert axes[2, 5].get_title() == f"SPARSE-00002-000 · z 3 · Dice {worst['dice']:.2f}"
+    # drawn from the .npz (gray image, transposed; the fixture's truth square and shifted
+    # prediction as two outlines), not from the PNG
+    arrays = np.load(study["root"] / "metrics/demo/sparse/fpn/calf/fold0_overlays/worst.npz")
+    (shown,) = axes[2, 5].images
+    np.testing.assert_allclose(shown.get_array(), arrays["image"].T / 255)
+    assert arrays["truth"].sum() == 100 and arrays["truth"][10:20, 12:22].all()
+    colours = [matplotlib.colors.to_hex(c.get_edgecolor()[0]) for c in axes[2, 5].collections]
+    assert colours == ["#00e5ff", "#ff3d00"]  # truth cyan, prediction red-orange
+    assert not axes[2, 5].get_legend()
+    (legend,) = fig.legends  # one legend for the whole figure
+    assert [t.get_text() for t in legend.get_texts()] == ["truth", "prediction"]
+    assert [matplotlib.colors.to_hex(h.get_color()) for h in legend.legend_handles] == [
+        "#00e5ff", "#ff3d00"]
     assert "(fold 0)" in fig.get_suptitle()
 
 
-def test_overlay_missing_png_and_first_variant(tmp_path):
+def test_overlay_grid_reads_arrays_not_pngs(tmp_path):
     files = write_study(tmp_path, datasets=("sparse",), models=("unet",), losses=("bce", "calf"),
                         folds=2, cases_per_fold=4, seeds=[2, 1], epochs=1)
-    missing = tmp_path / "metrics/demo/sparse/unet/calf/seed-1/fold0_overlays/median.png"
-    missing.unlink()
+    for png in (tmp_path / "metrics").rglob("*_overlays/*.png"):
+        png.unlink()
+    run = tmp_path / "metrics/demo/sparse/unet/calf/seed-1"
+    (run / "fold0_overlays/median.npz").unlink()
     fig = build_overlays(collect_overlays(files)["sparse"], "sparse")
     axes = np.array(fig.axes).reshape(2, 3)
     assert "(seed 1, fold 0)" in fig.get_suptitle()
-    assert [t.get_text() for t in axes[1, 1].texts] == ["missing"]
-    assert axes[1, 1].get_title().startswith("missing\n") and not axes[1, 1].images
-    assert len(axes[1, 0].images) == 1 and len(axes[0, 1].images) == 1
+    assert all(len(ax.images) == 1 for ax in np.delete(axes.ravel(), 4))  # no PNG read
+    assert [t.get_text() for t in axes[1, 1].texts] == ["missing"] and not axes[1, 1].images
+    median = json.loads((run / "fold0.json").read_text())["overlays"]["median"]
+    assert axes[1, 1].get_title() == f"SPARSE-00001-000 · z 3 · Dice {median['dice']:.2f}"
+    # runs of different variants: each (model, loss) names its own in its best tile
+    later = [f for f in files if f != run / "fold0.csv"]  # CALF's first: seed 1, fold 1
+    fig = build_overlays(collect_overlays(later)["sparse"], "sparse")
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert "(first variant of each run)" in fig.get_suptitle()
+    assert [t.get_text() for t in axes[1, 0].texts] == ["seed 1, fold 1"]
+    assert [t.get_text() for t in axes[0, 0].texts] == ["U-Net: best", "seed 1, fold 0"]
+    assert not axes[1, 1].texts and len(axes[1, 1].images) == 1
+    # no companion JSON: nothing known of the tiles, each says missing
+    (tmp_path / "metrics/demo/sparse/unet/bce/seed-1/fold0.json").unlink()
+    fig = build_overlays(collect_overlays(files)["sparse"], "sparse")
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [[t.get_text() for t in ax.texts] for ax in axes[0]] == [
+        ["U-Net: best", "missing"], ["U-Net: median", "missing"], ["U-Net: worst", "missing"]]
+    assert [ax.get_title() for ax in axes[0]] == ["", "", ""]
+
+
+def test_overlay_grid_bad_arrays_name_the_file(tmp_path):
+    files = write_study(tmp_path, datasets=("sparse",), models=("unet",), losses=("bce",),
+                        folds=1, cases_per_fold=3, epochs=1)
+    bad = tmp_path / "metrics/demo/sparse/unet/bce/fold0_overlays/best.npz"
+    np.savez(bad, image=np.zeros((4, 4)), truth=np.zeros((4, 4)))
+    with pytest.raises(CalfError, match="no key 'pred'") as info:
+        plot_overlays(files, tmp_path / "out")
+    assert str(bad) in str(info.value) and not (tmp_path / "out").exists()
+
+
+def test_overlay_grid_full_size_text_does_not_overlap(tmp_path):
+    """9 losses x 3 models x 3 ranks, case IDs long enough to be shortened: every text
+    (title, legend, headers, row labels, tile lines) is clear of every other and of the
+    other tiles' images, and inside the figure."""
+    from calf.naming import LOSS_NAMES, MODEL_NAMES
+
+    files = write_study(tmp_path, datasets=("upenn-gbm-long",), models=tuple(MODEL_NAMES),
+                        losses=tuple(LOSS_NAMES), folds=1, cases_per_fold=3, epochs=1)
+    fig = build_overlays(collect_overlays(files)["upenn-gbm-long"], "upenn-gbm-long")
+    axes = np.array(fig.axes).reshape(9, 9)
+    title = axes[0, 0].get_title()
+    # "UPENN-GBM-LONG-00000-000" keeps its last 17 characters after the ellipsis
+    assert title.startswith("…BM-LONG-00000-000 · z 3 · Dice ") and "\n" not in title
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [fig._suptitle, fig.legends[0]]
+    for ax in axes.ravel():
+        texts += [t for t in (ax.title, ax.yaxis.label, *ax.texts) if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    inside = fig.bbox
+    for k, box in enumerate(boxes):
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, texts[k]
+        assert inside.y0 <= box.y0 and box.y1 <= inside.y1, texts[k]
+        for other in boxes[k + 1:]:
+            assert not box.overlaps(other), (texts[k], other)
+    for ax in axes.ravel():
+        area = ax.get_window_extent(renderer)
+        for text, box in zip(texts, boxes):
+            if text not in ax.texts:
+                assert not box.overlaps(area), (text, ax.get_title())
 
 
 @pytest.mark.parametrize("name", ["sparse/unet/fold0.csv", "demo/sparse/unet/calf/fold0.txt"])

@@ -27,7 +27,7 @@ from calf.stats.collect import load_case_metrics
 
 CALF_LOSSES = ["calf", "calf_region"]
 SUFFIXES = (".csv", ".md", ".tex", ".html")
-METRIC_HEADS = ("Dice", "IoU", "HD95", "Sensitivity", "Specificity", "Precision")
+SIX = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")  # the fixture's metrics
 N_CASES = 12  # cases of the study's one fold
 UNET, FPN = "sparse, U-Net, natural ratio", "sparse, FPN, natural ratio"  # block titles
 
@@ -71,9 +71,10 @@ def _load(root: Path) -> pd.DataFrame:
     return load_case_metrics(_csvs(root), root)
 
 
-def _write(cases: pd.DataFrame, out: Path, paired=None, alpha: float = 0.05) -> dict[str, Path]:
+def _write(cases: pd.DataFrame, out: Path, paired=None, alpha: float = 0.05,
+           metrics=None) -> dict[str, Path]:
     paths = write_summary_tables(cases, paired, out / "summary", calf_losses=CALF_LOSSES,
-                                 alpha=alpha)
+                                 alpha=alpha, metrics=metrics)
     assert [p.suffix for p in paths] == list(SUFFIXES)
     return {p.suffix: p for p in paths}
 
@@ -114,7 +115,7 @@ def _expected(root: Path, model: str, loss: str, metric: str) -> np.ndarray:
 def test_cell_statistics_match_numpy(study, tmp_path, model, loss, metric):
     root = _copy(study, tmp_path)
     _edit(root, model, loss, metric, np.nan, rows=slice(0, 2), seed=1)  # empty cells
-    out = _write(_load(root), tmp_path / "out")
+    out = _write(_load(root), tmp_path / "out", metrics=SIX)
     table = pd.read_csv(out[".csv"], dtype={"ratio": str})
     row = table[(table["model"] == model) & (table["loss"] == loss) & (table["metric"] == metric)]
     assert len(row) == 1
@@ -144,7 +145,7 @@ def test_best_is_bold_with_ties_min_for_hd95_and_none_for_empty(study, tmp_path)
         _edit(root, "unet", loss, "dice", 0.99)
     _edit(root, "unet", "focal", "hd95", 0.5)  # far below every other HD95
     _edit(root, "unet", "dice", "sensitivity", np.nan)  # no value at all: n = 0
-    out = _write(_load(root), tmp_path / "out")
+    out = _write(_load(root), tmp_path / "out", metrics=SIX)
 
     table = pd.read_csv(out[".csv"])
     unet = table[table["model"] == "unet"]
@@ -452,7 +453,17 @@ def test_paper_table_without_runs_says_not_run_everywhere(tmp_path, runs):
     table = pd.read_csv(out[".csv"])
     assert len(table) == len(reference.PAPER_VALUES) == 33
     assert (table["status"] == "not run").all() and table["suite"].isna().all()
-    assert out[".md"].read_text().count("| not run |") == 33
+    # the other formats: one line saying so and how to run it, not 33 rows of "not run"
+    md = out[".md"].read_text()
+    assert md.splitlines() == ["# Paper vs suite: batch-pooled Dice", "", md.splitlines()[2]]
+    line = md.splitlines()[2]
+    assert line.startswith("No study ran the authors' pooled protocol, so none of the "
+                           "paper's 33 published values has a suite counterpart yet")
+    assert "`snakemake --configfile config/paper.yaml`" in line and "`holdout`" in line
+    tex, page = out[".tex"].read_text(), out[".html"].read_text()
+    assert r"\texttt{snakemake --configfile config/paper.yaml}" in tex and "tabular" not in tex
+    assert "<code>snakemake --configfile config/paper.yaml</code>" in page
+    assert "<table" not in page and "not run" not in md + tex + page
 
 
 @pytest.mark.parametrize("change, message", [
@@ -526,10 +537,19 @@ def test_unwritable_destinations_are_refused_before_writing(cases, tmp_path):
 
 def test_metrics_are_selectable_and_scoring_is_noted(cases, tmp_path):
     # the fixture's CSVs are of the six-metric format: NSD and the lesion metrics are NaN,
-    # so by default the table shows the six that have values
-    table = pd.read_csv(_write(cases, tmp_path / "all")[".csv"])
-    assert list(dict.fromkeys(table["metric"])) == [
-        "dice", "iou", "hd95", "sensitivity", "specificity", "precision"]
+    # so by default the tables show Dice and HD95; the CSV keeps all six with values
+    out = _write(cases, tmp_path / "all")
+    assert list(dict.fromkeys(pd.read_csv(out[".csv"])["metric"])) == list(SIX)
+    block = next(iter(_md_blocks(out[".md"].read_text()).values()))
+    assert block["header"][1:] == [f"{m} {h}" for m in ("Dice", "HD95")
+                                   for h in ("mean ± sd", "median [q1, q3]")]
+    assert "Sensitivity" not in out[".html"].read_text() + out[".tex"].read_text()
+    # with NSD values, NSD is shown third (and kept in the CSV in the metrics' order)
+    out = _write(cases.assign(nsd=0.5), tmp_path / "nsd")
+    assert list(dict.fromkeys(pd.read_csv(out[".csv"])["metric"])) == [
+        "dice", "iou", "hd95", "nsd", "sensitivity", "specificity", "precision"]
+    block = next(iter(_md_blocks(out[".md"].read_text()).values()))
+    assert [h.split()[0] for h in block["header"][1:]] == ["Dice"] * 2 + ["HD95"] * 2 + ["NSD"] * 2
     sources = sorted(set(cases["source"]))
     protocols = {s: {"space": "native", "preset": "brats", "metrics": {"nsd_tolerance_mm": 1.0}}
                  for s in sources}
@@ -538,7 +558,7 @@ def test_metrics_are_selectable_and_scoring_is_noted(cases, tmp_path):
                                  calf_losses=CALF_LOSSES, alpha=0.05, protocols=protocols,
                                  metrics=["hd95", "dice"])
     out = {p.suffix: p for p in paths}
-    assert list(dict.fromkeys(pd.read_csv(out[".csv"])["metric"])) == ["hd95", "dice"]
+    assert list(dict.fromkeys(pd.read_csv(out[".csv"])["metric"])) == list(SIX)
     blocks = _md_blocks(out[".md"].read_text())
     block = next(iter(blocks.values()))
     assert block["header"][1:] == [f"{m} {h}" for m in ("HD95", "Dice")

@@ -8,7 +8,9 @@ Four actions, each reading the per-case metric CSVs it is given (paths under
 - ``paper``: the authors' numbers beside the suite's batch-pooled Dice of pooled-protocol runs;
 - ``figures``: a study's figures (Dice, critical difference, imbalance, branch shares,
   overlays), PNG and SVG;
-- ``readme``: ``results/report/README.md`` linking them all.
+- ``readme``: ``results/report/README.md``, each study's answer first, then linking them
+  all; with ``--front-page`` and ``--description`` also the HTML report's front page (the
+  answers in reStructuredText, then the description), both files or neither.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     readme.add_argument("--study", action="append", required=True, metavar="STUDY[:DATASET,...]",
                         help="a study and its dataset names (overlay grids), e.g. demo:sparse,bulky")
     readme.add_argument("--out", required=True, help="the README to write")
+    readme.add_argument("--front-page", default=None, metavar="OUT.rst",
+                        help="also write the HTML report's front page: every study's answer "
+                        "in reStructuredText, then --description (give both or neither)")
+    readme.add_argument("--description", default=None, metavar="PATH.rst",
+                        help="the workflow description appended unchanged to --front-page")
 
 
 def _cases(args: argparse.Namespace):
@@ -210,7 +217,8 @@ def _readme(args: argparse.Namespace) -> list[Path]:
         if not name:
             raise CalfError(f"--study {item!r}: expected STUDY[:DATASET,...]")
         studies[name] = [d for d in datasets.split(",") if d]
-    return [write_readme(args.report_dir, args.stats_root, studies, args.out)]
+    return write_readme(args.report_dir, args.stats_root, studies, args.out,
+                        front_page=args.front_page, description=args.description)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,9 @@ Outputs beside ``--out X.csv`` (contract D):
 - ``X_slices.csv``: TP, FP, FN, TN per slice in the order evaluated, the table the authors'
   batch-pooled Dice is drawn from (``calf.evaluate.pooled``; its settings in ``X.json``).
 - ``X_overlays/``: ``best.png``, ``median.png``, ``worst.png`` by Dice (NaN Dice excluded;
-  ties go to the earlier row; the median is the lower middle).
+  ties go to the earlier row; the median is the lower middle), each with the arrays of its
+  slice beside it (``best.npz``: ``image`` uint8, ``truth`` and ``pred`` bool, 2-D), which
+  the report's overlay grid draws from (``calf.evaluate.overlays``).
 
 Where a case is scored (``space``):
 
@@ -59,7 +61,7 @@ from calf.evaluate.metrics import (
     metric_settings,
     slice_counts,
 )
-from calf.evaluate.overlays import overlay_slice, write_overlay
+from calf.evaluate.overlays import overlay_slice, write_overlay, write_overlay_arrays
 from calf.evaluate.pooled import POOLED_BATCH, POOLED_SEED, batch_pooled_dice, pooled_settings
 from calf.evaluate.predict import TrainedRun, load_run, loss_name, predict_rows, resolve_device
 
@@ -435,14 +437,16 @@ def _write(paths: OutputPaths, scores: _Scores, record: dict[str, Any], title: s
         (tmp / paths.overlays.name).mkdir()
         for rank, shown in record["overlays"].items():
             image, truth, pred, z = scores.shown[shown["row"]]
+            folder = tmp / paths.overlays.name
             write_overlay(
-                tmp / paths.overlays.name / shown["file"],
-                image / 255,
+                folder / shown["file"],
+                image,
                 truth,
                 pred,
                 f"{rank}: {shown['case_id']} {shown['modality']}, slice {z}, "
                 f"Dice {shown['dice']:.3f}\n{title}",
             )
+            write_overlay_arrays(folder / shown["arrays"], image, truth, pred)
         (tmp / paths.json.name).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         _publish(tmp, paths)
     finally:
@@ -547,6 +551,7 @@ def evaluate(
         "overlays": {
             rank: {
                 "file": f"{rank}.png",
+                "arrays": f"{rank}.npz",
                 "row": i,
                 "case_id": cases.at[i, "case_id"],
                 "modality": cases.at[i, "modality"],

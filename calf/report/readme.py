@@ -1,11 +1,15 @@
-"""``results/report/README.md``: the report's tables and figures, linked for a code-hosting site.
+"""``results/report/README.md``: each study's answer first, then its tables, figures and tests.
 
-The README is the plain-file twin of Snakemake's HTML report: a section per study with a
-digest of the paired tests (how often each CALF loss beat, lost to or tied with a baseline
-after Holm's correction; patients as the unit; the groups pooling the modalities, and each
-modality's groups in a digest of its own when the statistics have them), how the statistics
-treated the unit, missing cases, NaN metrics, ties and zero differences, and relative links
-to every table and figure.
+The README is the plain-file twin of Snakemake's HTML report. Per study: its answer
+(``calf.report.answer``: whom each CALF loss beats, ties and loses to on Dice, the best loss
+by mean rank, the caveats), the summary table inline, the figures, then a digest of the
+paired tests (how often each CALF loss beat, lost to or tied with a baseline after Holm's
+correction; patients as the unit; the groups pooling the modalities, and each modality's
+groups in a digest of its own when the statistics have them) with every test in a collapsed
+block, and how the statistics treated the unit, missing cases, NaN metrics, ties and zero
+differences. After the studies: the paper-vs-suite table, or one line saying that no study
+ran the authors' pooled protocol and how to run it. ``write_readme`` can also write the HTML
+report's front page (``calf.report.answer.front_page``) together with the README.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from calf.stats.collect import GROUP_KEYS, POOLED, pooled_groups
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from calf.report.answer import StudyAnswer
 
 FIGURE_TITLES = {
     "dice": "Dice per patient and loss",
@@ -88,21 +94,20 @@ def paired_details(paired: "pd.DataFrame", metric: str) -> list[str]:
     return lines + ["", "Bold p: significant after Holm's correction.", "", "</details>", ""]
 
 
-def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequence[str]) -> list[str]:
-    import pandas as pd
+def _summary_inline(summary_md: Path) -> list[str]:
+    """The summary table's Markdown, its headings two levels deeper (under the study)."""
+    return [demote_headings(demote_headings(summary_md.read_text().strip())), ""]
 
-    stats = json.loads(_require(stats_dir / "stats.json").read_text())
-    every = pd.read_csv(_require(stats_dir / "paired.csv"), keep_default_na=True,
-                        dtype={"ratio": str, "modality": str})
-    paired = pooled_groups(every, f"{stats_dir / 'paired.csv'}")
+
+def _paired_section(stats: dict, every: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
     settings = stats.get("settings", {})
-    lines = [f"## Study `{study}`", ""]
     groups = paired[list(GROUP_KEYS)].drop_duplicates() if len(paired) else paired
-    lines += [
-        f"Each CALF loss against every baseline, per dataset, model and filter ratio "
-        f"({len(groups)} groups): paired Wilcoxon signed-rank tests over patients (each "
-        f"patient's mean over modalities, then exams, then seeds), Holm-corrected over each "
-        f"{settings.get('family', 'group')}, alpha {settings.get('alpha', 0.05)}.",
+    lines = [
+        "### Paired tests", "",
+        (f"Each CALF loss against every baseline, per dataset, model and filter ratio "
+         f"({len(groups)} groups): paired Wilcoxon signed-rank tests over patients (each "
+         f"patient's mean over modalities, then exams, then seeds), Holm-corrected over each "
+         f"{settings.get('family', 'group')}, alpha {settings.get('alpha', 0.05)}."),
         "",
     ]
     if len(paired):
@@ -115,16 +120,28 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
                       paired_digest(tests).to_markdown(index=False), ""]
     else:
         lines += ["No paired tests: the study has no CALF loss.", ""]
-    lines += ["How the statistics treat the data:", ""]
-    lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in stats.get("handling", {}).items()]
-    lines += ["", "### Tables", ""]
+    return lines
+
+
+def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequence[str],
+                   answer: StudyAnswer | None = None) -> list[str]:
+    """One study's README section; ``answer`` is read from ``stats_dir`` when not given."""
+    import pandas as pd
+
+    from calf.report.answer import answer_markdown, study_answer
+
+    answer = answer or study_answer(stats_dir, study=study)
+
+    stats = json.loads(_require(stats_dir / "stats.json").read_text())
+    every = pd.read_csv(_require(stats_dir / "paired.csv"), keep_default_na=True,
+                        dtype={"ratio": str, "modality": str})
+    paired = pooled_groups(every, f"{stats_dir / 'paired.csv'}")
     summary = report_dir / study / "summary"
     links = ", ".join(f"[{fmt}]({_link(_require(summary.with_suffix('.' + fmt)), report_dir)})"
                       for fmt in TABLE_FORMATS)
-    lines.append(f"- Metrics per loss (mean ± sd, median [IQR], best in bold, significance markers): {links}")
-    stats_links = ", ".join(f"[{name}]({_link(_require(stats_dir / name), report_dir)})"
-                            for name in STATS_FILES)
-    lines += [f"- Statistics: {stats_links}", "", "### Figures", ""]
+    lines = [f"## Study `{study}`", "", "### Answer", "", answer_markdown(answer)]
+    lines += _summary_inline(summary.with_suffix(".md"))
+    lines += [f"The metrics per loss also as {links}.", "", "### Figures", ""]
     figures = report_dir / study / "figures"
     names = [(n, t) for n, t in FIGURE_TITLES.items()]
     names += [(f"overlays_{d}", f"Best, median and worst slices: {d}") for d in datasets]
@@ -132,37 +149,81 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
         png = _link(_require(figures / f"{name}.png"), report_dir)
         svg = _link(_require(figures / f"{name}.svg"), report_dir)
         lines += [f"**{title}** ([SVG]({svg}))", "", f"![{title}]({png})", ""]
-    return lines
+    lines += _paired_section(stats, every, paired)
+    stats_links = ", ".join(f"[{name}]({_link(_require(stats_dir / name), report_dir)})"
+                            for name in STATS_FILES)
+    lines += [f"Statistics files: {stats_links}", "", "### How the statistics treat the data", ""]
+    lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in stats.get("handling", {}).items()]
+    return lines + [""]
 
 
-def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[str, Sequence[str]],
-                 out: str | Path) -> Path:
-    """Write the README; ``studies`` maps each study to its dataset names (overlay grids)."""
-    report_dir, stats_root, out = Path(report_dir), Path(stats_root), Path(out)
+def _paper_section(report_dir: Path) -> list[str]:
+    """The paper-vs-suite table, or one line when no study ran the pooled protocol."""
+    import pandas as pd
+
+    from calf.report.tables_paper import all_not_run, not_run_line
+
+    paper = _require(report_dir / "paper_vs_suite.md")
+    csv = _require(paper.with_suffix(".csv"))
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CalfError(f"{csv}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    if "status" not in table.columns:
+        raise CalfError(f"{csv}: missing column status (written by calf report paper)")
+    links = (f"[CSV]({_link(csv, report_dir)}), "
+             f"[LaTeX]({_link(_require(paper.with_suffix('.tex')), report_dir)})")
+    if all_not_run(table["status"]):
+        return ["## Paper vs suite", "", f"{not_run_line()} (Every value: {links}.)", ""]
+    return [demote_headings(paper.read_text().strip()), "", f"(Also as {links}.)", ""]
+
+
+def readme_text(report_dir: str | Path, stats_root: str | Path,
+                studies: dict[str, Sequence[str]],
+                answers: dict[str, StudyAnswer] | None = None) -> str:
+    """The README's Markdown; ``answers`` (by study) are read from the stats when not given."""
+    from calf.report.answer import study_answer
+
+    report_dir, stats_root = Path(report_dir), Path(stats_root)
     if not studies:
         raise CalfError("no study given")
-    paper = _require(report_dir / "paper_vs_suite.md")
+    answers = answers or {}
     lines = [
         "# CALF benchmark: results",
         "",
-        f"Written by `calf report readme` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-        f"for the studies {', '.join(f'`{s}`' for s in studies)}. The same tables and figures with "
-        "captions: `snakemake --report results/report.html`. Per-case metrics: `results/metrics/`; "
-        "runs: MLflow (`results/mlflow.db` unless configured otherwise).",
-        "",
-        demote_headings(paper.read_text().strip()),
-        "",
-        f"(Also as [CSV]({_link(_require(paper.with_suffix('.csv')), report_dir)}), "
-        f"[LaTeX]({_link(_require(paper.with_suffix('.tex')), report_dir)}).)",
+        (f"Each study's answer first, then its tables, figures and tests (written by `calf "
+         f"report readme` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; with captions: "
+         "`snakemake --report results/report.html`; per-case metrics in `results/metrics/`, "
+         "runs in MLflow)."),
         "",
     ]
     for study, datasets in studies.items():
-        lines += _study_section(study, report_dir, stats_root / study, datasets)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text("\n".join(lines).rstrip() + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+        answer = answers.get(study) or study_answer(stats_root / study, study=study)
+        lines += _study_section(study, report_dir, stats_root / study, datasets, answer)
+    lines += _paper_section(report_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[str, Sequence[str]],
+                 out: str | Path, front_page: str | Path | None = None,
+                 description: str | Path | None = None) -> list[Path]:
+    """Write the README (``studies`` maps each study to its dataset names: overlay grids)
+    and, with ``front_page``, the HTML report's front page: the answer of every study in
+    reStructuredText, then the text of ``description`` unchanged. Both files are written
+    together or neither (``calf.report.tables_io.publish``); returns their paths."""
+    from calf.report.answer import check_target, read_description, study_answer
+    from calf.report.answer import front_page as front_page_text
+    from calf.report.tables_io import publish
+
+    if (front_page is None) != (description is None):
+        raise CalfError("--front-page and --description go together: give both or neither")
+    out = check_target(out, "--out")
+    texts = {}
+    answers = {study: study_answer(Path(stats_root) / study, study=study) for study in studies}
+    texts[out] = readme_text(report_dir, stats_root, studies, answers)
+    if front_page is not None:
+        front_page = check_target(front_page, "--front-page")
+        if front_page.resolve() == out.resolve():
+            raise CalfError(f"--front-page {front_page}: the same file as --out")
+        texts[front_page] = front_page_text(list(answers.values()), read_description(description))
+    return publish(texts)

@@ -4,11 +4,16 @@ Each published value (``calf.report.reference``) gets the suite's batch-pooled D
 runs with the same model, loss and training ratio ('natural' for the main table, the filter
 ratio matched by value for the filtering rows): the mean over seeds, one row per study that
 ran it, "not run" where none did. Suite runs without a published counterpart are not listed.
+When no study ran the authors' pooled protocol at all, the Markdown, LaTeX and HTML files
+say so in one line (``not_run_line``: how to run it) instead of a table of "not run"; the
+CSV keeps every published value.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +30,7 @@ from calf.report.reference import (
 )
 from calf.report.tables_io import output_paths, publish
 from calf.report.tables_layout import MISSING, Block, Cell, Column, Document, fmt
-from calf.report.tables_render import to_html, to_latex, to_markdown
+from calf.report.tables_render import latex_escape, to_html, to_latex, to_markdown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +40,35 @@ RUN_COLUMNS = ("study", "model", "loss", "ratio", "seed", "batch_pooled_dice")
 DECIMALS = 4  # as the paper prints them
 CSV_COLUMNS = ("table", "model", "loss", "ratio", "study", "paper", "suite", "difference",
                "n_seeds", "status")
+TITLE = "Paper vs suite: batch-pooled Dice"
+_CODE_RE = re.compile(r"`([^`]+)`")
+
+
+def not_run_line() -> str:
+    """One Markdown line: no study ran the authors' pooled protocol, and how to run it
+    (config keys as config/README.md names them)."""
+    return (f"No study ran the authors' pooled protocol, so none of the paper's "
+            f"{len(PAPER_VALUES)} published values has a suite counterpart yet: "
+            "`snakemake --configfile config/paper.yaml` runs it (its studies `pooled` and "
+            "`filtering`), as does any study with `pool` and `holdout` set (config/README.md).")
+
+
+def all_not_run(statuses) -> bool:
+    """True when every published value's status is 'not run' (no pooled study ran)."""
+    statuses = list(statuses)
+    return bool(statuses) and all(s == "not run" for s in statuses)
+
+
+def _not_run_texts() -> list[str]:
+    """Markdown, LaTeX and HTML of the one-line page for 'nothing ran'."""
+    line = not_run_line()
+    tex = "".join(latex_escape(part) if i % 2 == 0 else rf"\texttt{{{latex_escape(part)}}}"
+                  for i, part in enumerate(line.split("`")))  # odd parts: `code`
+    body = _CODE_RE.sub(r"<code>\1</code>", html.escape(line))
+    page = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
+            f"<title>{html.escape(TITLE)}</title></head>", "<body>",
+            f"<h1>{html.escape(TITLE)}</h1>", f"<p>{body}</p>", "</body>", "</html>", ""]
+    return [f"# {TITLE}\n\n{line}\n", f"% {TITLE}\n{tex}\n", "\n".join(page)]
 
 
 def _ratio_value(value: object) -> float | None:
@@ -144,7 +178,7 @@ def _document(rows: list[dict[str, object]], protocol: str | None = None) -> Doc
     ]
     if protocol:
         caption.append(f"Suite runs: {protocol}")
-    return Document("Paper vs suite: batch-pooled Dice", caption, blocks)
+    return Document(TITLE, caption, blocks)
 
 
 def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
@@ -155,7 +189,8 @@ def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
     ('natural' or the filter ratio), seed, batch_pooled_dice (may be empty). The CSV has
     one row per published value and matching study: table (main/filtering), model, loss,
     ratio, study ('' if not run), paper, suite, difference (suite - paper; empty if not run),
-    n_seeds, status (run / not run / no value: runs without a batch-pooled Dice).
+    n_seeds, status (run / not run / no value: runs without a batch-pooled Dice). When
+    every status is 'not run', the other three files hold ``not_run_line`` alone.
     ``protocol``: the protocol switches of those runs (``calf.protocol.protocol_summary``),
     added to the caption.
     """
@@ -164,6 +199,9 @@ def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
     paths = output_paths(out_prefix, SUFFIXES)
     rows = paper_rows(runs)
     table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-    doc = _document(rows, protocol)
-    return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
-                                    to_latex(doc), to_html(doc)], strict=True)))
+    if all_not_run(table["status"]):
+        texts = _not_run_texts()
+    else:
+        doc = _document(rows, protocol)
+        texts = [to_markdown(doc), to_latex(doc), to_html(doc)]
+    return publish(dict(zip(paths, [table.to_csv(index=False), *texts], strict=True)))

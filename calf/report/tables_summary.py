@@ -8,7 +8,9 @@ metric) is summarised over patients: n (patients), mean, sd (ddof 1), median, q1
 (highest; lowest for HD95), compared at the precision shown so that equal-looking values
 are bold together.
 Baselines are listed first, the CALF losses last; significance markers come from
-``calf.report.tables_markers``.
+``calf.report.tables_markers``. The Markdown, LaTeX and HTML tables show what a reader needs
+first (``SHOWN_METRICS``: Dice, HD95, NSD, those with values) unless metrics are asked for;
+the CSV keeps every metric with a value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.evaluate.metrics import GLOBAL_METRICS
 from calf.naming import LOSS_NAMES, METRIC_NAMES, MODEL_NAMES, display, ordered
 from calf.protocol import protocol_summary
 from calf.report.tables_io import output_paths, publish
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SUFFIXES = (".csv", ".md", ".tex", ".html")
+# the metrics the tables show by default (those with a value), in this order
+SHOWN_METRICS = ("dice", "hd95", "nsd")
 BASELINE_ORDER = ("bce", "dice", "iou", "tversky", "focal", "combo")
 CSV_COLUMNS = (*GROUP_KEYS, "loss", "metric", "n", "mean", "sd", "median", "q1", "q3", "best",
                "best_median", "significant_vs")
@@ -146,9 +149,10 @@ def _protocol_notes(cases: "pd.DataFrame", group: tuple,
 
 
 def _table_metrics(cases: "pd.DataFrame", metrics: Sequence[str] | None) -> list[str]:
-    """The metrics a table shows: those asked for (checked), else every one with a value."""
+    """The metrics a table shows: those asked for (checked), else those of
+    ``SHOWN_METRICS`` with a value (Dice when none has)."""
     if metrics is None:
-        shown = [m for m in GLOBAL_METRICS if cases[m].notna().any()]
+        shown = [m for m in SHOWN_METRICS if cases[m].notna().any()]
         return shown or ["dice"]
     for metric in metrics:
         if metric not in METRIC_COLUMNS:
@@ -171,10 +175,10 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
     ``protocols``: each metrics file's companion JSON (by the path in ``cases["source"]``),
     whose ``protocol`` switches and scoring (space, conventions preset, units) become
     notes under each block (``calf.protocol``, ``calf.evaluate.pipeline.scoring_summary``).
-    ``metrics``: the metrics shown, in this order (default: every global metric,
-    ``calf.evaluate.metrics.GLOBAL_METRICS``, with at least one value; the lesion metrics
-    on request).
-    The CSV is long and numeric: group columns, loss, metric, n (patients), mean, sd,
+    ``metrics``: the metrics the Markdown, LaTeX and HTML tables show, in this order
+    (default: those of ``SHOWN_METRICS``, Dice, HD95 and NSD, with at least one value).
+    The CSV is long and numeric, every metric with at least one value (and those asked
+    for) in ``METRIC_COLUMNS`` order: group columns, loss, metric, n (patients), mean, sd,
     median, q1, q3, best (the mean's column), best_median, significant_vs (';'-joined CALF
     losses).
     """
@@ -183,6 +187,7 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
     paths = output_paths(out_prefix, SUFFIXES)
     cases = _check_cases(cases)
     metrics = _table_metrics(cases, metrics)
+    csv_metrics = [m for m in METRIC_COLUMNS if m in metrics or cases[m].notna().any()]
     calf_losses = list(calf_losses)
     marks = markers_for(calf_losses)
     stats = summarise_cases(cases)
@@ -207,7 +212,7 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
         losses = ordered(names - set(calf_losses), BASELINE_ORDER) + [
             c for c in calf_losses if c in names]
         mine = mine.set_index(["loss", "metric"]).loc[
-            [(loss, m) for loss in losses for m in metrics]]
+            [(loss, m) for loss in losses for m in csv_metrics]]
         tests = None
         if paired is not None:
             tests = paired[(paired[list(GROUP_KEYS)] == list(group)).all(axis=1)]

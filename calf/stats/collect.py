@@ -40,6 +40,8 @@ REQUIRED_COLUMNS = (*TEXT_COLUMNS, "fold", "dice", "iou", "hd95", "sensitivity",
                     "precision", "tumour_voxels")
 # metrics a CSV of an older result format (before NSD and the lesion metrics) lacks: NaN
 OPTIONAL_METRICS = tuple(m for m in METRIC_COLUMNS if m not in REQUIRED_COLUMNS)
+# kept when a file has it (NaN else): the collapse check of calf.stats.run reads it
+OPTIONAL_COUNTS = ("predicted_voxels",)
 GROUP_KEYS = ("study", "dataset", "model", "ratio")
 CASE_KEYS = ("case_id", "modality")
 # the statistics' groups: GROUP_KEYS and a modality, POOLED for all modalities together
@@ -97,7 +99,8 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     nullable), ``case_id, patient_id, modality, member_dataset, subject_id`` (the CSV's, or
     ``"<member_dataset>/<patient_id>"`` for a file without the column), every metric of
     ``METRIC_COLUMNS`` (float, NaN where the CSV cell is empty or, for a file of an older
-    format, the column is missing), ``tumour_voxels`` and ``source`` (the file).
+    format, the column is missing), ``tumour_voxels``, ``predicted_voxels`` (NaN for a file
+    without it) and ``source`` (the file).
     """
     import numpy as np
     import pandas as pd
@@ -117,11 +120,11 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
-        for metric in OPTIONAL_METRICS:
+        for metric in (*OPTIONAL_METRICS, *OPTIONAL_COUNTS):
             if metric not in frame.columns:
                 frame[metric] = np.nan
         optional = [SUBJECT_COLUMN] if SUBJECT_COLUMN in frame.columns else []
-        frames.append(frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *optional]])
+        frames.append(frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *OPTIONAL_COUNTS, *optional]])
     # checks and identities on the whole table at once (per file they cost 7x the reading)
     cases = pd.concat(frames, ignore_index=True)
     if SUBJECT_COLUMN not in cases.columns:
@@ -133,7 +136,7 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     def where(row: int, column: str) -> str:
         return f"{paths[file_of[row]]}: column {column}, row {row - starts[file_of[row]] + 2}"
 
-    for column in (*METRIC_COLUMNS, "tumour_voxels"):
+    for column in (*METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS):
         values = pd.to_numeric(cases[column], errors="coerce")
         bad = (values.isna() & cases[column].notna()).to_numpy().nonzero()[0]
         if bad.size:
@@ -161,7 +164,8 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
         cases[key] = np.array([i[key] for i in idents], dtype=object)[file_of]
     cases["source"] = np.array([str(p) for p in paths], dtype=object)[file_of]
     cases = cases[[*idents[0], "case_id", "patient_id", "modality", "member_dataset",
-                   SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", "source"]]
+                   SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS,
+                   "source"]]
     cases["seed"] = cases["seed"].astype("Int64")
     duplicated = cases.duplicated(subset=[*GROUP_KEYS, "seed", "loss", *CASE_KEYS], keep=False)
     if duplicated.any():

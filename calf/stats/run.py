@@ -17,6 +17,8 @@ modalities, then exams, then seeds; ``calf.stats.collect.patient_means``):
 
 plus ``handling``, one sentence for each choice that shapes the numbers (the unit, missing
 cases, NaN metrics, ties, zero differences, the groups, the multiple-testing family).
+``collapsed_runs`` names the runs whose model collapsed (predicted nothing, or nearly
+everything, on every case), recorded in ``stats.json`` as ``runs_collapsed`` for the report.
 ``write_stats`` writes ``paired.csv``, ``friedman.csv``, ``ranks.csv``, ``nemenyi.csv`` and
 ``stats.json``.
 """
@@ -42,6 +44,7 @@ from calf.stats.collect import (
     GROUP_KEYS,
     HIGHER_IS_BETTER,
     METRIC_COLUMNS,
+    NO_SEED,
     POOLED,
     STATS_GROUP_KEYS,
     check_complete,
@@ -77,6 +80,10 @@ NEMENYI_COLUMNS = (*STATS_GROUP_KEYS, "metric", "loss_a", "loss_b", "p_value", "
 TABLES = {"paired": PAIRED_COLUMNS, "friedman": FRIEDMAN_COLUMNS, "ranks": RANKS_COLUMNS,
           "nemenyi": NEMENYI_COLUMNS}
 OUTPUT_FILES = (*(f"{name}.csv" for name in TABLES), "stats.json")
+# a run (one metrics file) and what identifies it in runs_collapsed
+RUN_KEYS = ("dataset", "model", "loss", "ratio", "seed", "fold")
+# "nearly everything": at most this share of each case's background left unpredicted
+NEARLY_ALL_SPECIFICITY = 0.01
 
 
 @dataclass
@@ -94,6 +101,7 @@ class StudyStats:
     ranks: "pd.DataFrame"
     nemenyi: "pd.DataFrame"
     notes: list[str] = field(default_factory=list)
+    runs_collapsed: list[dict[str, object]] = field(default_factory=list)
 
 
 def handling_text(*, missing: str, zero_method: str, family: str, alpha: float,
@@ -400,7 +408,50 @@ def compute_stats(
         ranks=pd.DataFrame(rank_rows, columns=list(RANKS_COLUMNS)),
         nemenyi=pd.DataFrame(nemenyi_rows, columns=list(NEMENYI_COLUMNS)),
         notes=notes,
+        runs_collapsed=collapsed_runs(rows),
     )
+
+
+def collapsed_runs(cases: pd.DataFrame) -> list[dict[str, object]]:
+    """The runs (one metrics file: ``RUN_KEYS``) whose prediction collapsed on every case.
+
+    ``collapse``: ``"nothing"`` when no case has a predicted voxel: ``predicted_voxels == 0``
+    where the rows have that column, else the same read from the metrics (no false positive,
+    specificity 1, and no true positive, sensitivity 0 where the case has tumour);
+    ``"everything"`` when on every case at most ``NEARLY_ALL_SPECIFICITY`` of the background
+    is left unpredicted (specificity <= 0.01: the model predicted (nearly) every voxel).
+    NaN metrics are left out; a run without a value to judge is not named. Each entry: the
+    run's keys (seed None without seeds), ``collapse`` and ``n_cases`` (its rows).
+    """
+    import pandas as pd
+
+    if cases.empty:
+        return []
+    specificity, tumour = cases["specificity"], cases["tumour_voxels"]
+    counted = (cases["predicted_voxels"] if "predicted_voxels" in cases.columns
+               else pd.Series(math.nan, index=cases.index))
+    read = (specificity == 1) & ((tumour == 0) | (cases["sensitivity"] == 0))
+    flags = pd.DataFrame({
+        "nothing": (counted == 0).where(counted.notna(), read),
+        "judged": counted.notna() | specificity.notna(),
+        "everything": specificity <= NEARLY_ALL_SPECIFICITY,
+        "has_specificity": specificity.notna(),
+    })
+    runs = cases[list(RUN_KEYS)].assign(seed=cases["seed"].fillna(NO_SEED).astype(int))
+    out = []
+    for (dataset, model, loss, ratio, seed, fold), rows in flags.groupby(
+            [runs[k] for k in RUN_KEYS], sort=True):
+        if rows["judged"].any() and rows.loc[rows["judged"], "nothing"].all():
+            kind = "nothing"
+        elif rows["has_specificity"].any() and rows.loc[rows["has_specificity"],
+                                                        "everything"].all():
+            kind = "everything"
+        else:
+            continue
+        out.append({"dataset": str(dataset), "model": str(model), "loss": str(loss),
+                    "ratio": str(ratio), "seed": None if seed == NO_SEED else int(seed),
+                    "fold": int(fold), "collapse": kind, "n_cases": len(rows)})
+    return out
 
 
 def check_out_dir(out_dir: str | Path) -> None:
@@ -419,10 +470,12 @@ def check_out_dir(out_dir: str | Path) -> None:
 
 
 def stats_record(stats: StudyStats) -> dict[str, object]:
-    """The content of ``stats.json``: format, study, settings, handling, notes and the
-    four tables as lists of records (non-finite numbers as null)."""
+    """The content of ``stats.json``: format, study, settings, handling, notes, the runs
+    that collapsed (``collapsed_runs``) and the four tables as lists of records
+    (non-finite numbers as null)."""
     record = {"format": FORMAT, "study": stats.study, "settings": stats.settings,
-              "handling": stats.handling, "notes": stats.notes}
+              "handling": stats.handling, "notes": stats.notes,
+              "runs_collapsed": stats.runs_collapsed}
     for name in TABLES:
         record[name] = getattr(stats, name).to_dict(orient="records")
     return json_safe(record)

@@ -1,9 +1,11 @@
 # The end of the benchmark: comparison tables, figures, results/report/README.md (calf
 # report) and the MLflow import. `snakemake --report results/report.html` gathers every
-# output marked report() below and in stats.smk, with its caption from workflow/report/.
+# output marked report() below and in stats.smk, with its caption from workflow/report/;
+# its front page is the answer of every study (front_page.rst, written by report_readme)
+# above workflow/report/workflow.rst.
 
 
-report: "../report/workflow.rst"
+report: report_front_page()
 
 
 # (each study's figure rule, report_figures_<study>, is local too: localrule: True)
@@ -104,20 +106,23 @@ for study in config["studies"]:
 
 rule report_readme:
     input:
-        report_files,
+        files=report_files,
+        description=REPORT_DESCRIPTION,
     output:
-        f"{RESULTS}/report/README.md",
+        readme=f"{RESULTS}/report/README.md",
+        front_page=f"{RESULTS}/report/front_page.rst",
     log:
         f"{LOGS}/report/readme.log",
     conda:
         "../envs/calf.yaml"
     params:
-        report=lambda wildcards, output: Path(output[0]).parent,
+        report=lambda wildcards, output: Path(output.readme).parent,
         stats=f"{RESULTS}/stats",
         studies=readme_study_args(),
     shell:
         "calf report readme --report-dir {params.report} --stats-root {params.stats}"
-        " {params.studies} --out {output} > {log} 2>&1"
+        " {params.studies} --out {output.readme} --front-page {output.front_page}"
+        " --description {input.description} > {log} 2>&1"
 
 
 rule mlflow_sync:

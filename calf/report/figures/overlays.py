@@ -2,10 +2,12 @@
 
 One figure per dataset: a row per loss, and per model three columns (best, median, worst
 case by Dice). Each (model, loss) shows its first run variant (lowest ratio, seed, fold:
-the same test cases for every loss when all were run), with the tile titled by its case,
-slice and Dice from the companion JSON's ``overlays`` block. A PNG or JSON that is not
-there makes its tile say "missing" rather than fail the report; a path outside the
-metrics layout is an error.
+the same test cases for every loss when all were run). Each tile is drawn from the arrays
+of its slice (the ``.npz`` that the companion JSON's ``overlays`` block names beside its
+PNG) with the same ``calf.evaluate.overlays.draw_overlay`` as the per-run PNGs, and carries
+one line: case, slice and Dice; the figure has one legend for the outlines. An ``.npz`` or
+JSON that is not there makes its tile say "missing" rather than fail the report (the PNGs
+are not read); a path outside the metrics layout is an error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from calf.report.figures._common import (
     model_name,
     model_order,
     new_figure,
+    note,
     parse_layout,
     ratio_key,
     save_figure,
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 RANKS = ("best", "median", "worst")
+TILE_FONT = 6  # points: one tile's title line
 _CASE_CHARS = 18  # longer case IDs keep their end (the distinguishing part)
 
 
@@ -51,13 +55,22 @@ def short_case(case_id: str) -> str:
     return text if len(text) <= _CASE_CHARS else "…" + text[-(_CASE_CHARS - 1):]
 
 
+def tile_title(info: dict[str, Any]) -> str:
+    """The one line over a tile: short case, slice and Dice of an ``overlays`` entry."""
+    dice = info.get("dice")
+    dice_text = "n/a" if dice is None else f"{float(dice):.2f}"
+    case = short_case(info.get("case_id", "?"))
+    return f"{case} · z {info.get('slice', '?')} · Dice {dice_text}"
+
+
 def _tiles(csv: Path) -> dict[str, dict[str, Any]]:
-    """Per rank: ``image`` (array, or None when missing) and ``title``."""
-    import matplotlib.image
+    """Per rank: ``arrays`` (image, truth, pred; None when missing) and ``title`` (None:
+    nothing known of the tile)."""
+    from calf.evaluate.overlays import read_overlay_arrays
 
     stem = csv.with_suffix("")
     companion = csv.with_suffix(".json")
-    missing = {rank: {"image": None, "title": "missing"} for rank in RANKS}
+    missing = {rank: {"arrays": None, "title": None} for rank in RANKS}
     if not companion.exists():
         return missing
     try:
@@ -74,18 +87,11 @@ def _tiles(csv: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(info, dict):
             tiles[rank] = missing[rank]
             continue
-        path = folder / str(info.get("file", f"{rank}.png"))
-        try:
-            image = matplotlib.image.imread(path)
+        try:  # an older result without "arrays" has no .npz: its tile says missing
+            arrays = read_overlay_arrays(folder / str(info.get("arrays", f"{rank}.npz")))
         except FileNotFoundError:
-            image = None
-        except (OSError, ValueError, SyntaxError) as err:
-            raise CalfError(f"{path}: not a readable PNG ({err})") from None
-        dice = info.get("dice")
-        dice_text = "n/a" if dice is None else f"{float(dice):.3f}"
-        case = short_case(info.get("case_id", "?"))
-        title = f"{case}\nslice {info.get('slice', '?')}, Dice {dice_text}"
-        tiles[rank] = {"image": image, "title": title if image is not None else f"missing\n{title}"}
+            arrays = None
+        tiles[rank] = {"arrays": arrays, "title": tile_title(info)}
     return tiles
 
 
@@ -114,53 +120,58 @@ def collect_overlays(
 
 def build_overlays(entries: dict[tuple[str, str], dict[str, Any]], dataset: str) -> "Figure":
     """One dataset's grid: rows losses, columns model x (best, median, worst)."""
+    from calf.evaluate.overlays import draw_overlay, legend_handles
+
     losses = loss_order({loss for _, loss in entries})
     models = model_order({model for model, _ in entries})
     variants = {e["variant"] for e in entries.values()}
     same = len(variants) == 1
-    shapes = [t["image"].shape for e in entries.values() for t in e["tiles"].values()
-              if t["image"] is not None]
-    aspect = shapes[0][0] / shapes[0][1] if shapes else 1.0
-    # a fixed layout in inches (constrained layout costs seconds on a grid of images); a
-    # figure capped at MAX_WIDTH x MAX_HEIGHT keeps these proportions
+    shapes = [t["arrays"][0].shape for e in entries.values() for t in e["tiles"].values()
+              if t["arrays"] is not None]
+    aspect = shapes[0][1] / shapes[0][0] if shapes else 1.0  # drawn transposed
+    # a fixed layout in inches (constrained layout costs seconds on a grid of images), the
+    # tile wide enough for its one-line title at TILE_FONT; top: the title, the legend and
+    # the column headers
     ncols, nrows = len(models) * len(RANKS), len(losses)
-    tile_w, gap_w, title_h, left, top, bottom = 1.6, 0.1, 0.4, 0.35, 0.9, 0.1
+    tile_w, gap_w, title_h, left, right, top, bottom = 1.9, 0.1, 0.22, 0.3, 0.1, 0.95, 0.1
     tile_h = tile_w * aspect
-    width = left + ncols * tile_w + (ncols - 1) * gap_w + 0.1
+    width = left + ncols * tile_w + (ncols - 1) * gap_w + right
     height = top + nrows * (tile_h + title_h) + bottom
     with style():
         fig = new_figure(width, height, constrained=False)
         axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
-            "left": left / width, "right": 1 - 0.1 / width, "top": 1 - top / height,
+            "left": left / width, "right": 1 - right / width, "top": 1 - top / height,
             "bottom": bottom / height, "wspace": gap_w / tile_w, "hspace": title_h / tile_h})
         for i, loss in enumerate(losses):
             for j, model in enumerate(models):
                 entry = entries.get((model, loss))
                 for r, rank in enumerate(RANKS):
                     ax = axes[i, j * len(RANKS) + r]
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    for spine in ax.spines.values():
-                        spine.set_visible(False)
                     if i == 0:
-                        ax.annotate(f"{model_name(model)}: {rank}", (0.5, 1), xytext=(0, 24),
+                        ax.annotate(f"{model_name(model)}: {rank}", (0.5, 1), xytext=(0, 13),
                                     xycoords="axes fraction", textcoords="offset points",
-                                    ha="center", va="bottom", fontsize=9, weight="bold")
+                                    ha="center", va="bottom", fontsize=8, weight="bold")
                     if j == 0 and r == 0:
-                        ax.set_ylabel(loss_name(loss), fontsize=9, weight="bold")
+                        ax.set_ylabel(loss_name(loss), fontsize=8, weight="bold", labelpad=3)
                     tile = None if entry is None else entry["tiles"][rank]
-                    if tile is None or tile["image"] is None:
-                        ax.text(0.5, 0.5, "missing" if entry else "not run", ha="center",
-                                va="center", color="0.35", transform=ax.transAxes)
-                        if tile is not None:
-                            ax.set_title(tile["title"], fontsize=6.5)
+                    if tile is not None and tile["title"] is not None:
+                        ax.set_title(tile["title"], fontsize=TILE_FONT, pad=3)
+                    if tile is None or tile["arrays"] is None:
+                        note(ax, "missing" if entry else "not run")
+                        for spine in ax.spines.values():
+                            spine.set_visible(False)
                         continue
-                    ax.imshow(tile["image"], interpolation="antialiased")
-                    title = tile["title"] if same else f"{tile['title']}\n{entry['variant']}"
-                    ax.set_title(title, fontsize=6.5)
+                    draw_overlay(ax, *tile["arrays"], linewidth=0.8)
+                    if not same and r == 0:  # the variant of this (model, loss), in the tile
+                        ax.text(0.03, 0.03, entry["variant"], transform=ax.transAxes,
+                                fontsize=TILE_FONT, color="white", ha="left", va="bottom",
+                                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1,
+                                      "linewidth": 0})
         which = f" ({variants.pop()})" if same else " (first variant of each run)"
-        fig.suptitle(f"{dataset}: best, median and worst test case by Dice{which}\n"
-                     "outlines: truth cyan, prediction red", fontsize=9, y=1 - 0.06 / height)
+        fig.suptitle(f"{dataset}: best, median and worst test case by Dice{which}",
+                     fontsize=9, y=1 - 0.08 / height, va="top")
+        fig.legend(handles=legend_handles(), loc="upper center", ncol=2, frameon=False,
+                   fontsize=7, bbox_to_anchor=(0.5, 1 - 0.3 / height))
     return fig
 
 
