@@ -478,3 +478,46 @@ def test_no_paired_runs_only_the_friedman_test(small_study, tmp_path):
     assert pd.read_csv(out / "paired.csv").empty
     assert len(pd.read_csv(out / "friedman.csv")) > 0
     assert any("no paired tests" in note for note in json.loads((out / "stats.json").read_text())["notes"])
+
+
+def test_readme_demo_power_figures_follow_from_the_demo_config():
+    """The README's "What it can answer": patients per demo cohort, the smallest exact
+    Wilcoxon p, its Holm-adjusted value over a group's family, and the minimum detectable
+    standardised effect (80 % power, normal approximation with the Wilcoxon test's
+    asymptotic relative efficiency 3/pi), from config/config.yaml and the workflow."""
+    import re
+
+    import yaml
+
+    from calf.synth import layouts
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
+    patients = {
+        name: len({patient for patient, _ in layouts.exam_plan(d["synth"]["layout"],
+                                                               d["synth"]["cases"])})
+        for name, d in config["datasets"].items()
+    }
+    assert len(set(patients.values())) == 1, patients
+    n = patients.popitem()[1]
+    stats = schema["properties"]["stats"]["properties"]
+    calf_losses = len(stats["calf_losses"]["default"])
+    rules = (root / "workflow/rules/losses.smk").read_text()
+    losses = len(re.findall(r"^use rule train_template as train_\w+ with:", rules, re.M))
+    family = calf_losses * (losses - calf_losses) * len(stats["metrics"]["default"])
+    # the exact test's smallest p: every patient's difference of one sign
+    p = scipy.stats.wilcoxon(np.arange(1.0, n + 1), method="exact").pvalue
+    assert p == pytest.approx(2 / 2**n)
+    z = scipy.stats.norm.ppf
+    scale = math.sqrt(n * 3 / math.pi)
+    strictest = (z(1 - 0.05 / family / 2) + z(0.8)) / scale
+    loosest = (z(1 - 0.05 / 2) + z(0.8)) / scale
+    text = " ".join((root / "README.md").read_text().split())
+    claim = (f"with {n} patients per cohort the smallest exact two-sided Wilcoxon p is "
+             f"2/2^{n} = {p:.1e}, which Holm's correction over a group's {family} tests "
+             f"({calf_losses} CALF losses x {losses - calf_losses} baselines x Dice and HD95) "
+             f"makes {p * family:.1e}")
+    assert claim in text
+    assert f"of about {strictest:.2f} is detected with 80 % power at Holm's strictest step, " \
+           f"{loosest:.2f} at its last" in text

@@ -190,6 +190,7 @@ def _slice_areas(dataset: str, root: Path, size: int | None = None) -> np.ndarra
     "preset, layout",
     [
         ("sparse", "upenn_gbm"),
+        ("focal", "brats2023"),
         ("moderate", "ucsf_pdgm"),
         ("extensive", "brats2021"),
         ("bulky", "brats2023"),
@@ -207,6 +208,28 @@ def test_preset_lands_in_its_branch(tmp_path, preset, layout):
             size,
             stats,
         )
+
+
+def test_readme_preset_table_is_what_the_presets_give():
+    """The README's table of the presets (64 x 64 x 32 voxels, 10 cases, seed 0, the
+    brats2021 layout, masks only): each row's tumour-slice share, S and K as computed."""
+    import re
+
+    import scipy.stats
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (\d+) % \| ([+-][\d.]+) \| ([+-][\d.]+) \| `(\w+)` \|$",
+                      readme, flags=re.M)
+    assert {r[0] for r in rows} == set(PRESETS)
+    for name, share, skew, kurt, branch in rows:
+        areas = np.concatenate([
+            (exam.mask > 0).reshape(-1, exam.mask.shape[2]).sum(axis=0)
+            for exam in cohort.synthesize("brats2021", name, 10, (64, 64, 32), 0, images=False)
+        ]).astype(float)
+        assert round(100 * float(np.mean(areas > 0))) == int(share), name
+        assert f"{scipy.stats.skew(areas):+.2f}" == skew, name
+        assert f"{scipy.stats.kurtosis(areas):+.1f}" == f"{float(kurt):+.1f}", name
+        assert branch == PRESETS[name].branch
 
 
 def test_presets_cover_three_branches_or_more():

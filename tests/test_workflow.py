@@ -35,11 +35,19 @@ def test_demo_config_dag_covers_every_loss_model_cohort_and_fold(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     counts = job_counts(out.stdout + out.stderr)
-    for loss in DEMO_LOSSES:
-        # 3 models x 2 cohorts x 2 folds
-        assert counts.get(f"train_{loss}") == 12, (loss, counts)
-    # one evaluate job per cohort x model x fold covers every loss
+    # the demo groups the losses: one job per cohort x model x fold (3 x 2 x 2) trains every
+    # loss, and one evaluate job per cohort x model x fold evaluates them
+    assert counts["grouped_training_demo"] == 12, counts
+    assert not [rule for rule in counts if rule.startswith("train_")], counts
     assert counts["evaluate_demo"] == 12
+    listing = snakemake("-n", "-p", "--config", f"results_dir={tmp_path}/results",
+                        f"resources_dir={tmp_path}/resources")
+    commands = [line for line in listing.stdout.splitlines()
+                if line.startswith("Shell command: calf train")]
+    assert len(commands) == 12
+    for command in commands:  # every loss, each into its own run directory
+        runs = re.findall(r"--run (\S+) '[^']*' (\S+)", command)
+        assert {Path(out).parent.name for _, out in runs} == DEMO_LOSSES, command
     assert counts["synth"] == 2 and counts["preprocess"] == 2
 
 
@@ -212,7 +220,27 @@ def test_a_loss_is_one_new_rule(tmp_path):
     path = write_config(work / "config/config.yaml", config)
     dry = snakemake("-n", "--quiet", "rules", cwd=work)
     assert dry.returncode == 0, dry.stderr
-    assert job_counts(dry.stdout + dry.stderr)["train_gdice"] == 2
+    per_run = job_counts(dry.stdout + dry.stderr)
+    assert per_run["train_gdice"] == 2
+    loss_rules = [rule for rule in per_run if rule.startswith("train_")]
+    # training.group_losses: one job per fold trains every loss, the new one with its rule's
+    # loss and arguments
+    config["training"]["group_losses"] = True
+    write_config(path, config)
+    dry = snakemake("-n", "-p", cwd=work)
+    assert dry.returncode == 0, dry.stderr
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts["grouped_training_t"] == 2 and not any(
+        rule.startswith("train_") and rule != "grouped_training_t" for rule in counts), counts
+    commands = [line.partition("Shell command: ")[2] for line in dry.stdout.splitlines()
+                if line.startswith("Shell command: calf train")]
+    assert len(commands) == 2
+    for fold, command in enumerate(sorted(commands)):
+        assert command.count("--run ") == len(loss_rules), command
+        assert (f"--run monai.losses.GeneralizedDiceLoss '{{\"sigmoid\": true}}' "
+                f"results/runs/t/tiny/unet/gdice/fold{fold}") in command, command
+        assert "--run calf '{\"scope\": \"batch\", \"area\": \"pixels\"}' " in command
+    config["training"]["group_losses"] = False
 
     # the new loss alone, for real: trained, evaluated, synced to MLflow
     config["studies"]["t"]["losses"] = ["gdice"]
