@@ -585,6 +585,12 @@ def test_runs_of_one_job_equal_separate_runs_and_resume(data, tmp_path, capsys):
     for loss, (record, epochs, ckpt) in separate.items():
         g_record, g_epochs, g_ckpt = read_run(tmp_path / "g" / loss)
         assert g_record["status"] == "complete"
+        # where the attempt's time went (benchmarks/workflow.py adds them up)
+        timing = g_record["timing"]
+        assert set(timing) == {"process_age_s", "first_in_process", "data_s", "model_s",
+                               "steps_s", "checkpoint_s"}
+        assert timing["steps_s"] > 0 and timing["process_age_s"] > timing["steps_s"]
+        assert timing["first_in_process"] is False  # pytest trained runs before this one
         assert g_record["params"]["loss"] == loss
         assert g_epochs["train_loss"].tolist() == epochs["train_loss"].tolist()
         for name, tensor in ckpt["model_state"].items():
