@@ -21,6 +21,20 @@ SOURCE = (
 )
 TEST_SLICES = 57_090
 
+# the authors' training time per run on the full pooled training set, low and high, in hours
+# (SPEC.md section 7; GPU type and count not stated), for TRAIN_SLICES slices x EPOCHS
+RUN_HOURS = {"unet": (12.0, 13.6), "deeplabv3": (1.8, 3.5), "fpn": (3.5, 4.9)}
+TRAIN_SLICES = 532_748
+EPOCHS = 20
+
+
+def implied_rate(model: str) -> tuple[float, float]:
+    """The authors' training rate of ``model`` implied by their per-run times: (low, high)
+    slices per second (U-Net about 218-247, DeepLabV3 846-1,644, FPN 604-846)."""
+    low_h, high_h = RUN_HOURS[model]
+    slices = TRAIN_SLICES * EPOCHS
+    return slices / (high_h * 3600), slices / (low_h * 3600)
+
 
 @dataclass(frozen=True)
 class PaperValue:
