@@ -9,14 +9,22 @@ then measures in one run and prints a table of ratios (no asserts):
    size (bilinear; mask bilinear then > 0), to float tensors; target >= 10x;
 2. ``calf.profile.profile`` (pixels) over the whole store versus only decoding the
    cohort's mask volumes with nibabel; target <= 1.3x (lower is better);
-3. preprocessing throughput in image volumes per second with 1 and 2 workers.
+3. preprocessing throughput in image volumes per second with 1 and 2 workers;
+4. the training data path (issue 13, item 3): slices/s of seeded random batches of 32 at
+   the training size through ``calf.train.data``'s loader (``TrainingSlices``,
+   ``EpochSampler``, ``make_loader``, as ``calf train`` builds them) with 0, 1, 2, ... CPU
+   workers, tensors pinned where CUDA is available, and the workers needed to deliver
+   twice a GPU training rate (``--gpu-rate``, default 5x the authors' implied U-Net rate).
 
-Run: ``.venv/bin/python benchmarks/data.py [--cases 20 --shape 128 128 64 ...]``.
+Run: ``.venv/bin/python benchmarks/data.py [--cases 20 --shape 128 128 64 ...]``;
+``--loader-only`` measures 4 alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import tempfile
 import time
@@ -31,6 +39,7 @@ from calf.datasets import discover
 from calf.preprocess import PreprocessSettings, minmax_scale, preprocess, read_canonical
 from calf.profile import profile
 from calf.store import SliceStore
+from calf.train.data import EpochSampler, TrainingSlices, make_loader
 
 MODALITIES = ("t1", "t2", "flair")
 
@@ -107,6 +116,55 @@ def interleaved(first, second, rounds: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def loader_rates(
+    store: SliceStore, workers: list[int], batches: int, batch_size: int, seed: int
+) -> tuple[dict[int, float], dict[int, float], bool]:
+    """Slices/s of the training loader per worker count, after its first batch (the
+    workers' start-up, timed apart: seconds to the first batch), and whether pinned."""
+    pin = torch.cuda.is_available()
+    data = TrainingSlices([store], [np.arange(len(store))])
+    rates, first = {}, {}
+    for n in workers:
+        sampler = EpochSampler(len(data), batch_size, seed, max_batches=batches + 1)
+        t0 = time.perf_counter()
+        loader = make_loader(data, sampler, n, pin, seed)
+        it = iter(loader)
+        x, y = next(it)
+        t1 = time.perf_counter()
+        slices = 0
+        for x, y in it:
+            slices += len(x)
+        rates[n] = slices / (time.perf_counter() - t1)
+        first[n] = t1 - t0
+        assert x.dtype == torch.float32 and x.is_pinned() == pin
+        del it, loader
+    return rates, first, pin
+
+
+def print_loader(store, args) -> None:
+    from calf.report.reference import implied_rate
+
+    gpu_rate = args.gpu_rate or 5 * implied_rate("unet")[1]
+    counts = sorted({0, 1, 2, *range(3, (os.cpu_count() or 2) + 1)})
+    rates, first, pin = loader_rates(store, counts, args.loader_batches, args.batch_size,
+                                     args.seed)
+    print(f"\ntraining loader (calf.train.data.make_loader), random batches of "
+          f"{args.batch_size} at {store.size}x{store.size} from {len(store)} slices, "
+          f"{args.loader_batches} batches per row; "
+          + ("tensors pinned" if pin else "not pinned: no CUDA"))
+    print(f"{'workers':>7}  {'slices/s':>9}  {'per worker':>10}  {'first batch (s)':>15}")
+    for n in counts:
+        per = rates[n] / n if n else rates[n]
+        print(f"{n:>7}  {rates[n]:>9.0f}  {per:>10.0f}  {first[n]:>15.2f}")
+    # one worker alone is the per-worker rate free of contention with the others
+    per_worker = rates[1]
+    need = math.ceil(2 * gpu_rate / per_worker)
+    print(f"GPU training rate {gpu_rate:.0f} slices/s (--gpu-rate; default 5x the authors' "
+          f"U-Net {implied_rate('unet')[1]:.0f}): twice it, {2 * gpu_rate:.0f} slices/s, "
+          f"needs {need} worker(s) at {per_worker:.0f} slices/s each "
+          f"(this machine: {os.cpu_count()} CPUs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12)
@@ -116,6 +174,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="random mini-batches timed")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-rate", type=float, default=None,
+                        help="GPU training slices/s the loader must feed twice over "
+                        "(default: 5x the authors' implied U-Net rate)")
+    parser.add_argument("--loader-batches", type=int, default=60,
+                        help="batches timed per worker count (item 4)")
+    parser.add_argument("--loader-only", action="store_true",
+                        help="build the store and measure the training loader only")
     parser.add_argument(
         "--keep",
         metavar="DIR",
@@ -148,6 +213,10 @@ def main() -> None:
                 cases, root / f"store-{next(outs)}", settings, workers=workers, progress=False
             )
 
+        if args.loader_only:
+            preprocess(cases, root / "store-0", settings, workers=2, progress=False)
+            print_loader(SliceStore(root / "store-0"), args)
+            return
         t_w1, t_w2 = interleaved(build(1), build(2), rounds=2)
         throughput = {1: n_volumes / t_w1, 2: n_volumes / t_w2}
         store = SliceStore(root / "store-0")
@@ -200,6 +269,7 @@ def main() -> None:
         t_profile_fig, t_decode_fig = interleaved(
             lambda: profile([store.path], root / "p.json", figure=root / "h.png"), decode, rounds=3
         )
+        print_loader(store, args)  # 4. the training loader, while the store exists
 
     rows = [
         ("store batch of 32, first pass (ms)", f"{t_store_first * 1e3:.2f}", ""),

@@ -46,6 +46,7 @@ from calf.store import (
     GEOMETRY_FORMAT,
     IMAGES_FILE,
     INDEX_FILE,
+    MASK_VALUES,
     MASKS_FILE,
     META_FILE,
     CaseGeometry,
@@ -401,7 +402,9 @@ def _is_current(out: Path, settings: dict, fingerprint: str) -> dict | None:
         return None  # an older or damaged store of ours: rebuild
     files = (IMAGES_FILE, MASKS_FILE, INDEX_FILE, GEOMETRY_FILE)
     complete = all((out / name).is_file() for name in files)
-    if complete and meta.get("settings") == settings and meta.get("fingerprint") == fingerprint:
+    checked = meta.get("mask_values") == list(MASK_VALUES)  # else written before the check
+    same = meta.get("settings") == settings and meta.get("fingerprint") == fingerprint
+    if complete and checked and same:
         return meta
     return None
 
@@ -507,6 +510,8 @@ def preprocess(
                         f"{cases[i].mask}: header promises {z} slices, "
                         f"data has {arrays.mask.shape[0]}"
                     )
+                if arrays.mask.dtype != np.uint8 or int(arrays.mask.max(initial=0)) > 1:
+                    raise CalfError(f"{cases[i].mask}: the binary target is not uint8 0/1")
                 m0 = mask_start[i]
                 masks[m0 : m0 + z] = arrays.mask
                 areas[m0 : m0 + z] = arrays.areas
@@ -523,6 +528,8 @@ def preprocess(
             "format": FORMAT_VERSION,
             "settings": record,
             "fingerprint": fingerprint,
+            # checked per case above: training trusts it and skips the per-step check
+            "mask_values": list(MASK_VALUES),
             "counts": {
                 "cases": len(cases),
                 "images": n_images,

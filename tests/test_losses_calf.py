@@ -301,3 +301,81 @@ def test_no_gradient_where_the_clamp_holds(branch):
     branch_loss(branch, x, y).backward()
     assert x.grad[0, 0, 0, 0] == 0 and x.grad[0, 0, 0, 1] == 0
     assert x.grad[0, 0, 0, 2] < 0  # raising a tumour logit lowers the loss
+
+
+# ---------------------------------------------------------------- fast paths, same values
+def _reference_calf(x, y):
+    """CALF batch scope written out: areas, scipy's S and K, the branch's formula on the
+    clamped probability, in float64 with plain autograd."""
+    areas = y.double().sum(dim=(1, 2, 3)).tolist()
+    s, k = scipy.stats.skew(areas), scipy.stats.kurtosis(areas)
+    branch = select_branch(s, k) if len(set(areas)) > 1 else "bce_dice"
+    xd = x.double().detach().requires_grad_(True)
+    yd = y.double()
+    p = torch.sigmoid(xd)
+    if branch == "bce_dice":
+        bce = -(yd * torch.log(p) + (1 - yd) * torch.log(1 - p)).mean()
+        value = bce + 1 - (2 * (p * yd).sum() + 1e-7) / (p.sum() + yd.sum() + 1e-7)
+    else:
+        p = p.clamp(1e-7, 1 - 1e-7)
+        t = {"fisher": torch.atanh, "logit": torch.logit, "log10": torch.log10, "ln": torch.log,
+             "arcsine": lambda q: torch.asin(torch.sqrt(q))}[branch]
+        value = -(yd * t(p) + (1 - yd) * t(1 - p)).mean()
+    value.backward()
+    return branch, value.item(), xd.grad
+
+
+# logits inside the clamp (+-16.1), and a fifth of them beyond it
+@pytest.mark.parametrize("scale", [2.0, 12.0])
+@pytest.mark.parametrize("areas", [[0, 0, 0, 30], [0, 9, 16, 30], [30, 30, 20, 0], [0] * 4])
+@pytest.mark.parametrize("check_target", [True, False])
+def test_batch_scope_matches_the_definition(scale, areas, check_target):
+    y = _masks_with_areas(areas, side=8)
+    x = scale * torch.randn(y.shape, generator=torch.Generator().manual_seed(len(areas)))
+    x.requires_grad_(True)
+    branch, expected, grad = _reference_calf(x, y)
+    loss = CALFLoss(check_target=check_target)
+    value = loss(x, y)
+    value.backward()
+    assert loss.last_branch == branch
+    # float32 against float64: BCE terms of ~30 at the large logits cost digits
+    assert value.item() == pytest.approx(expected, rel=1e-5 if scale < 10 else 1e-4, abs=1e-6)
+    torch.testing.assert_close(x.grad.double(), grad, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [3.0, 12.0])
+@pytest.mark.parametrize("check_target", [True, False])
+def test_region_loss_matches_the_definition_beyond_the_clamp(scale, check_target):
+    g = torch.Generator().manual_seed(7)
+    y = torch.zeros(6, 1, 16, 16)
+    for i in range(6):
+        y[i, 0, i : i + 2 * i, 3 : 3 + i] = 1
+    x = scale * torch.randn(y.shape, generator=g)
+    value = CALFRegionLoss(grid=4, check_target=check_target)(x, y)
+    rel = 1e-5 if scale < 10 else 1e-4  # float32 against float64, BCE terms of ~30
+    assert value.item() == pytest.approx(_reference_region_loss(x, y, 4), rel=rel, abs=1e-5)
+
+
+def test_region_gradient_reaches_every_region_once():
+    # the rows' backward copies each region's gradient back: equal to a loss on the
+    # regions taken by plain slicing
+    y = _masks_with_areas([0, 3, 9, 16], side=8)
+    x = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    CALFRegionLoss(grid=2)(x, y).backward()
+    eps = 1e-2  # float32 loss: a wide step; no pixel below changes its sign (weights fixed)
+    for idx in [(0, 0, 0, 0), (1, 0, 5, 2), (3, 0, 7, 7), (2, 0, 1, 6)]:
+        assert abs(x[idx].item()) > 2 * eps
+        up, down = x.detach().clone(), x.detach().clone()
+        up[idx] += eps
+        down[idx] -= eps
+        numeric = (CALFRegionLoss(grid=2)(up, y) - CALFRegionLoss(grid=2)(down, y)) / (2 * eps)
+        assert x.grad[idx].item() == pytest.approx(numeric.item(), rel=2e-2, abs=1e-6)
+
+
+@pytest.mark.parametrize("make", [CALFLoss, CALFRegionLoss])
+def test_target_check_on_by_default_and_off_on_request(make):
+    x = torch.zeros(2, 1, 8, 8)
+    y = torch.full((2, 1, 8, 8), 0.5)
+    with pytest.raises(ValueError, match=r"target must hold only 0 and 1, found \[0.5\]"):
+        make()(x, y)
+    assert math.isfinite(make(check_target=False)(x, y).item())  # trusted, not checked

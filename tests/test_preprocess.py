@@ -346,3 +346,19 @@ def test_store_without_geometry_is_rebuilt(tmp_path):
     (out / "store.json").write_text(json.dumps(meta))
     assert preprocess([case], out, settings, progress=False).built
     assert not preprocess([case], out, settings, progress=False).built
+
+
+def test_store_without_the_mask_record_is_rebuilt(tmp_path):
+    # SliceStore refuses a store whose masks were never checked; the same preprocess
+    # command rebuilds it and writes the record
+    case = write_case(tmp_path / "in", "a")
+    out = tmp_path / "store"
+    settings = PreprocessSettings(size=8)
+    preprocess([case], out, settings, progress=False)
+    meta = json.loads((out / "store.json").read_text())
+    assert meta["mask_values"] == [0, 1]
+    del meta["mask_values"]
+    (out / "store.json").write_text(json.dumps(meta))
+    assert preprocess([case], out, settings, progress=False).built
+    assert json.loads((out / "store.json").read_text())["mask_values"] == [0, 1]
+    assert not preprocess([case], out, settings, progress=False).built

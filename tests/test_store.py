@@ -172,3 +172,44 @@ def test_geometry_format_checked(store_path, tmp_path):
     (copy / "geometry.json").write_text("{not json")
     with pytest.raises(CalfError, match="unreadable geometry"):
         SliceStore(copy).geometry("p0")
+
+
+def test_masks_checked_once_and_recorded(store_path, tmp_path):
+    # preprocess checks every mask and records it; training trusts the record
+    meta = json.loads((store_path / "store.json").read_text())
+    assert meta["mask_values"] == [0, 1]
+    assert set(np.unique(SliceStore(store_path).masks).tolist()) == {0, 1}
+    copy = tmp_path / "old"
+    _copy_store(store_path, copy)
+    del meta["mask_values"]  # a store written before the record
+    (copy / "store.json").write_text(json.dumps(meta))
+    with pytest.raises(CalfError, match=r"store.json: no mask_values \[0, 1\].*'calf preprocess'"):
+        SliceStore(copy)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_training_loader_ships_uint8_and_yields_the_store_batches(store_path, workers):
+    from calf.train.data import EpochSampler, TrainingSlices, make_loader
+
+    store = SliceStore(store_path)
+    data = TrainingSlices([store], [np.arange(len(store))])
+    sampler = EpochSampler(len(data), 5, seed=3)
+    raw_x, _ = data.raw(np.array([4, 1]))
+    assert raw_x.dtype == torch.uint8 and raw_x.shape == (2, 1, 12, 12)
+    loader = make_loader(data, sampler, workers, pin=False, seed=0)
+    assert loader.num_workers == workers and not loader.pin_memory
+    batches = list(loader)
+    assert len(batches) == len(sampler) == 3  # 16 slices: 5, 5, 5 and a single one left out
+    for (x, y), positions in zip(batches, sampler):
+        ex, ey = store.batch(positions)  # numpy's float32 divide: equal to the last bit
+        assert x.dtype == torch.float32 and torch.equal(x, ex) and torch.equal(y, ey)
+
+
+def test_training_tensors_equal_numpy_division():
+    from calf.store import training_tensors
+
+    levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    x, y = training_tensors(torch.from_numpy(levels), torch.from_numpy(levels % 2))
+    expected = np.divide(levels, np.float32(255), dtype=np.float32)
+    assert x.shape == (1, 1, 16, 16) and np.array_equal(x[:, 0].numpy(), expected)
+    assert y.dtype == torch.float32 and set(y.unique().tolist()) == {0.0, 1.0}

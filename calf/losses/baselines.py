@@ -1,7 +1,8 @@
 """Baseline losses: the authors' definitions (SPEC.md section 4) and MONAI's standard ones.
 
-Every loss takes ``(B, 1, *spatial)`` logits and a {0, 1} target, checks both, and is
-computed in float32 with autocast disabled.
+Every loss takes ``(B, 1, *spatial)`` logits and a {0, 1} target, checks both (the target's
+values unless built with ``check_target=False``), and is computed in float32 with autocast
+disabled.
 
 Empty masks, authors' definitions: Dice, IoU and Tversky are averaged over images without
 numerator smoothing, so an image with an empty mask scores 0 whatever the prediction and
@@ -26,9 +27,14 @@ class BinaryLoss(nn.Module):
 
     definition = "authors"
 
+    def __init__(self, check_target: bool = True):
+        super().__init__()
+        # False only for targets known to be {0, 1} (a slice store's masks, checked once)
+        self.check_target = bool(check_target)
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with no_autocast(logits.device):
-            x, y = prepare(logits, target)
+            x, y = prepare(logits, target, check_target=self.check_target)
             return self.compute(x, y)
 
     def compute(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -55,8 +61,8 @@ class BCELoss(BinaryLoss):
 class DiceLoss(BinaryLoss):
     """1 - mean over images of 2 sum(p y) / (sum p + sum y + smooth); no numerator smoothing."""
 
-    def __init__(self, smooth: float = 1e-5):
-        super().__init__()
+    def __init__(self, smooth: float = 1e-5, check_target: bool = True):
+        super().__init__(check_target)
         self.smooth = smooth
 
     def compute(self, x, y):
@@ -67,8 +73,8 @@ class DiceLoss(BinaryLoss):
 class IoULoss(BinaryLoss):
     """1 - mean over images of sum(p y) / (sum p + sum y - sum(p y) + smooth)."""
 
-    def __init__(self, smooth: float = 1e-5):
-        super().__init__()
+    def __init__(self, smooth: float = 1e-5, check_target: bool = True):
+        super().__init__(check_target)
         self.smooth = smooth
 
     def compute(self, x, y):
@@ -79,8 +85,10 @@ class IoULoss(BinaryLoss):
 class TverskyLoss(BinaryLoss):
     """1 - mean over images of TP / (TP + alpha FP + beta FN + smooth); alpha 0.7, beta 0.3."""
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1e-5):
-        super().__init__()
+    def __init__(
+        self, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1e-5, check_target: bool = True
+    ):
+        super().__init__(check_target)
         self.alpha, self.beta, self.smooth = alpha, beta, smooth
 
     def compute(self, x, y):
@@ -93,8 +101,10 @@ class FocalLoss(BinaryLoss):
     ``alpha (1-p)^gamma BCE`` on tumour pixels, ``(1-alpha) p^gamma BCE`` on background,
     mean over pixels."""
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, eps: float = 1e-6):
-        super().__init__()
+    def __init__(
+        self, alpha: float = 0.25, gamma: float = 2.0, eps: float = 1e-6, check_target: bool = True
+    ):
+        super().__init__(check_target)
         self.alpha, self.gamma, self.eps = alpha, gamma, eps
 
     def compute(self, x, y):
@@ -107,8 +117,8 @@ class FocalLoss(BinaryLoss):
 class ComboLoss(BinaryLoss):
     """BCE with logits + the authors' Dice loss."""
 
-    def __init__(self, smooth: float = 1e-5):
-        super().__init__()
+    def __init__(self, smooth: float = 1e-5, check_target: bool = True):
+        super().__init__(check_target)
         self.bce = BCELoss()
         self.dice = DiceLoss(smooth)
 
@@ -122,8 +132,8 @@ class WrappedLoss(BinaryLoss):
 
     definition = "monai"
 
-    def __init__(self, inner: nn.Module, definition: str = "monai"):
-        super().__init__()
+    def __init__(self, inner: nn.Module, definition: str = "monai", check_target: bool = True):
+        super().__init__(check_target)
         self.inner = inner
         self.definition = definition
 
@@ -134,14 +144,15 @@ class WrappedLoss(BinaryLoss):
 def monai_loss(class_name: str, **defaults):
     """Factory for a MONAI loss taking logits (sigmoid inside), kwargs over ``defaults``."""
 
-    def build(**kwargs) -> WrappedLoss:
+    def build(check_target: bool = True, **kwargs) -> WrappedLoss:
         from calf._lazy import import_monai
 
         import_monai()
         import monai.losses
 
         cls = getattr(monai.losses, class_name)
-        return WrappedLoss(cls(**{**defaults, **kwargs}), definition="monai")
+        inner = cls(**{**defaults, **kwargs})
+        return WrappedLoss(inner, definition="monai", check_target=check_target)
 
     build.__doc__ = f"monai.losses.{class_name} on logits; defaults {defaults}"
     return build

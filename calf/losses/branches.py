@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from calf.losses._inputs import bounded
+
 BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
 PROB_EPS = 1e-7  # clamp of the transformed branches
 DICE_SMOOTH = 1e-7  # smoothing of the bce_dice branch
@@ -41,7 +43,11 @@ _LN2 = math.log(2.0)
 
 
 def branch_loss(
-    branch: str, x: torch.Tensor, y: torch.Tensor, dims: tuple[int, ...] | None = None
+    branch: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    dims: tuple[int, ...] | None = None,
+    within_bound: bool = False,
 ) -> torch.Tensor:
     """Loss of one branch for float32 logits ``x`` and a {0, 1} float32 target ``y``.
 
@@ -51,7 +57,10 @@ def branch_loss(
     probability q (``T(q)`` for a {0, 1} target): ``ln`` and ``log10`` as BCE with logits,
     ``logit`` as ``s``, ``fisher`` as ``softplus(s + ln 2) / 2``, ``arcsine`` as
     ``arctan(exp(s / 2))``. The values are the formula's; no ``1 - p`` loses digits, and the
-    gradient is zero where the clamp holds, as the formula's is.
+    gradient is zero where the clamp holds, as the formula's is. ``within_bound=True``
+    says that every logit lies strictly inside ``+-LOGIT_BOUND`` (the caller checked), so
+    the clamp is the identity, with gradient 1, and is skipped: the same values, one pass
+    less each way.
     """
     dims = tuple(range(x.ndim)) if dims is None else dims
     if branch not in BRANCHES:
@@ -62,7 +71,7 @@ def branch_loss(
         inter = (p * y).sum(dim=dims)
         dice = (2 * inter + DICE_SMOOTH) / (p.sum(dim=dims) + y.sum(dim=dims) + DICE_SMOOTH)
         return bce + 1 - dice
-    xc = x.clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    xc = x if within_bound else bounded(x, LOGIT_BOUND)
     if branch in ("ln", "log10"):
         # -[y ln p + (1 - y) ln(1 - p)] is BCE with logits
         if len(dims) == x.ndim:
@@ -70,7 +79,9 @@ def branch_loss(
         else:
             bce = F.binary_cross_entropy_with_logits(xc, y, reduction="none").mean(dim=dims)
         return bce / _LN10 if branch == "log10" else bce
-    s = torch.where(y > 0.5, xc, -xc)  # logit of q, the probability of the true class
+    # logit of q, the probability of the true class: xc where y = 1, -xc where y = 0 (a
+    # product, exact for a {0, 1} target, with a one-pass backward unlike torch.where's)
+    s = xc * (2 * y - 1)
     if branch == "logit":  # ln(q / (1 - q)) = s
         t = s
     elif branch == "fisher":  # atanh(q) = 1/2 ln(1 + 2 e^s)

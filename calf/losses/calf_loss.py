@@ -10,15 +10,61 @@ from torch import nn
 
 from calf.imbalance import AREA_DEFINITIONS, contour_areas, moments
 from calf.losses._inputs import (
+    LOGIT_LIMIT,
     bad_target_count,
+    bounded,
     check_shapes,
     no_autocast,
     prepare,
     raise_bad_target,
 )
-from calf.losses.branches import branch_loss, select_branch
+from calf.losses.branches import LOGIT_BOUND, branch_loss, select_branch
 
 SCOPES = ("batch", "dataset")
+
+
+def _region_views(t: torch.Tensor, grid: int) -> list[torch.Tensor]:
+    """Views (B, S1 / g, ..., Sn / g) of the ``grid**n`` regions of (B, 1, S1, ..., Sn),
+    row-major (the size is checked by the caller to be divisible by ``grid``)."""
+    b, spatial = t.shape[0], t.shape[2:]
+    split = [b]
+    for s in spatial:
+        split += [grid, s // grid]
+    n = len(spatial)
+    v = t.reshape(split).permute(*(1 + 2 * i for i in range(n)), 0, *(2 + 2 * i for i in range(n)))
+    views = [v]  # (g, ..., g, B, S1 / g, ...): unbind the n grid axes, row-major
+    for _ in range(n):
+        views = [part for w in views for part in w.unbind(0)]
+    return views
+
+
+def _region_rows(t: torch.Tensor, grid: int, order: list[int]) -> torch.Tensor:
+    """(R, B * pixels per region): region ``order[i]`` of every image in row i, one copy."""
+    views = _region_views(t, grid)
+    out = t.new_empty((len(order), *views[0].shape))
+    for i, r in enumerate(order):
+        out[i].copy_(views[r])
+    return out.reshape(len(order), -1)
+
+
+class _RegionRows(torch.autograd.Function):
+    """``_region_rows`` with its backward: each row's gradient copied back into its region
+    (``order`` is a permutation, so every pixel gets exactly one). One pass each way, where
+    permute + reshape + index_select take two and index_add's backward more."""
+
+    @staticmethod
+    def forward(ctx, t, grid, order):
+        ctx.grid, ctx.order, ctx.shape = grid, order, t.shape
+        return _region_rows(t, grid, order)
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = grad.new_empty(ctx.shape)
+        views = _region_views(out, ctx.grid)
+        blocks = grad.reshape(len(ctx.order), *views[0].shape)
+        for i, r in enumerate(ctx.order):
+            views[r].copy_(blocks[i])
+        return out, None, None
 
 
 class CALFLoss(nn.Module):
@@ -32,6 +78,10 @@ class CALFLoss(nn.Module):
         skewness, kurtosis: the dataset statistic; required for ``scope="dataset"``.
         area: ``"pixels"`` (foreground count, on device) or ``"contour"`` (the authors'
             OpenCV polygon area, 2-D only, needs opencv-python-headless).
+
+        check_target: check that the target holds only 0 and 1 on every call (default);
+            ``False`` for targets known to be binary, such as a slice store's masks, which
+            are checked once when the store is written (training builds its loss so).
 
     Called as ``loss(logits, target)`` with ``(B, 1, *spatial)`` logits and a {0, 1} target
     of the same shape (2-D or 3-D); returns a float32 scalar, also under autocast.
@@ -50,8 +100,10 @@ class CALFLoss(nn.Module):
         skewness: float | None = None,
         kurtosis: float | None = None,
         area: str = "pixels",
+        check_target: bool = True,
     ):
         super().__init__()
+        self.check_target = bool(check_target)
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
         if area not in AREA_DEFINITIONS:
@@ -80,7 +132,12 @@ class CALFLoss(nn.Module):
         with no_autocast(logits.device):
             if self.fixed_branch is not None:
                 # the transformed branches clamp the logits themselves
-                x, y = prepare(logits, target, clamp_logits=self.fixed_branch == "bce_dice")
+                x, y = prepare(
+                    logits,
+                    target,
+                    check_target=self.check_target,
+                    clamp_logits=self.fixed_branch == "bce_dice",
+                )
                 return branch_loss(self.fixed_branch, x, y)
             check_shapes(logits, target)
             if self.area == "pixels":
@@ -93,15 +150,23 @@ class CALFLoss(nn.Module):
             else:
                 areas = contour_areas(target).to(target.device)
             s, k = moments(areas, dim=0)
-            # one host transfer per step: the target check and the statistic together
-            bad, s, k = torch.stack([bad_target_count(target).to(s.dtype), s, k]).tolist()
-            if bad:
+            # one host transfer per step: the statistic, the logits' range (where no clamp
+            # holds, the clamps are skipped: the same values, a pass less each way) and the
+            # target check
+            lo, hi = torch.aminmax(logits.detach())
+            stats = [s, k, lo.to(s.dtype), hi.to(s.dtype)]
+            if self.check_target:
+                stats.append(bad_target_count(target).to(s.dtype))
+            s, k, lo, hi, *bad = torch.stack(stats).tolist()
+            if bad and bad[0]:
                 raise_bad_target(target)
             self.last_skewness, self.last_kurtosis = s, k
             self.last_branch = select_branch(s, k)
-            clamp = self.last_branch == "bce_dice"
+            # NaN logits fail both comparisons and take the clamped path
+            inside = -LOGIT_BOUND < lo and hi < LOGIT_BOUND
+            clamp = self.last_branch == "bce_dice" and not (-LOGIT_LIMIT < lo and hi < LOGIT_LIMIT)
             x, y = prepare(logits, target, check_target=False, clamp_logits=clamp)
-            return branch_loss(self.last_branch, x, y)
+            return branch_loss(self.last_branch, x, y, within_bound=inside)
 
 
 class CALFRegionLoss(nn.Module):
@@ -113,6 +178,7 @@ class CALFRegionLoss(nn.Module):
     over the region's pixels of the whole batch. The weight ``w_r = 1 + FP_r + FN_r`` counts
     the errors of the thresholded prediction (logit > 0) in r and is not differentiated.
     The result is ``sum(w_r L_r) / sum(w_r)``. Batch scope only, like the authors' code.
+    ``check_target`` as in :class:`CALFLoss`.
 
     After each call, ``last_branches`` holds the branch of every region (row-major),
     ``last_branch`` the most frequent one, ``last_skewness``/``last_kurtosis`` per region.
@@ -121,8 +187,9 @@ class CALFRegionLoss(nn.Module):
 
     definition = "calf"
 
-    def __init__(self, grid: int = 4, area: str = "pixels"):
+    def __init__(self, grid: int = 4, area: str = "pixels", check_target: bool = True):
         super().__init__()
+        self.check_target = bool(check_target)
         if int(grid) < 1:
             raise ValueError(f"grid must be a positive integer, got {grid!r}")
         if area not in AREA_DEFINITIONS:
@@ -137,48 +204,63 @@ class CALFRegionLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"grid={self.grid}, area={self.area}"
 
-    def _regions(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S1, ..., Sn) -> (B, grid**n, prod(S_i / grid)), regions row-major."""
-        g, b, spatial = self.grid, t.shape[0], t.shape[2:]
+    def _tiled(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S1, ..., Sn) -> the view (B, g, S1 / g, ..., g, Sn / g): no copy."""
+        g, spatial = self.grid, t.shape[2:]
         if any(s % g for s in spatial):
             raise ValueError(
                 f"spatial size {tuple(spatial)} is not divisible by the region grid {g}"
             )
-        n = len(spatial)
-        split = [b]
+        split = [t.shape[0]]
         for s in spatial:
             split += [g, s // g]
-        v = t.reshape(split)
-        order = [0] + [1 + 2 * i for i in range(n)] + [2 + 2 * i for i in range(n)]
-        return v.permute(order).reshape(b, g**n, -1)
+        return t.reshape(split)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with no_autocast(logits.device):
-            x, y = prepare(logits, target)
-            xr, yr = self._regions(x), self._regions(y)
-            b, n_regions, _ = yr.shape
+            # the logits are clamped below, once their range is known
+            x, y = prepare(logits, target, check_target=self.check_target, clamp_logits=False)
+            yv = self._tiled(y)
+            b, n = y.shape[0], y.ndim - 2
+            n_regions = self.grid**n
             if self.area == "pixels":
-                areas = yr.sum(dim=2)
+                # float32 counts, exact up to 2**24 pixels per region
+                tile_dims = tuple(2 + 2 * i for i in range(n))
+                areas = yv.detach().sum(dim=tile_dims).reshape(b, n_regions)
             else:
                 if y.ndim != 4:
                     raise ValueError("area='contour' needs 2-D images (B, 1, H, W)")
                 tile = (y.shape[2] // self.grid, y.shape[3] // self.grid)
-                tiles = yr.reshape(b * n_regions, 1, *tile)
+                tiles = yv.detach().permute(0, 1, 3, 2, 4).reshape(b * n_regions, 1, *tile)
                 areas = contour_areas(tiles).reshape(b, n_regions).to(y.device)
             s, k = moments(areas, dim=0)
-            with torch.no_grad():
-                errors = ((xr > 0) != (yr > 0.5)).sum(dim=(0, 2))
-                weights = 1.0 + errors.float()
-            s_list, k_list = torch.stack([s, k]).tolist()
+            # one host transfer: S and K of every region and the logits' range (where no
+            # clamp holds, the clamps are skipped: the same values, a pass less each way)
+            lo, hi = torch.aminmax(x.detach())
+            *stats, lo, hi = torch.cat([s, k, torch.stack([lo, hi]).to(s.dtype)]).tolist()
+            s_list, k_list = stats[:n_regions], stats[n_regions:]
+            if not (-LOGIT_LIMIT < lo and hi < LOGIT_LIMIT):  # NaN included
+                x = bounded(x, LOGIT_LIMIT)
+            inside = -LOGIT_BOUND < lo and hi < LOGIT_BOUND
             branches = tuple(select_branch(si, ki) for si, ki in zip(s_list, k_list))
-            per_region = x.new_zeros(n_regions)
-            for branch in sorted(set(branches)):
-                idx = torch.tensor(
-                    [i for i, br in enumerate(branches) if br == branch], device=x.device
-                )
-                values = branch_loss(branch, xr[:, idx], yr[:, idx], dims=(0, 2))
-                per_region = per_region.index_add(0, idx, values)
+            # regions grouped by branch, each region one contiguous row of its pixels in
+            # the whole batch; each branch then runs on its block of rows
+            present = sorted(set(branches))
+            order = [i for br in present for i, bi in enumerate(branches) if bi == br]
+            xs = _RegionRows.apply(x, self.grid, order)
+            ys = _region_rows(y, self.grid, order)
+            with torch.no_grad():
+                # y != 0 is y > 0.5 for a {0, 1} target; the fastest of the compares and
+                # counts tried (torch.where on floats is 3x slower)
+                errors = torch.count_nonzero((xs > 0) != ys.bool(), dim=1)
+                weights = 1.0 + errors.float()  # in the order of the rows
+            counts = [branches.count(br) for br in present]
+            values = [
+                branch_loss(br, xi, yi, dims=(1,), within_bound=inside)
+                for br, xi, yi in zip(present, xs.split(counts), ys.split(counts))
+            ]
+            loss = (weights * torch.cat(values)).sum() / weights.sum()
             self.last_branches = branches
             self.last_branch = Counter(branches).most_common(1)[0][0]
             self.last_skewness, self.last_kurtosis = s_list, k_list
-            return (weights * per_region).sum() / weights.sum()
+            return loss

@@ -38,6 +38,7 @@ def register_loss(name: str, factory: Callable[..., nn.Module]) -> None:
 
 
 def _from_import_path(path: str, kwargs: dict) -> nn.Module:
+    check_target = bool(kwargs.pop("check_target", True))  # the suite's check, not the loss's
     cls = import_object(path, "loss")
     if not callable(cls):
         raise ValueError(f"loss {path!r} is not a class or factory")
@@ -53,7 +54,7 @@ def _from_import_path(path: str, kwargs: dict) -> nn.Module:
     module = cls(**kwargs)
     if not callable(module):
         raise ValueError(f"loss {path!r} did not build a callable loss")
-    return baselines.WrappedLoss(module, definition=f"import:{path}")
+    return baselines.WrappedLoss(module, definition=f"import:{path}", check_target=check_target)
 
 
 def build_loss(name: str, **kwargs) -> nn.Module:
@@ -61,7 +62,9 @@ def build_loss(name: str, **kwargs) -> nn.Module:
 
     ``build_loss("calf", scope="dataset", skewness=1.8, kurtosis=2.4)``;
     ``build_loss("monai.losses.GeneralizedDiceLoss")`` (``sigmoid=True`` is added for losses
-    that take it, since the suite's networks emit logits).
+    that take it, since the suite's networks emit logits). Every loss takes
+    ``check_target=False`` to skip the per-call check that the target holds only 0 and 1
+    (for targets already known to be binary, such as a slice store's masks).
     """
     try:
         if name in LOSSES:

@@ -2,8 +2,9 @@
 
 The unit handed around is a whole mini-batch: the sampler yields arrays of positions into
 the training set, and ``TrainingSlices[positions]`` gathers them from the memory-mapped
-stores in one vectorised read per store (``SliceStore.batch``), in worker processes when
-asked. The epoch's order is a pure function of (seed, epoch), and the sampler's state is
+stores in one vectorised read per store (``SliceStore.arrays``), in worker processes when
+asked, which send the uint8 batch; it becomes float32 where it arrives (``BatchLoader``).
+The epoch's order is a pure function of (seed, epoch), and the sampler's state is
 (epoch, batches already taken), so a run resumed from a checkpoint sees exactly the
 batches it would have seen.
 """
@@ -59,19 +60,74 @@ class TrainingSlices(Dataset):
         return self._stores
 
     def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        from calf.store import training_tensors
+
+        return training_tensors(*self.raw(positions))
+
+    def raw(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 images and masks ``(B, 1, S, S)`` of the positions, as stored."""
         stores = self._open()
         pos = np.asarray(positions, dtype=np.int64)
         sid, rows = self.store_of[pos], self.row_of[pos]
         if len(stores) == 1:
-            return stores[0].batch(rows)
-        x = torch.empty(len(pos), 1, self.size, self.size)
+            images, masks = stores[0].arrays(rows)
+            return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(masks).unsqueeze(1)
+        x = torch.empty(len(pos), 1, self.size, self.size, dtype=torch.uint8)
         y = torch.empty_like(x)
         for i in np.unique(sid):
             take = sid == i
-            xi, yi = stores[i].batch(rows[take])
+            xi, yi = stores[i].arrays(rows[take])
             sel = torch.from_numpy(take)
-            x[sel], y[sel] = xi, yi
+            x[sel], y[sel] = torch.from_numpy(xi).unsqueeze(1), torch.from_numpy(yi).unsqueeze(1)
         return x, y
+
+
+class _RawBatches(Dataset):
+    """The loader's dataset: uint8 batches (what worker processes send to the main one)."""
+
+    def __init__(self, data: TrainingSlices):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data.raw(positions)
+
+
+class BatchLoader:
+    """The training DataLoader, yielding float32 batches converted where they arrive.
+
+    Workers send the store's uint8 (a quarter of float32's bytes through shared memory,
+    the cost that bounds a worker: about 4x the slices/s, ``benchmarks/data.py``); the
+    batch becomes float32 in the main process, on ``device`` when one is given (the uint8
+    batch is copied there, from pinned memory, then converted), else on the CPU (pinned
+    again when the loader pins). The DataLoader's attributes (``pin_memory``,
+    ``num_workers``, ...) read through.
+    """
+
+    def __init__(self, loader: DataLoader, device: torch.device | None):
+        self.loader = loader
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["loader"], name)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from calf.store import training_tensors
+
+        pin_again = self.loader.pin_memory and self.device is None
+        for x, y in self.loader:
+            if self.device is not None:
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+            x, y = training_tensors(x, y)
+            if pin_again:
+                x, y = x.pin_memory(), y.pin_memory()
+            yield x, y
 
 
 def load_slices(store_paths: Sequence[str], csv: str, option: str) -> TrainingSlices:
@@ -159,16 +215,22 @@ def _quiet_worker(_: int) -> None:
 
 
 def make_loader(
-    data: TrainingSlices, sampler: Sampler, workers: int, pin: bool, seed: int
-) -> DataLoader:
-    """A DataLoader of whole batches (the sampler yields them); workers persist.
+    data: TrainingSlices,
+    sampler: Sampler,
+    workers: int,
+    pin: bool,
+    seed: int,
+    device: torch.device | None = None,
+) -> BatchLoader:
+    """A loader of whole float32 batches (the sampler yields them); workers persist.
 
     It draws its worker seeds from its own generator, not torch's global one, so that
     starting an epoch's iterator leaves the model's random stream (dropout) untouched and
-    a run resumed mid-epoch sees the same stream as an uninterrupted one.
+    a run resumed mid-epoch sees the same stream as an uninterrupted one. ``device``: where
+    the uint8 batches become float32 (see ``BatchLoader``); the batches are then there.
     """
-    return DataLoader(
-        data,
+    return BatchLoader(DataLoader(
+        _RawBatches(data),
         sampler=sampler,
         batch_size=None,
         num_workers=workers,
@@ -177,7 +239,7 @@ def make_loader(
         worker_init_fn=_quiet_worker if workers > 0 else None,
         prefetch_factor=2 if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
-    )
+    ), device)
 
 
 def eval_batches(n: int, batch_size: int) -> list[np.ndarray]:
