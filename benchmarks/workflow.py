@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-PHASES = ("start-up", "data", "model", "steps", "checkpoints")
+PHASES = ("start-up", "data", "model", "set-up", "steps", "checkpoints")
 
 
 def rule_table(root: Path) -> pd.DataFrame:
@@ -52,6 +52,7 @@ def training_split(root: Path) -> pd.Series | None:
             totals["start-up"] += timing["process_age_s"]
         totals["data"] += timing.get("data_s", 0.0)
         totals["model"] += timing.get("model_s", 0.0)
+        totals["set-up"] += timing.get("setup_s", 0.0)
         totals["steps"] += timing.get("steps_s", 0.0)
         totals["checkpoints"] += timing.get("checkpoint_s", 0.0)
     if not runs:

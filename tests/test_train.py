@@ -6,6 +6,7 @@ Everything runs on the CPU on a real slice store (NIfTI volumes written with nib
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -131,6 +132,35 @@ def expected_branches(data, loss: str, epoch: int, batch: int = 8) -> Counter:
             regions = masks.reshape(len(positions), 4, 8, 4, 8).sum(axis=(2, 4)).reshape(-1, 16)
             counts.update(select_branch(*stats(regions[:, r])) for r in range(16))
     return counts
+
+
+SPEED_KEYS = ("optimizer_impl", "compile", "eval_batch_size", "pin_memory",
+              "persistent_workers", "prefetch_factor")
+COST_KEYS = {"device": str, "device_name": str, "wall_s": float, "device_s": float,
+             "train_s": float, "epochs": int, "device_s_per_epoch": float,
+             "peak_memory_bytes": int, "peak_memory_kind": str, "energy_j": type(None),
+             "attempts": int, "cpu_s": float}
+
+
+def check_cost(record: dict, epochs: pd.DataFrame, attempts: int) -> dict:
+    """run.json ``cost`` of a CPU run: its keys and types, and the figures it derives."""
+    cost = record["cost"]
+    assert {k: type(v) for k, v in cost.items()} == COST_KEYS
+    assert cost["device"] == "cpu" and cost["device_name"] == "cpu (1 threads)"
+    assert cost["attempts"] == record["attempts"] == attempts
+    assert cost["wall_s"] == record["seconds"]
+    assert cost["epochs"] == record["epochs_completed"] == len(epochs)
+    assert cost["train_s"] == pytest.approx(epochs["seconds"].sum(), abs=1e-3)
+    assert cost["device_s_per_epoch"] == pytest.approx(cost["train_s"] / cost["epochs"],
+                                                       abs=1e-4)
+    assert cost["peak_memory_kind"] == "cpu_rss" and cost["energy_j"] is None  # no NVML
+    # the process's peak RSS: at least torch's own footprint, at most the machine
+    assert 50e6 < cost["peak_memory_bytes"] < os.sysconf("SC_PHYS_PAGES") * os.sysconf(
+        "SC_PAGE_SIZE")
+    assert 0 < cost["train_s"] < cost["wall_s"]
+    # the device held for the run's wall time; the CPU time of its threads beside it
+    assert cost["device_s"] == pytest.approx(cost["wall_s"], abs=2e-3) and 0 < cost["cpu_s"]
+    return cost
 
 
 def read_run(out: Path) -> tuple[dict, pd.DataFrame, dict]:
@@ -270,6 +300,12 @@ def test_two_epochs(data, tmp_path, model, loss, extra):
 
     assert ckpt["format"] == 1 and ckpt["epoch"] == 2 and ckpt["partial"] is None
     assert ckpt["config"]["params"] == record["params"]
+    check_cost(record, epochs, attempts=1)
+    workers = 1 if "--workers" in extra else 0
+    assert {k: record["execution"][k] for k in SPEED_KEYS} == {
+        "optimizer_impl": "default", "compile": False, "eval_batch_size": 16,  # 2 x 8
+        "pin_memory": False, "persistent_workers": workers > 0,
+        "prefetch_factor": 2 if workers else None}
     assert ckpt["sampler_state"]["epoch"] == 3 and ckpt["sampler_state"]["position"] == 0
     assert set(ckpt["rng_state"]) == {"torch", "cuda", "numpy", "python"}
     assert len(ckpt["optimizer_state"]["state"]) == len(list(net.parameters()))
@@ -321,11 +357,18 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data, tmp_path):
     # stopped mid-epoch (6 steps of >= 0.25 s each): the position inside epoch 2 is kept
     assert ckpt["epoch"] == 1 and ckpt["partial"]["epoch"] == 2
     assert 0 < ckpt["partial"]["steps"] < 6 == ckpt["sampler_state"]["batches_per_epoch"]
+    first = check_cost(record, epochs, attempts=1)
 
     assert main(argv) == 0  # the same command resumes
     ref_record, ref_epochs, ref_ckpt = read_run(reference)
     record, epochs, ckpt = read_run(out)
     assert record["status"] == "complete" and record["attempts"] == 2
+    # the cost adds the second attempt to the first; the peak is the larger of the two
+    cost = check_cost(record, epochs, attempts=2)
+    assert cost["wall_s"] > first["wall_s"] and cost["device_s"] > first["device_s"]
+    assert cost["cpu_s"] > first["cpu_s"]
+    assert cost["train_s"] > first["train_s"] and cost["epochs"] == 3
+    assert cost["peak_memory_bytes"] >= first["peak_memory_bytes"]
     assert epochs["train_loss"].tolist() == ref_epochs["train_loss"].tolist()
     assert epochs[BRANCH_COLUMNS].equals(ref_epochs[BRANCH_COLUMNS])
     assert ckpt["model_state"].keys() == ref_ckpt["model_state"].keys()
@@ -419,6 +462,7 @@ def _write(path: Path, text: str) -> str:
         (["--train-slices", "MISSING"], "missing.csv: file not found"),
         (["--store", "MISSING"], "not a slice store"),
         (["--epochs", "0"], "--epochs 0: expected an integer >= 1"),
+        (["--eval-batch-size", "0"], "--eval-batch-size 0: expected an integer >= 1"),
         pytest.param(["--device", "cuda"], "--device cuda: no CUDA device is available",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
         (["--out", "FOREIGN"], "not empty and holds no run.json"),
@@ -532,6 +576,109 @@ def test_cuda_determinism_switch_sets_cudnn_flags(deterministic, benchmark):
         assert torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.parametrize(
+    "device,deterministic,compile,impl,compiled,note",
+    [
+        ("cuda", False, False, "fused", False, None),  # the suite's protocol on a GPU
+        ("cuda", False, True, "fused", True, None),
+        ("cuda", True, True, "default", False, "eagerly under --deterministic"),  # authors'
+        ("cuda", True, False, "default", False, None),
+        ("cpu", False, True, "default", False, "torch.compile is used on CUDA only"),
+        ("cpu", True, False, "default", False, None),
+    ],
+)
+def test_speed_switches(device, deterministic, compile, impl, compiled, note):
+    from calf.train.loop import speed_switches
+
+    speed, notes = speed_switches(torch.device(device), deterministic, compile)
+    assert speed == {"optimizer_impl": impl, "compile": compiled}
+    assert len(notes) == (note is not None) and (note is None or note in notes[0])
+
+
+def test_fused_and_default_adam_states_load_into_each_other():
+    """The optimizer's implementation is an execution switch: a checkpoint of one resumes
+    with the other (fused Adam runs on the CPU too, so both are compared here)."""
+    from calf.train.loop import make_optimizer
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Conv2d(1, 2, 3), torch.nn.Conv2d(1, 2, 3)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    first = make_optimizer(nets[0], 1e-2, "default")
+    for _ in range(2):
+        first.zero_grad()
+        nets[0](x).square().mean().backward()
+        first.step()
+    second = make_optimizer(nets[1], 1e-2, "fused")
+    assert second.defaults["fused"] is True and not first.defaults["fused"]
+    saved = io.BytesIO()  # through a file, as a checkpoint carries it
+    torch.save({"model": nets[0].state_dict(), "optimizer": first.state_dict()}, saved)
+    saved.seek(0)
+    state = torch.load(saved)
+    nets[1].load_state_dict(state["model"])
+    second.load_state_dict(state["optimizer"])
+    for net, opt in zip(nets, (first, second)):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+    assert second.state_dict()["state"][0]["step"].item() == 3
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_is_execution_eager_on_the_cpu_and_checkpoints_hold_plain_keys(
+        data, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = args(data, out, "--epochs", "1", "--max-steps-per-epoch", "1")
+    assert main([*argv, "--compile", "--eval-batch-size", "5", "--val-slices",
+                 str(data["val"])]) == 0
+    assert "--compile: running eagerly (torch.compile is used on CUDA only)" in (
+        capsys.readouterr().err)
+    record, epochs, ckpt = read_run(out)
+    assert record["execution"]["compile"] is False
+    assert record["execution"]["eval_batch_size"] == 5
+    assert not any(k.startswith("_orig_mod.") for k in ckpt["model_state"])
+    net = build_model("unet", width=float(WIDTH))
+    net.load_state_dict(ckpt["model_state"])  # the plain module's keys
+    val = load_slices([str(data["store"])], str(data["val"]), "--val-slices")
+    # pooled over all pixels: the validation batch does not change the Dice
+    assert epochs["val_dice"].iloc[-1] == pooled_dice(net, val, 3, torch.device("cpu"))
+    # neither is part of the run's identity: the same run, confirmed without them
+    assert main([*argv, "--val-slices", str(data["val"])]) == 0
+    assert "already complete" in capsys.readouterr().err
+
+
+def test_cost_meter_adds_attempts_and_keeps_the_peak():
+    from calf.train.loop import CostMeter, nvml_energy_reader
+
+    cpu = torch.device("cpu")
+    assert nvml_energy_reader(cpu) is None
+    # without a GPU (or nvidia-ml-py) the CUDA reader is None too, and does not raise
+    if not torch.cuda.is_available():
+        assert nvml_energy_reader(torch.device("cuda")) is None
+    rows = [{"seconds": 1.5}, {"seconds": 2.0}]
+    earlier = {"device": "cpu", "device_s": 100.0, "cpu_s": 150.0,
+               "peak_memory_bytes": 10**15, "peak_memory_kind": "cpu_rss", "energy_j": None,
+               "attempts": 1}
+    meter = CostMeter(cpu, earlier, previous_seconds=90.0, previous_attempts=1)
+    busy = time.process_time()
+    while time.process_time() < busy + 0.05:  # 50 ms of CPU time in this attempt
+        pass
+    cost = meter.record(120.0, 20.0, rows, attempts=2)
+    assert cost["wall_s"] == 120.0 and cost["attempts"] == 2 and cost["epochs"] == 2
+    assert cost["device_s"] == 120.0 and 150.04 < cost["cpu_s"] < 150.0 + 60
+    assert cost["train_s"] == 3.5 and cost["device_s_per_epoch"] == 1.75
+    assert cost["peak_memory_bytes"] == 10**15  # the earlier attempt's larger peak
+    # an earlier attempt on another kind of device: this attempt's peak alone; runs from
+    # before the cost record: their wall seconds stand in for the device seconds
+    meter = CostMeter(cpu, {**earlier, "peak_memory_kind": "cuda_allocated"}, 90.0, 1)
+    assert meter.record(120.0, 20.0, [], 2)["peak_memory_bytes"] < 10**15
+    meter = CostMeter(cpu, None, previous_seconds=90.0, previous_attempts=1)
+    cost = meter.record(120.0, 30.0, [], 2)
+    assert cost["device_s"] == 120.0 and cost["device_s_per_epoch"] is None
+    assert cost["cpu_s"] is None  # the earlier attempt's CPU time is unknown
+
+
 def test_precision_switch_and_autocast_dtype():
     from calf.errors import CalfError
     from calf.train import TrainConfig
@@ -588,8 +735,9 @@ def test_runs_of_one_job_equal_separate_runs_and_resume(data, tmp_path, capsys):
         # where the attempt's time went (benchmarks/workflow.py adds them up)
         timing = g_record["timing"]
         assert set(timing) == {"process_age_s", "first_in_process", "data_s", "model_s",
-                               "steps_s", "checkpoint_s"}
+                               "setup_s", "steps_s", "checkpoint_s"}
         assert timing["steps_s"] > 0 and timing["process_age_s"] > timing["steps_s"]
+        assert timing["setup_s"] > 0
         assert timing["first_in_process"] is False  # pytest trained runs before this one
         assert g_record["params"]["loss"] == loss
         assert g_epochs["train_loss"].tolist() == epochs["train_loss"].tolist()

@@ -71,13 +71,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the CPU (default); fp32: float32 everywhere")
     num.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                      default=DEFAULTS["deterministic"],
-                     help="on CUDA: cudnn.deterministic without cudnn.benchmark (default: off, "
-                          "cudnn.benchmark)")
+                     help="on CUDA: cudnn.deterministic without cudnn.benchmark, torch's "
+                          "default Adam, no --compile (default: off: cudnn.benchmark and "
+                          "fused Adam)")
     run = parser.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS["device"],
                      help="auto: CUDA when available (default)")
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
+    run.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                     default=DEFAULTS["compile"],
+                     help="torch.compile the model's training forward pass on CUDA (default: "
+                          "off; eager on the CPU and under --deterministic)")
+    run.add_argument("--eval-batch-size", type=int, default=None, metavar="N",
+                     help="slices per forward pass of the validation Dice (default: twice "
+                          "--batch-size)")
     run.add_argument("--threads", type=int, default=None,
                      help="threads of torch's CPU pool (default: torch's, one per core; "
                           "the workflow passes the job's threads, so parallel jobs do not "
@@ -136,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             precision=args.precision,
             deterministic=args.deterministic,
+            compile=args.compile,
+            eval_batch_size=args.eval_batch_size,
         )
         for loss, loss_kwargs, out in runs
     ]

@@ -27,7 +27,10 @@ class TrainConfig:
     run directory. ``profile`` is the training set's imbalance profile JSON (required for
     CALF in dataset scope). ``val_slices`` (a CSV like ``train_slices``) adds a validation
     Dice, pooled over all its pixels, to every epoch row. ``device`` and ``workers`` are
-    execution settings: they may differ between an interrupted run and its resumption.
+    execution settings: they may differ between an interrupted run and its resumption; so
+    are ``compile`` (``torch.compile`` of the model on CUDA; eager under ``deterministic``)
+    and ``eval_batch_size`` (the validation Dice's batch; None: twice ``batch_size``), which
+    leave the trained model's arithmetic as it is.
     """
 
     stores: tuple[str, ...]
@@ -50,6 +53,9 @@ class TrainConfig:
     # numerics switches (calf.protocol); the suite's defaults, the authors' are fp32 and True
     precision: str = "bf16"  # bf16 autocast on CUDA where supported (fp16 elsewhere); CPU fp32
     deterministic: bool = False  # True: cudnn.deterministic, no cudnn.benchmark
+    # speed switches of execution (run.json ``execution``), not of the run's identity
+    compile: bool = False  # torch.compile the model on CUDA (not under deterministic)
+    eval_batch_size: int | None = None  # validation Dice batch; None: 2 x batch_size
 
     def __post_init__(self) -> None:
         if not self.stores:
@@ -74,14 +80,27 @@ class TrainConfig:
             )
         if not isinstance(self.deterministic, bool):
             raise CalfError(f"--deterministic {self.deterministic!r}: expected true or false")
+        if not isinstance(self.compile, bool):
+            raise CalfError(f"--compile {self.compile!r}: expected true or false")
+        if self.eval_batch_size is not None and (
+                not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1):
+            raise CalfError(
+                f"--eval-batch-size {self.eval_batch_size!r}: expected an integer >= 1"
+            )
+
+    @property
+    def val_batch_size(self) -> int:
+        """The validation Dice's batch: ``eval_batch_size``, or twice the training batch
+        (no gradients are kept, so the larger batch fits where the training one did)."""
+        return self.eval_batch_size or 2 * self.batch_size
 
     def identity(self) -> dict[str, Any]:
         """The parameters that decide the trained model (run.json ``params``).
 
         Paths are resolved and input files fingerprinted, so that resuming with a changed
         training set, profile or store is refused rather than silently mixed. Execution
-        settings (device, workers) are not part of it; the numerics switches are, and
-        ``protocol`` holds every protocol switch of the run (``calf.protocol``).
+        settings (device, workers, compile, eval_batch_size) are not part of it; the
+        numerics switches are, and ``protocol`` holds every protocol switch of the run (``calf.protocol``).
         """
         from calf.store import read_meta
 

@@ -14,6 +14,17 @@ missing, the loss in float32) or ``fp32`` (the authors'), and ``deterministic`` 
 benchmark). Deterministic cuDNN fixes the convolution algorithms only; other CUDA kernels
 (e.g. the backward pass of bilinear upsampling, which uses atomic adds) stay
 nondeterministic, so a CUDA run, resumed or repeated, is not promised bit for bit.
+
+Speed switches of execution (run.json ``execution``; they may change on resume): on CUDA
+under the suite's protocol (``deterministic`` off) Adam runs its fused kernel, and
+``compile`` wraps the training forward pass in ``torch.compile`` (off by default; eager on
+the CPU and under ``deterministic``, the authors' protocol, which keeps torch's default
+Adam). Checkpoints always hold the uncompiled module's weights. The validation Dice runs
+eagerly in batches of ``eval_batch_size`` (twice the training batch unless set).
+
+run.json ``cost`` sums the run's attempts (``CostMeter``): wall and device seconds, the
+seconds inside training steps and per epoch, the peak memory (CUDA allocations, or the
+process's peak RSS on the CPU) and, where NVML reports it, the GPU's energy.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import resource
 import sys
 import time
 from collections import Counter
@@ -164,6 +176,9 @@ def build_run_loss(config: TrainConfig, n_slices: int) -> tuple[torch.nn.Module,
             "--loss calf with scope 'dataset' needs --profile (the training set's imbalance "
             "profile JSON, from 'calf profile')"
         )
+    # the slices come from slice stores, whose masks were checked to be {0, 1} once, when
+    # written (SliceStore refuses a store without that record): no check on every step
+    kwargs.setdefault("check_target", False)
     try:
         loss = build_loss(config.loss, **kwargs)
     except ValueError as err:
@@ -250,6 +265,141 @@ def determinism(device: torch.device, deterministic: bool = False) -> Iterator[N
     finally:
         torch._C._set_deterministic_algorithms(previous[0], warn_only=previous[1])
         cudnn.benchmark, cudnn.deterministic = previous[2], previous[3]
+
+
+def speed_switches(device: torch.device, deterministic: bool,
+                   compile: bool) -> tuple[dict[str, Any], list[str]]:
+    """The speed switches a run executes with (run.json ``execution``), and a line for each
+    one asked for that does not apply here.
+
+    On CUDA the suite's protocol (``deterministic`` off) uses Adam's fused kernel; the
+    authors' (``deterministic``) keeps torch's default implementation. ``compile``
+    (``torch.compile``) applies on CUDA outside ``deterministic`` only.
+    """
+    cuda = device.type == "cuda"
+    compiled = compile and cuda and not deterministic
+    notes = []
+    if compile and not cuda:
+        notes.append("--compile: running eagerly (torch.compile is used on CUDA only)")
+    elif compile and not compiled:
+        notes.append("--compile: running eagerly under --deterministic (the authors' protocol)")
+    impl = "fused" if cuda and not deterministic else "default"
+    return {"optimizer_impl": impl, "compile": compiled}, notes
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, impl: str) -> torch.optim.Adam:
+    """Adam without weight decay; ``impl`` ``fused`` (one kernel for all parameters) or
+    ``default`` (torch's choice: foreach on CUDA, a loop on the CPU). Their states load
+    into each other, so a resume may change it."""
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=0.0,
+                            fused=True if impl == "fused" else None)
+
+
+def nvml_energy_reader(device: torch.device) -> Callable[[], float | None] | None:
+    """A reader of the total energy (mJ) NVML counts for the GPU of ``device``, or None
+    on the CPU, without nvidia-ml-py (``pynvml``), or where the GPU does not report it
+    (MIG slices, GPUs before Volta). Never raises. The counter is the whole GPU's, other
+    processes on it included."""
+    if device.type != "cuda":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        props = torch.cuda.get_device_properties(device)
+        uuid = str(props.uuid)
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByUUID(
+                uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+        except Exception:  # noqa: BLE001 - older drivers: by PCI address
+            handle = pynvml.nvmlDeviceGetHandleByPciBusId_v2(
+                f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0")
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    except Exception:  # noqa: BLE001 - energy is optional: any NVML failure means none
+        return None
+
+    def read() -> float | None:
+        try:
+            return float(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+        except Exception:  # noqa: BLE001
+            return None
+
+    return read
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux counts KiB
+
+
+class CostMeter:
+    """What a run costs (run.json ``cost``): this attempt's figures added to those of the
+    earlier attempts (``previous``, their ``cost``; runs older than the record have none,
+    and their wall seconds stand in for the device seconds).
+
+    ``device_s`` is the seconds the run held its device (wall time x one GPU, or x the
+    CPU process), in the unit of ``device_s_per_epoch``; ``cpu_s`` the training process's
+    CPU seconds (user + system, all its threads; data-loading workers excluded). Peaks are
+    the maximum over the attempts on the same kind of device (the CUDA peak is reset when
+    the attempt starts; the CPU's peak RSS is the whole process's, earlier runs of a
+    ``--run`` process included); ``energy_j`` and ``cpu_s`` are None unless every attempt
+    measured them.
+    """
+
+    def __init__(self, device: torch.device, previous: dict[str, Any] | None,
+                 previous_seconds: float, previous_attempts: int):
+        self.device = device
+        self.previous = previous if isinstance(previous, dict) else {}
+        self.previous_attempts = previous_attempts
+        self.previous_device_s = float(self.previous.get("device_s", previous_seconds) or 0.0)
+        self.start_cpu = _cpu_seconds()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            self.name = torch.cuda.get_device_name(device)
+        else:
+            self.name = f"cpu ({torch.get_num_threads()} threads)"
+        self.energy = nvml_energy_reader(device)
+        self.energy_start = self.energy() if self.energy is not None else None
+
+    def record(self, wall_s: float, attempt_s: float, history: list[dict[str, Any]],
+               attempts: int) -> dict[str, Any]:
+        """The ``cost`` object now: ``wall_s`` is the run's (all attempts), ``attempt_s``
+        this attempt's wall seconds, ``history`` the run's epoch rows."""
+        cuda = self.device.type == "cuda"
+        cpu_s = self.previous.get("cpu_s") if self.previous_attempts else 0.0
+        if cpu_s is not None:
+            cpu_s = round(float(cpu_s) + _cpu_seconds() - self.start_cpu, 3)
+        train_s = sum(float(row["seconds"]) for row in history)
+        epochs = len(history)
+        kind = "cuda_allocated" if cuda else "cpu_rss"
+        peak = torch.cuda.max_memory_allocated(self.device) if cuda else _peak_rss_bytes()
+        if self.previous.get("peak_memory_kind") == kind and self.previous.get(
+                "peak_memory_bytes") is not None:
+            peak = max(peak, int(self.previous["peak_memory_bytes"]))
+        energy = None
+        now_mj = self.energy() if self.energy is not None else None
+        earlier = self.previous.get("energy_j") if self.previous_attempts else 0.0
+        if now_mj is not None and self.energy_start is not None and earlier is not None:
+            energy = round(float(earlier) + (now_mj - self.energy_start) / 1000, 3)
+        return {
+            "device": self.device.type,
+            "device_name": self.name,
+            "wall_s": round(wall_s, 3),
+            "device_s": round(self.previous_device_s + attempt_s, 3),
+            "train_s": round(train_s, 3),
+            "epochs": epochs,
+            "device_s_per_epoch": round(train_s / epochs, 4) if epochs else None,
+            "peak_memory_bytes": int(peak),
+            "peak_memory_kind": kind,
+            "energy_j": energy,
+            "attempts": attempts,
+            "cpu_s": cpu_s,
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -380,19 +530,26 @@ class _Session:
                  timing: dict[str, float | None] | None = None):
         from calf.models import count_parameters
 
+        started = time.perf_counter()
         self.config, self.params, self.run_dir, self.log = config, params, run, log
         self.val, self.sampler, self.loss_fn = val, sampler, loss_fn
         self.device, self.amp_dtype = device, amp_dtype
         # channels-last on every device: oneDNN (CPU) and cuDNN both run faster in NHWC
         self.model = model.to(device).to(memory_format=torch.channels_last)
         self.model.train()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=0.0)
+        speed, notes = speed_switches(device, config.deterministic, config.compile)
+        for note in notes:
+            log(note)
+        self.optimizer = make_optimizer(self.model, config.lr, speed["optimizer_impl"])
+        # the training forward pass; self.model (saved, validated) stays the plain module
+        self.forward = torch.compile(self.model) if speed["compile"] else self.model
         self.scaler = (
             torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         )
         workers = config.workers if config.workers is not None else default_workers(device)
+        # uint8 batches from the workers, converted to float32 on the device
         self.loader = make_loader(data, sampler, workers, pin=device.type == "cuda",
-                                  seed=config.seed)
+                                  seed=config.seed, device=device)
         self.checkpoint_path = run.path / CHECKPOINT_FILE
         self.step_delay = float(os.environ.get(STEP_DELAY_ENV, "0") or 0)
         self.history: list[dict[str, Any]] = []
@@ -405,7 +562,11 @@ class _Session:
                           "channels_last": True,
                           "cudnn_benchmark": device.type == "cuda" and not config.deterministic,
                           "cudnn_deterministic": device.type == "cuda" and config.deterministic,
-                          "deterministic_algorithms": device.type == "cpu"}
+                          "deterministic_algorithms": device.type == "cpu", **speed,
+                          "eval_batch_size": config.val_batch_size,
+                          "pin_memory": self.loader.pin_memory,
+                          "persistent_workers": self.loader.persistent_workers,
+                          "prefetch_factor": self.loader.prefetch_factor}
         prev = previous or {}
         self.record: dict[str, Any] = {
             "status": "running",
@@ -424,13 +585,18 @@ class _Session:
             "error": None,
         }
         # where this attempt's time goes: start-up, data, model, steps, checkpoints (seconds)
+        # (setup_s: the model to the device, the optimizer, whose first use imports
+        # torch._dynamo, about 1.7 s, and the loader)
         self.timing: dict[str, float | None] = {**(timing or {}), "steps_s": 0.0,
                                                 "checkpoint_s": 0.0}
         self.record["timing"] = self.timing
         self.previous_epochs = int(prev.get("epochs_completed") or 0)
         self.seconds_before = self.record["seconds"]
         self.attempt_start = time.perf_counter()
+        self.cost = CostMeter(device, prev.get("cost"), self.seconds_before,
+                              self.record["attempts"] - 1)
         self.logger = None
+        self.timing["setup_s"] = time.perf_counter() - started
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -479,13 +645,16 @@ class _Session:
     def _write_record(self, status: str, error: str | None = None) -> None:
         self.timing.update({k: round(v, 3) for k, v in self.timing.items()
                             if isinstance(v, float)})
+        attempt_s = time.perf_counter() - self.attempt_start
         self.record.update(
             status=status,
             error=error,
             epochs_completed=self.completed,
-            seconds=round(self.seconds_before + time.perf_counter() - self.attempt_start, 3),
+            seconds=round(self.seconds_before + attempt_s, 3),
             finished=None if status == "running" else now(),
         )
+        self.record["cost"] = self.cost.record(self.record["seconds"], attempt_s,
+                                               self.history, self.record["attempts"])
         self.run_dir.write_run(self.record)
 
     # ---------------------------------------------------------------------- training
@@ -576,7 +745,7 @@ class _Session:
         y = y.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype,
                             enabled=self.amp_dtype is not None):
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = self.loss_fn(logits, y)  # the suite's losses compute in float32
         value = loss.item()
         if not math.isfinite(value):
@@ -625,7 +794,7 @@ class _Session:
 
     def _val_dice(self) -> float:
         assert self.val is not None
-        return pooled_dice(self.model, self.val, self.config.batch_size, self.device,
+        return pooled_dice(self.model, self.val, self.config.val_batch_size, self.device,
                            self.amp_dtype, channels_last=True)
 
     # --------------------------------------------------------------------- reporting
@@ -654,4 +823,5 @@ class _Session:
 
     def _finish_logger(self, status: str) -> None:
         if self.logger is not None:
+            self.logger.log_cost(self.record.get("cost"))
             self.logger.finish(status)

@@ -308,6 +308,8 @@ def training_args(wildcards):
         f"--precision {t['precision']}",
         "--deterministic" if t["deterministic"] else "--no-deterministic",
     ]
+    if t["compile"]:  # off by default: existing jobs' command lines stay as they were
+        args.append("--compile")
     if t["workers"] is not None:
         args.append(f"--workers {t['workers']}")
     if t["max_steps_per_epoch"] is not None:
