@@ -22,6 +22,17 @@ git commit, calf version, device, loss definition and, for CALF, scope, branch, 
 artifacts ``run/`` (run.json, epochs.csv, checkpoint.pt only when asked), ``profile/``,
 ``metrics/`` and ``metrics/overlays/``.
 
+What the run cost (run.json ``cost``) becomes system metrics at step 0 (``system/wall_s``,
+``system/device_s``, ``system/device_s_per_epoch``, ``system/peak_memory_mb``,
+``system/energy_j``, ...: ``calf.tracking.cost_metrics``). A run recorded before the cost
+record existed gets ``system/wall_s`` (run.json ``seconds``) and ``system/train_s``
+(epochs.csv ``seconds``) and the tag ``calf.cost_source`` saying so; the sync summary lists
+those runs (``without_cost``). The training-set CSV (run.json ``params.train_slices``) and the
+validation CSV, if any, are the run's dataset inputs (contexts ``training`` and
+``validation``; ``calf.tracking.dataset_entity``). A CSV that is gone, or no longer has the
+SHA-256 run.json recorded, is not logged; the summary lists it (``missing_datasets``) and the
+run is synced without it.
+
 Only runs whose ``run.json`` status is ``complete`` are imported; the others are reported
 as skipped. Syncing is idempotent: runs are found by their ``calf.run_key`` tag (a run
 that training logged live to the same server is completed, not duplicated); a run whose
@@ -45,7 +56,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -63,11 +74,18 @@ from calf.tracking import (
     MLFLOW_STATUS,
     RUN_KEY_TAG,
     STATUS_TAG,
+    SYSTEM_PREFIX,
     RunKey,
+    cost_metrics,
+    cost_tags,
+    dataset_entity,
+    dataset_input,
+    dataset_name,
     finite_metrics,
     flatten_params,
     is_server_uri,
     mlflow_env,
+    training_set_files,
 )
 
 if TYPE_CHECKING:
@@ -75,9 +93,20 @@ if TYPE_CHECKING:
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 FINGERPRINT_TAG = "calf.sync_fingerprint"
-SYNC_FORMAT = 1  # bump when what a sync writes changes: every run is then re-checked
+SYNC_FORMAT = 2  # bump when what a sync writes changes: every run is then re-checked
 BRANCH_PREFIX = "branch_"
+COST_FALLBACK = "run.json seconds and epochs.csv seconds (run.json has no cost record)"
 _QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+@dataclass(frozen=True)
+class TrainingSetFile:
+    """A training or validation CSV of a run, as it is now and unchanged since training."""
+
+    context: str  # the MLflow dataset context: training or validation
+    name: str  # the MLflow dataset name (calf.tracking.dataset_name)
+    path: Path
+    sha256: str
 
 
 @dataclass
@@ -92,6 +121,8 @@ class RunInputs:
     profile: dict[str, Any] | None
     artifacts: list[tuple[str, Path]]  # (artifact folder, local file)
     digest: str  # of every input file
+    datasets: list[TrainingSetFile] = field(default_factory=list)
+    missing_datasets: list[str] = field(default_factory=list)  # why a CSV is not logged
 
 
 @dataclass
@@ -107,14 +138,17 @@ class SyncResult:
     unchanged: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # key -> run.json status
     warnings: list[str] = field(default_factory=list)
+    missing_datasets: list[str] = field(default_factory=list)  # CSVs not logged, and why
+    without_cost: list[str] = field(default_factory=list)  # keys of runs with no cost record
 
     def summary(self) -> dict[str, Any]:
         return {"study": self.study, "tracking_uri": self.tracking_uri,
                 "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id,
                 "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
                 "skipped": self.skipped, "warnings": self.warnings,
+                "missing_datasets": self.missing_datasets, "without_cost": self.without_cost,
                 "calf_version": __version__,
-                "synced": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "synced": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -173,9 +207,32 @@ def _profile_path(key: RunKey, record: dict[str, Any], run_dir: Path,
     return None
 
 
+def _training_sets(key: RunKey, record: dict[str, Any],
+                   hashes: dict[Path, str]) -> tuple[list[TrainingSetFile], list[str]]:
+    """The run's training and validation CSVs that still hold what it trained on, and a
+    line for each one that does not (gone, or another SHA-256 than run.json's)."""
+    found, missing = [], []
+    for context, path_text, recorded in training_set_files(record.get("params") or {}):
+        path = Path(path_text)
+        if not path.is_file():
+            missing.append(f"{key.key}: {context} set {path} not found")
+            continue
+        if path not in hashes:
+            hashes[path] = sha256_file(path)
+        if recorded is not None and hashes[path] != recorded:
+            missing.append(f"{key.key}: {context} set {path} changed since training "
+                           f"(sha256 {hashes[path][:12]}..., run.json {recorded[:12]}...)")
+            continue
+        found.append(TrainingSetFile(context, dataset_name(key, path, context), path,
+                                     hashes[path]))
+    return found, missing
+
+
 def read_run(key: RunKey, run_dir: Path, metrics_root: Path | None, profiles_root: Path | None,
-             checkpoints: bool, warnings: list[str]) -> RunInputs | str:
-    """The run's inputs, checked; or its run.json status when it is not complete."""
+             checkpoints: bool, warnings: list[str],
+             hashes: dict[Path, str] | None = None) -> RunInputs | str:
+    """The run's inputs, checked; or its run.json status when it is not complete.
+    ``hashes`` caches the SHA-256 of training-set CSVs, which many runs share."""
     run_file = run_dir / "run.json"
     record = _read_json(run_file)
     if not isinstance(record, dict) or not isinstance(record.get("status"), str):
@@ -237,7 +294,11 @@ def read_run(key: RunKey, run_dir: Path, metrics_root: Path | None, profiles_roo
         content = (f"{stat.st_size}:{stat.st_mtime_ns}" if path.name == "checkpoint.pt"
                    else sha256_file(path))
         digest.update(f"{folder}/{path.name}={content}\n".encode())
-    return RunInputs(key, run_dir, record, epochs, cases, profile, artifacts, digest.hexdigest())
+    datasets, missing = _training_sets(key, record, {} if hashes is None else hashes)
+    for found in datasets:  # a CSV that comes back is logged by the next sync
+        digest.update(f"dataset/{found.context}={found.sha256}\n".encode())
+    return RunInputs(key, run_dir, record, epochs, cases, profile, artifacts, digest.hexdigest(),
+                     datasets, missing)
 
 
 def _is_numeric(column: pd.Series) -> bool:
@@ -259,7 +320,7 @@ def _millis(value: Any) -> int | None:
         except ValueError:
             return None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
     return None
 
@@ -332,6 +393,21 @@ def epoch_metrics(inputs: RunInputs) -> list[tuple[str, float, int, int]]:
     return rows
 
 
+def run_cost(inputs: RunInputs) -> tuple[dict[str, float], dict[str, str]]:
+    """The run's cost as system metrics and tags: from run.json ``cost``; for a run recorded
+    before it existed, wall seconds from run.json ``seconds`` and training seconds from
+    epochs.csv, with the tag ``calf.cost_source`` saying so."""
+    cost = inputs.record.get("cost")
+    if isinstance(cost, dict):
+        return cost_metrics(cost), {**cost_tags(cost), "calf.cost_source": "run.json cost"}
+    epochs = inputs.epochs
+    values = {"wall_s": inputs.record.get("seconds"),
+              "train_s": epochs["seconds"].sum(min_count=1) if "seconds" in epochs else None,
+              "epochs": len(epochs)}
+    metrics = {f"{SYSTEM_PREFIX}{k}": v for k, v in finite_metrics(values).items()}
+    return metrics, {"calf.cost_source": COST_FALLBACK}
+
+
 def final_metrics(inputs: RunInputs) -> dict[str, float]:
     """Mean and median of each per-case metric over the cases, n_cases, train_seconds."""
     values: dict[str, Any] = {"train_seconds": inputs.record.get("seconds")}
@@ -354,6 +430,7 @@ class _Study:
 
         self.client, self.result = client, result
         self.created_artifacts: list[Path] = []  # local artifact folders of runs made here
+        self.datasets: dict[TrainingSetFile, Any] = {}  # MLflow dataset entities, by CSV
         experiment = client.get_experiment_by_name(study)
         if experiment is None:
             location = None if artifact_root is None else (artifact_root / study).resolve().as_uri()
@@ -418,7 +495,8 @@ class _Study:
             elif have[name] != value:  # MLflow params are write-once
                 self.result.warnings.append(
                     f"{key}: param {name} is {have[name]!r} in MLflow, {value!r} in run.json; kept")
-        tags = [RunTag(k, v) for k, v in run_tags(inputs, parent_id).items()]
+        cost, cost_tag_values = run_cost(inputs)
+        tags = [RunTag(k, v) for k, v in {**run_tags(inputs, parent_id), **cost_tag_values}.items()]
         for i in range(0, max(len(params), len(tags)), MAX_BATCH_PARAMS_TAGS):
             client.log_batch(run_id, params=params[i:i + MAX_BATCH_PARAMS_TAGS],
                              tags=tags[i:i + MAX_BATCH_PARAMS_TAGS])
@@ -432,16 +510,28 @@ class _Study:
             if (step, value) not in history[name]:
                 metrics.append(Metric(name, value, stamp, step))
         now = int(time.time() * 1000)  # a later value must be the latest at step 0
-        for name, value in final_metrics(inputs).items():
+        for name, value in {**final_metrics(inputs), **cost}.items():
             if run.data.metrics.get(name) != value:
                 metrics.append(Metric(name, value, now, 0))
         for i in range(0, len(metrics), MAX_BATCH_METRICS):
             client.log_batch(run_id, metrics=metrics[i:i + MAX_BATCH_METRICS])
 
+        self._log_datasets(run_id, inputs.datasets)
         self._upload(run_id, inputs.artifacts)
         end = _millis(inputs.record.get("finished")) or now
         client.set_terminated(run_id, MLFLOW_STATUS["complete"], end)
         client.set_tag(run_id, FINGERPRINT_TAG, fingerprint)
+
+    def _log_datasets(self, run_id: str, files: list[TrainingSetFile]) -> None:
+        """Log the training (and validation) sets as dataset inputs; MLflow keeps one copy of
+        a dataset per experiment and of an input per run, so logging again adds nothing."""
+        datasets = []
+        for found in files:
+            if found not in self.datasets:
+                self.datasets[found] = dataset_entity(found.path, found.sha256, found.name)
+            datasets.append(dataset_input(self.datasets[found], found.context))
+        if datasets:
+            self.client.log_inputs(run_id, datasets=datasets)
 
     def _upload(self, run_id: str, artifacts: list[tuple[str, Path]]) -> None:
         """Upload the files that are missing from the run or differ in size."""
@@ -523,13 +613,17 @@ def sync_study(study: str, runs_root: str | Path, metrics_root: str | Path | Non
     result = SyncResult(tracking_uri, study)
     metrics_root = None if metrics_root is None else Path(metrics_root)
     profiles_root = None if profiles_root is None else Path(profiles_root)
-    runs = []
+    runs, hashes = [], {}
     for key, run_dir in find_run_dirs(study, runs_root):
-        inputs = read_run(key, run_dir, metrics_root, profiles_root, checkpoints, result.warnings)
+        inputs = read_run(key, run_dir, metrics_root, profiles_root, checkpoints, result.warnings,
+                          hashes)
         if isinstance(inputs, str):
             result.skipped[key.key] = inputs
-        else:
-            runs.append(inputs)
+            continue
+        runs.append(inputs)
+        result.missing_datasets += inputs.missing_datasets
+        if not isinstance(inputs.record.get("cost"), dict):
+            result.without_cost.append(key.key)
 
     if db is not None:
         with _sqlite_copy(db) as copy:

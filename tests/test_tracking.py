@@ -1,5 +1,9 @@
 """calf.tracking (run keys, LiveLogger) and calf mlflow-sync, against real MLflow stores.
 
+Run records carry the ``cost`` object of the training loop and name their training-set CSV
+(``params.train_slices``), which the fixtures write under ``splits/`` beside the runs: the
+cost becomes ``system/`` metrics, the CSV an MLflow dataset input.
+
 Run directories (contract C) and evaluation outputs (contract D) are written by hand here,
 so these tests do not depend on the training and evaluation code; only the last test runs a
 real ``calf train`` (on a tiny store made with ``calf.preprocess`` and ``calf.split``).
@@ -24,7 +28,7 @@ import pytest
 from calf.cli import main as calf_main
 from calf.errors import CalfError
 from calf.mlflow_sync import sync_study
-from calf.tracking import LiveLogger, RunKey, flatten_params
+from calf.tracking import LiveLogger, RunKey, cost_metrics, cost_tags, flatten_params
 
 BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
 EPOCH_COLUMNS = ("epoch", "train_loss", "steps", "seconds", "slices_per_second",
@@ -36,6 +40,19 @@ CASE_COLUMNS = ("case_id", "patient_id", "modality", "dataset", "model", "loss",
 DICE = (0.9, 0.5, 0.7, 0.2)  # mean 0.575, median 0.6
 HD95 = (1.0, 2.0, 373.13, 3.0)  # mean 94.7825, median 2.5
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# run.json cost of a fixture run trained on CUDA (3 epochs of 2.5 s, two attempts), and the
+# system metrics it becomes (peak memory in 10^6 bytes; energy_j null on the CPU)
+CUDA_COST = {"device": "cuda", "device_name": "NVIDIA H200", "wall_s": 7.5, "device_s": 7.5,
+             "train_s": 7.5, "epochs": 3, "device_s_per_epoch": 2.5,
+             "peak_memory_bytes": 1_234_567_890, "peak_memory_kind": "cuda_allocated",
+             "energy_j": 1500.25, "attempts": 2}
+CUDA_SYSTEM = {"system/wall_s": 7.5, "system/device_s": 7.5, "system/train_s": 7.5,
+               "system/epochs": 3, "system/device_s_per_epoch": 2.5,
+               "system/peak_memory_mb": 1234.56789, "system/energy_j": 1500.25,
+               "system/attempts": 2}
+CPU_COST = {**CUDA_COST, "device": "cpu", "device_name": "cpu (2 threads)", "device_s": 15.0,
+            "peak_memory_bytes": 500_000_000, "peak_memory_kind": "cpu_rss", "energy_j": None,
+            "attempts": 1}
 
 
 # ------------------------------------------------------------------ fixture writers
@@ -52,9 +69,28 @@ def epoch_rows(n: int, branch: str | None) -> list[dict]:
     return rows
 
 
+def training_csv(runs_root: Path, key: RunKey) -> Path:
+    """The run's training-set CSV (contract 3): ``splits/{study}/{dataset}[/ratio-r]/foldN.csv``
+    beside the runs root, written once per selection (every loss and seed shares it)."""
+    folder = runs_root.parent / "splits" / key.study / key.dataset
+    path = (folder / f"ratio-{key.ratio}" if key.ratio else folder) / f"fold{key.fold}.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(("dataset", "row", "case_id", "patient_id", "modality", "slice",
+                             "area"))
+            writer.writerows((key.dataset, row, f"c{row // 5}", f"p{row // 5}", "t1", row % 5,
+                              row * 3 % 7) for row in range(20 + key.fold))
+    return path
+
+
 def make_run(runs_root: Path, key: RunKey, status: str = "complete", epochs: int = 3,
-             scope: str | None = None, profile: Path | None = None) -> Path:
-    """A run directory as ``calf train`` writes it (contract C)."""
+             scope: str | None = None, profile: Path | None = None,
+             cost: dict | None = CUDA_COST, val: Path | None = None) -> Path:
+    """A run directory as ``calf train`` writes it (contract C), with its training CSV."""
+    from calf.download.manifest import sha256_file
+
     run_dir = runs_root.joinpath(*key.key.split("/"))
     run_dir.mkdir(parents=True, exist_ok=True)
     done = epochs if status == "complete" else epochs - 1
@@ -71,9 +107,14 @@ def make_run(runs_root: Path, key: RunKey, status: str = "complete", epochs: int
                      "kurtosis": -0.25 if scope == "dataset" else None,
                      "branch": "ln" if scope == "dataset" else None,
                      "profile": str(profile) if profile else None}
+    train = training_csv(runs_root, key)
     record = {
         "status": status,
-        "params": {"stores": ["/data/store"], "model": key.model, "width": 0.25,
+        "params": {"stores": ["/data/store"], "train_slices": str(train.resolve()),
+                   "train_slices_sha256": sha256_file(train),
+                   "val_slices": str(val.resolve()) if val else None,
+                   "val_slices_sha256": sha256_file(val) if val else None,
+                   "model": key.model, "width": 0.25,
                    "model_kwargs": {"depth": 4}, "loss": key.loss, "loss_kwargs": loss_kwargs,
                    "lr": 1e-05, "epochs": epochs, "batch_size": 8, "seed": 12345,
                    "scheduler": None},
@@ -83,6 +124,8 @@ def make_run(runs_root: Path, key: RunKey, status: str = "complete", epochs: int
         "finished": "2025-01-02T03:04:12+00:00" if status == "complete" else None,
         "seconds": 7.5, "epochs_completed": done,
     }
+    if cost is not None:
+        record["cost"] = cost
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     (run_dir / "checkpoint.pt").write_bytes(b"checkpoint bytes: not uploaded unless asked")
     return run_dir
@@ -121,17 +164,21 @@ def make_profile(profiles_root: Path, key: RunKey) -> Path:
 
 @pytest.fixture
 def study(tmp_path):
-    """A study of three runs: CALF in dataset scope (with its profile), BCE with a ratio
-    and a seed (profile found under the profiles root), and an interrupted run."""
+    """A study of three runs: CALF in dataset scope (with its profile; trained on CUDA), BCE
+    with a ratio and a seed (profile found under the profiles root; trained on the CPU, with
+    a validation set), and an interrupted run."""
     name = f"st-{uuid.uuid4().hex[:8]}"  # its own experiment on the shared server
-    roots = {r: tmp_path / r for r in ("runs", "metrics", "profiles")}
+    roots = {r: tmp_path / r for r in ("runs", "metrics", "profiles", "splits")}
     calf_key = RunKey(name, "synth", "unet", "calf", 0)
     bce_key = RunKey(name, "synth", "fpn", "bce", 1, ratio="0.25", seed="7")
     stopped_key = RunKey(name, "synth", "unet", "dice", 0)
     profile = make_profile(roots["profiles"], calf_key)
     make_profile(roots["profiles"], bce_key)
+    val = roots["splits"] / name / "synth" / "val-fold1.csv"
+    val.parent.mkdir(parents=True)
+    val.write_text("dataset,row\nsynth,3\nsynth,4\n")
     make_run(roots["runs"], calf_key, scope="dataset", profile=profile)
-    make_run(roots["runs"], bce_key)
+    make_run(roots["runs"], bce_key, cost=CPU_COST, val=val)
     make_run(roots["runs"], stopped_key, status="interrupted")
     for key in (calf_key, bce_key):
         make_metrics(roots["metrics"], key)
@@ -156,6 +203,23 @@ def runs_by_key(client, experiment_id: str) -> dict[str, object]:
 
 def history(client, run_id: str, name: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+
+
+def dataset_inputs(client, run_id: str) -> list[tuple[str, str, str, dict, str]]:
+    """(name, digest, source type, source, context) of each dataset input of the run."""
+    found = []
+    for item in client.get_run(run_id).inputs.dataset_inputs:
+        context = {t.key: t.value for t in item.tags}.get("mlflow.data.context")
+        dataset = item.dataset
+        found.append((dataset.name, dataset.digest, dataset.source_type,
+                      json.loads(dataset.source), context))
+    return sorted(found)
+
+
+def expected_input(path: Path, name: str, context: str) -> tuple[str, str, str, dict, str]:
+    from calf.download.manifest import sha256_file
+
+    return (name, sha256_file(path)[:36], "local", {"uri": str(path.resolve())}, context)
 
 
 def artifacts(client, run_id: str, folder: str = "") -> set[str]:
@@ -199,6 +263,20 @@ def test_run_key_paths_of_metrics_and_profile():
 def test_run_key_rejects_other_layouts(tmp_path, parts):
     with pytest.raises(CalfError, match=str(tmp_path / parts)):
         RunKey.from_run_dir(tmp_path / parts, tmp_path)
+
+
+def test_cost_metrics_and_tags():
+    assert cost_metrics(CUDA_COST) == pytest.approx(CUDA_SYSTEM)
+    cpu = cost_metrics(CPU_COST)
+    assert "system/energy_j" not in cpu  # null: left out
+    assert (cpu["system/device_s"], cpu["system/peak_memory_mb"]) == (15.0, 500.0)
+    assert cost_metrics({**CUDA_COST, "peak_memory_bytes": None, "device_s_per_epoch": None}
+                        ).keys() == CUDA_SYSTEM.keys() - {"system/peak_memory_mb",
+                                                          "system/device_s_per_epoch"}
+    assert cost_metrics(None) == {} and cost_tags(None) == {}
+    assert cost_tags(CPU_COST) == {"calf.cost_device": "cpu",
+                                   "calf.device_name": "cpu (2 threads)",
+                                   "calf.peak_memory_kind": "cpu_rss"}
 
 
 def test_flatten_params():
@@ -303,6 +381,78 @@ def test_sync_uploads_checkpoints_when_asked(study, mlflow_server):
     assert "run/checkpoint.pt" in artifacts(client, run.info.run_id)
 
 
+def test_sync_logs_cost_as_system_metrics_and_training_sets_as_datasets(study, mlflow_server):
+    calf_key, bce_key, _ = study["keys"]
+    result = sync(study, mlflow_server)
+    assert (result.missing_datasets, result.without_cost) == ([], [])
+    client = client_for(mlflow_server)
+    runs = runs_by_key(client, result.experiment_id)
+
+    run = runs[calf_key.key]
+    system = {k: v for k, v in run.data.metrics.items() if k.startswith("system/")}
+    assert system == pytest.approx(CUDA_SYSTEM)
+    tags = run.data.tags
+    assert (tags["calf.cost_device"], tags["calf.device_name"], tags["calf.peak_memory_kind"],
+            tags["calf.cost_source"]) == ("cuda", "NVIDIA H200", "cuda_allocated",
+                                          "run.json cost")
+    train = training_csv(study["runs"], calf_key)
+    assert dataset_inputs(client, run.info.run_id) == [
+        expected_input(train, "synth/fold0/training", "training")]
+    record = json.loads(study["runs"].joinpath(*calf_key.key.split("/"), "run.json").read_text())
+    assert dataset_inputs(client, run.info.run_id)[0][1] == (
+        record["params"]["train_slices_sha256"][:36])
+
+    other = runs[bce_key.key]
+    assert other.data.metrics["system/device_s"] == 15.0
+    assert other.data.metrics["system/peak_memory_mb"] == 500.0
+    assert "system/energy_j" not in other.data.metrics  # null on the CPU
+    assert other.data.tags["calf.peak_memory_kind"] == "cpu_rss"
+    assert dataset_inputs(client, other.info.run_id) == sorted([
+        expected_input(training_csv(study["runs"], bce_key), "synth/ratio-0.25/fold1/training",
+                       "training"),
+        expected_input(study["splits"] / study["name"] / "synth" / "val-fold1.csv",
+                       "synth/ratio-0.25/fold1/validation", "validation")])
+
+    again = sync(study, mlflow_server)  # nothing twice: one input per set, one value each
+    assert sorted(again.unchanged) == sorted(result.created)
+    assert len(client.get_run(run.info.run_id).inputs.dataset_inputs) == 1
+    assert len(client.get_metric_history(run.info.run_id, "system/wall_s")) == 1
+
+
+def test_sync_counts_training_sets_gone_or_changed_and_runs_without_cost(study, mlflow_server):
+    calf_key, bce_key, stopped_key = study["keys"]
+    make_run(study["runs"], stopped_key, cost=None)  # a complete run from before the record
+    calf_csv, bce_csv = training_csv(study["runs"], calf_key), training_csv(study["runs"], bce_key)
+    kept = bce_csv.read_bytes()
+    bce_csv.unlink()
+    result = sync(study, mlflow_server)
+    assert sorted(result.created) == sorted(k.key for k in study["keys"])
+    assert result.missing_datasets == [f"{bce_key.key}: training set {bce_csv} not found"]
+    assert result.without_cost == [stopped_key.key]
+    client = client_for(mlflow_server)
+    runs = runs_by_key(client, result.experiment_id)
+    assert [i[4] for i in dataset_inputs(client, runs[bce_key.key].info.run_id)] == [
+        "validation"]
+    old = runs[stopped_key.key]
+    assert {k: v for k, v in old.data.metrics.items() if k.startswith("system/")} == {
+        "system/wall_s": 7.5, "system/train_s": 7.5, "system/epochs": 3}  # 3 epochs of 2.5 s
+    assert old.data.tags["calf.cost_source"].startswith("run.json seconds and epochs.csv")
+    # the stopped run and the CALF run share fold 0's CSV: one MLflow dataset
+    assert dataset_inputs(client, old.info.run_id) == dataset_inputs(
+        client, runs[calf_key.key].info.run_id)
+
+    # the CSV comes back (the run is updated with it); fold 0's CSV is rewritten
+    bce_csv.write_bytes(kept)
+    calf_csv.write_text(calf_csv.read_text() + "synth,99,c9,p9,t1,0,0\n")
+    second = sync(study, mlflow_server)
+    assert bce_key.key in second.updated
+    assert [i[4] for i in dataset_inputs(client, runs[bce_key.key].info.run_id)] == [
+        "training", "validation"]
+    assert len(second.missing_datasets) == 2  # both runs of fold 0
+    assert second.missing_datasets[0].startswith(
+        f"{calf_key.key}: training set {calf_csv} changed since training (sha256 ")
+
+
 def test_sync_to_sqlite_with_the_cli(study, tmp_path, capsys, monkeypatch):
     """The CLI into a SQLite file: stamp, second sync unchanged, nothing else left behind."""
     monkeypatch.chdir(tmp_path)  # MLflow's defaults would write mlflow.db or mlruns/ here
@@ -322,7 +472,8 @@ def test_sync_to_sqlite_with_the_cli(study, tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["mlflow-artifacts", "mlflow.db",
                                                      "mlflow.synced"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics", "profiles", "results",
-                                                          "runs"]
+                                                          "runs", "splits"]
+    assert (summary["missing_datasets"], summary["without_cost"]) == ([], [])
 
     client = client_for(f"sqlite:///{db}")
     experiment = client.get_experiment_by_name(study["name"])
@@ -336,6 +487,16 @@ def test_sync_to_sqlite_with_the_cli(study, tmp_path, capsys, monkeypatch):
     local = out / "mlflow-artifacts" / study["name"] / run.info.run_id / "artifacts"
     assert (local / "metrics" / "fold1.csv").read_bytes() == (
         study["keys"][1].metrics_csv(study["metrics"]).read_bytes())
+
+    gone = training_csv(study["runs"], study["keys"][1])
+    gone.unlink()  # counted in one line and in the stamp; the run is synced again without it
+    assert calf_main(command) == 0
+    out_text = capsys.readouterr().out
+    assert "0 created, 1 updated, 1 unchanged, 1 skipped" in out_text
+    assert (f"calf mlflow-sync: 1 training/validation CSVs not logged as datasets (gone or "
+            f"changed since training), e.g. {study['keys'][1].key}: training set {gone} not "
+            f"found; all in {stamp}") in out_text
+    assert len(json.loads(stamp.read_text())["missing_datasets"]) == 1
 
 
 def _break_layout(study):
@@ -431,22 +592,42 @@ def test_live_logger_is_a_no_op_without_a_server(tmp_path, uri):
     assert list(tmp_path.iterdir()) == []
 
 
+def monitor_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]
+
+
 def test_live_logger_logs_to_a_server_and_sync_completes_the_same_run(
         study, mlflow_server, monkeypatch, capsys):
     calf_key = study["keys"][0]
     run_dir = study["runs"].joinpath(*calf_key.key.split("/"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    # MLflow's monitor, sampling fast for the test (the logger's default is every 15 s)
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     params = json.loads((run_dir / "run.json").read_text())["params"]
     log = LiveLogger.from_env(str(run_dir), params, {"run_dir": str(run_dir),
                                                       "git_commit": COMMIT})
     assert log.active
+    client = client_for(mlflow_server)
+    deadline = time.monotonic() + 60
+    while "system/cpu_utilization_percentage" not in client.get_run(log.run_id).data.metrics:
+        assert time.monotonic() < deadline, "no system metrics from MLflow's monitor in 60 s"
+        time.sleep(0.2)
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3"  # the monitor's requests too
+    train = training_csv(study["runs"], calf_key)
+    assert dataset_inputs(client, log.run_id) == [
+        expected_input(train, "synth/fold0/training", "training")]
     rows = epoch_rows(3, "ln")
     for row in rows[:2]:  # the job is stopped after two epochs ...
         log.log_epoch(row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
     log.finish("interrupted")
     assert capsys.readouterr().err == ""
+    assert monitor_threads() == []
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # the process's settings again
 
-    client = client_for(mlflow_server)
     live = client.get_run(log.run_id)
     assert live.info.status == "KILLED"
     assert live.data.tags["calf.run_key"] == calf_key.key
@@ -456,8 +637,14 @@ def test_live_logger_logs_to_a_server_and_sync_completes_the_same_run(
     resumed = LiveLogger.from_env(str(run_dir), params, {"run_dir": str(run_dir)})
     assert resumed.run_id == log.run_id  # ... and resumed into the same MLflow run
     resumed.log_epoch(3, {k: v for k, v in rows[2].items() if k != "epoch"})
+    resumed.log_cost(CUDA_COST)
     resumed.finish("complete")
-    assert client.get_run(log.run_id).info.status == "FINISHED"
+    assert monitor_threads() == []
+    finished = client.get_run(log.run_id)
+    assert finished.info.status == "FINISHED"
+    assert {k: finished.data.metrics[k] for k in CUDA_SYSTEM} == pytest.approx(CUDA_SYSTEM)
+    assert finished.data.tags["calf.cost_device"] == "cuda"
+    assert len(finished.inputs.dataset_inputs) == 1  # the resumed job logged it again: one
 
     result = sync(study, mlflow_server)
     assert calf_key.key in result.updated and calf_key.key not in result.created
@@ -469,6 +656,25 @@ def test_live_logger_logs_to_a_server_and_sync_completes_the_same_run(
     assert completed.data.tags["mlflow.parentRunId"] == result.parent_run_id
     assert completed.data.metrics["dice_mean"] == pytest.approx(0.575)
     assert "metrics/fold0.csv" in artifacts(client, log.run_id)
+    # the sync's cost and dataset are the live ones: nothing added
+    assert len(client.get_metric_history(log.run_id, "system/wall_s")) == 1
+    assert dataset_inputs(client, log.run_id) == [
+        expected_input(train, "synth/fold0/training", "training")]
+
+
+def test_live_logger_monitor_off_by_mlflow_setting(mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"off-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    log = LiveLogger.from_env("off", {"lr": 1e-5, "train_slices": "/no/such/train.csv",
+                                      "train_slices_sha256": "0" * 64}, {})
+    assert log.active and monitor_threads() == []
+    log.log_cost({"wall_s": 2.0, "energy_j": None})
+    log.finish("complete")
+    run = client_for(mlflow_server).get_run(log.run_id)
+    assert {k: v for k, v in run.data.metrics.items() if k.startswith("system/")} == {
+        "system/wall_s": 2.0}
+    assert run.inputs.dataset_inputs == []  # the CSV is not there: nothing logged
 
 
 def test_live_logger_with_an_unreachable_server_warns_once(monkeypatch, capfd, unused_tcp_port):
@@ -597,3 +803,10 @@ def test_server_killed_mid_training(study, tmp_path, mlflow_server, start_mlflow
     steps = [step for step, _ in history(server, runs[trained.key].info.run_id, "train_loss")]
     assert steps == [1, 2, 3, 4]
     assert runs[trained.key].info.status == "FINISHED"
+    # what the run cost, and the CSV it trained on, from its run.json
+    record = json.loads((out / "run.json").read_text())
+    system = {k: v for k, v in runs[trained.key].data.metrics.items() if k.startswith("system/")}
+    assert system == pytest.approx(cost_metrics(record["cost"]))
+    assert {"system/wall_s", "system/device_s", "system/device_s_per_epoch"} <= system.keys()
+    assert dataset_inputs(server, runs[trained.key].info.run_id) == [
+        expected_input(train_csv, "toy/fold0/training", "training")]

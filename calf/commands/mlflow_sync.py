@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from calf.mlflow_sync import DEFAULT_TRACKING_URI  # a light module: mlflow, pandas inside
+# a light module: it imports mlflow and pandas inside its functions
+from calf.mlflow_sync import DEFAULT_TRACKING_URI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Run layout: RUNS_ROOT/STUDY/DATASET/MODEL/LOSS[/ratio-R][/seed-S]/foldN/run.json; "
         "metrics: METRICS_ROOT/STUDY/DATASET/MODEL/LOSS[/ratio-R][/seed-S]/foldN.csv; "
         "profiles: PROFILES_ROOT/STUDY/DATASET[/ratio-R]/foldN.json. Only runs "
-        "whose run.json status is 'complete' are imported; syncing again creates nothing twice."
+        "whose run.json status is 'complete' are imported; syncing again creates nothing twice. "
+        "A run's run.json cost becomes system/ metrics (system/wall_s, system/device_s, ...), "
+        "its training-set CSV (params.train_slices) an MLflow dataset input."
     )
     parser.add_argument("--study", required=True, help="study name: the folder below the "
                                                         "roots and the MLflow experiment")
@@ -55,6 +58,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"calf mlflow-sync: warning: {warning}", file=sys.stderr)
     for key, status in result.skipped.items():
         print(f"calf mlflow-sync: skipped {key} (status {status})")
+    if result.missing_datasets:  # one line: a moved splits folder would name every run
+        print(f"calf mlflow-sync: {len(result.missing_datasets)} training/validation CSVs not "
+              f"logged as datasets (gone or changed since training), e.g. "
+              f"{result.missing_datasets[0]}" + (f"; all in {args.stamp}" if args.stamp else ""))
+    if result.without_cost:
+        print(f"calf mlflow-sync: {len(result.without_cost)} runs have no cost record in "
+              "run.json: system/wall_s and system/train_s from run.json and epochs.csv seconds")
     print(
         f"calf mlflow-sync: study {args.study} -> {args.tracking_uri} (experiment "
         f"{result.experiment_id}): {len(result.created)} created, {len(result.updated)} "
