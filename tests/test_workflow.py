@@ -340,6 +340,8 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
     assert len(pd.read_csv(results / "stats/t/friedman.csv")) == 2
     summary = pd.read_csv(results / "report/t/summary.csv")
     assert set(summary["loss"]) == {"bce", "dice", "calf"}
+    cost = pd.read_csv(results / "report/t/cost.csv")  # from the runs' own run.json cost
+    assert set(cost["loss"]) == {"bce", "dice", "calf"} and (cost["fallback_runs"] == 0).all()
     paper = pd.read_csv(results / "report/paper_vs_suite.csv")
     ran = paper[paper["status"] == "run"]
     # the pooled holdout study is the authors' protocol: U-Net BCE and CALF are filled in
@@ -359,7 +361,7 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
     report = snakemake("--report", "report.html", cwd=work)
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     html = (work / "report.html").read_text()
-    for name in ("paired.csv", "friedman.csv", "summary.html", "paper_vs_suite.html",
+    for name in ("paired.csv", "friedman.csv", "summary.html", "cost.html", "paper_vs_suite.html",
                  "critical_difference.png", "imbalance.png", "branches.png",
                  "overlays_tiny.png", "overlays_pool.png"):
         assert name in html, name

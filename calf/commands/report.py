@@ -1,6 +1,6 @@
 """``calf report``: comparison tables, figures and the report's README.
 
-Four actions, each reading the per-case metric CSVs it is given (paths under
+Five actions; all but ``cost`` read the per-case metric CSVs they are given (paths under
 ``--metrics-root``, laid out as the evaluate step writes them):
 
 - ``tables``: a study's metrics per loss, CSV/Markdown/LaTeX/HTML, with significance markers
@@ -8,6 +8,9 @@ Four actions, each reading the per-case metric CSVs it is given (paths under
 - ``paper``: the authors' numbers beside the suite's batch-pooled Dice of pooled-protocol runs;
 - ``figures``: a study's figures (Dice, critical difference, imbalance, branch shares,
   overlays), PNG and SVG;
+- ``cost``: what a study's training runs cost per dataset, model and loss (device-seconds
+  per epoch, device-hours, peak memory, energy, CALF's overhead over BCE), CSV/Markdown/HTML,
+  from the run folders' ``run.json`` (``calf.report.tables_cost``);
 - ``readme``: ``results/report/README.md``, each study's answer first, then linking them
   all; with ``--front-page`` and ``--description`` also the HTML report's front page (the
   answers in reStructuredText, then the description), both files or neither.
@@ -57,6 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="a training set's imbalance profile (repeatable)")
     figures.add_argument("--out-dir", required=True, help="folder for the figures")
 
+    cost = actions.add_parser("cost", help="what a study's training runs cost per loss "
+                              "(CSV, Markdown, HTML)")
+    cost.add_argument("--runs-root", required=True, help="root of the training runs (results/runs)")
+    cost.add_argument("--study", required=True, help="the study the runs belong to")
+    cost.add_argument("--out-prefix", required=True, help="writes PREFIX.csv, .md, .html")
+    cost.add_argument("--calf-loss", action="append", default=None,
+                      help="a CALF loss whose overhead over BCE is shown (repeatable; "
+                      "default: every CALF loss)")
+    cost.add_argument("runs", nargs="*", metavar="RUN_DIR", help="training run folders")
+
     readme = actions.add_parser("readme", help="results/report/README.md linking every table and figure")
     readme.add_argument("--report-dir", required=True, help="the report folder (results/report)")
     readme.add_argument("--stats-root", required=True, help="root of calf stats outputs (results/stats)")
@@ -68,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "in reStructuredText, then --description (give both or neither)")
     readme.add_argument("--description", default=None, metavar="PATH.rst",
                         help="the workflow description appended unchanged to --front-page")
+    readme.add_argument("--cost", action="store_true",
+                        help="also show each study's cost table (STUDY/cost.md, written by "
+                        "calf report cost)")
 
 
 def _cases(args: argparse.Namespace):
@@ -208,6 +224,17 @@ def _figures(args: argparse.Namespace) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _cost(args: argparse.Namespace) -> list[Path]:
+    from calf.report.tables_cost import collect_costs, write_cost_table
+
+    runs = collect_costs(args.runs, args.runs_root)  # checks every run first
+    others = sorted(set(runs["study"]) - {args.study})
+    if others:
+        raise CalfError(f"--study {args.study}: run folders of study {others[0]!r} given")
+    return write_cost_table(runs, Path(args.out_prefix),
+                            calf_losses=args.calf_loss or list(CALF_LOSSES))
+
+
 def _readme(args: argparse.Namespace) -> list[Path]:
     from calf.report.readme import write_readme
 
@@ -218,11 +245,13 @@ def _readme(args: argparse.Namespace) -> list[Path]:
             raise CalfError(f"--study {item!r}: expected STUDY[:DATASET,...]")
         studies[name] = [d for d in datasets.split(",") if d]
     return write_readme(args.report_dir, args.stats_root, studies, args.out,
-                        front_page=args.front_page, description=args.description)
+                        front_page=args.front_page, description=args.description,
+                        cost=args.cost)
 
 
 def run(args: argparse.Namespace) -> int:
-    action = {"tables": _tables, "paper": _paper, "figures": _figures, "readme": _readme}[args.action]
+    action = {"tables": _tables, "paper": _paper, "figures": _figures, "cost": _cost,
+              "readme": _readme}[args.action]
     if args.action in ("tables", "figures") and not args.metrics:
         raise CalfError("no per-case metrics files given")
     written = action(args)

@@ -7,7 +7,8 @@ paired tests (how often each CALF loss beat, lost to or tied with a baseline aft
 correction; patients as the unit; the groups pooling the modalities, and each modality's
 groups in a digest of its own when the statistics have them) with every test in a collapsed
 block, and how the statistics treated the unit, missing cases, NaN metrics, ties and zero
-differences. After the studies: the paper-vs-suite table, or one line saying that no study
+differences, and with ``cost`` the study's training cost table (``calf report cost``). After
+the studies: the paper-vs-suite table, or one line saying that no study
 ran the authors' pooled protocol and how to run it. ``write_readme`` can also write the HTML
 report's front page (``calf.report.answer.front_page``) together with the README.
 """
@@ -123,9 +124,19 @@ def _paired_section(stats: dict, every: pd.DataFrame, paired: pd.DataFrame) -> l
     return lines
 
 
+def _cost_section(study: str, report_dir: Path) -> list[str]:
+    """The study's cost table (``STUDY/cost.md``) inline under the study, with its links."""
+    cost = report_dir / study / "cost"
+    text = _require(cost.with_suffix(".md")).read_text().strip()
+    links = ", ".join(f"[{fmt}]({_link(_require(cost.with_suffix('.' + fmt)), report_dir)})"
+                      for fmt in ("csv", "html"))
+    return [demote_headings(demote_headings(text)), "", f"The cost also as {links}.", ""]
+
+
 def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequence[str],
-                   answer: StudyAnswer | None = None) -> list[str]:
-    """One study's README section; ``answer`` is read from ``stats_dir`` when not given."""
+                   answer: StudyAnswer | None = None, cost: bool = False) -> list[str]:
+    """One study's README section; ``answer`` is read from ``stats_dir`` when not given;
+    ``cost``: the study's cost table last."""
     import pandas as pd
 
     from calf.report.answer import answer_markdown, study_answer
@@ -154,6 +165,8 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
                             for name in STATS_FILES)
     lines += [f"Statistics files: {stats_links}", "", "### How the statistics treat the data", ""]
     lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in stats.get("handling", {}).items()]
+    if cost:
+        lines += ["", *_cost_section(study, report_dir)]
     return lines + [""]
 
 
@@ -180,8 +193,9 @@ def _paper_section(report_dir: Path) -> list[str]:
 
 def readme_text(report_dir: str | Path, stats_root: str | Path,
                 studies: dict[str, Sequence[str]],
-                answers: dict[str, StudyAnswer] | None = None) -> str:
-    """The README's Markdown; ``answers`` (by study) are read from the stats when not given."""
+                answers: dict[str, StudyAnswer] | None = None, cost: bool = False) -> str:
+    """The README's Markdown; ``answers`` (by study) are read from the stats when not given;
+    ``cost``: each study's cost table (``STUDY/cost.md``) ends its section."""
     from calf.report.answer import study_answer
 
     report_dir, stats_root = Path(report_dir), Path(stats_root)
@@ -199,15 +213,16 @@ def readme_text(report_dir: str | Path, stats_root: str | Path,
     ]
     for study, datasets in studies.items():
         answer = answers.get(study) or study_answer(stats_root / study, study=study)
-        lines += _study_section(study, report_dir, stats_root / study, datasets, answer)
+        lines += _study_section(study, report_dir, stats_root / study, datasets, answer, cost)
     lines += _paper_section(report_dir)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[str, Sequence[str]],
                  out: str | Path, front_page: str | Path | None = None,
-                 description: str | Path | None = None) -> list[Path]:
-    """Write the README (``studies`` maps each study to its dataset names: overlay grids)
+                 description: str | Path | None = None, cost: bool = False) -> list[Path]:
+    """Write the README (``studies`` maps each study to its dataset names: overlay grids;
+    ``cost``: with each study's cost table)
     and, with ``front_page``, the HTML report's front page: the answer of every study in
     reStructuredText, then the text of ``description`` unchanged. Both files are written
     together or neither (``calf.report.tables_io.publish``); returns their paths."""
@@ -220,7 +235,7 @@ def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[s
     out = check_target(out, "--out")
     texts = {}
     answers = {study: study_answer(Path(stats_root) / study, study=study) for study in studies}
-    texts[out] = readme_text(report_dir, stats_root, studies, answers)
+    texts[out] = readme_text(report_dir, stats_root, studies, answers, cost)
     if front_page is not None:
         front_page = check_target(front_page, "--front-page")
         if front_page.resolve() == out.resolve():

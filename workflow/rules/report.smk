@@ -11,6 +11,7 @@ report: report_front_page()
 # (each study's figure rule, report_figures_<study>, is local too: localrule: True)
 localrules:
     report_tables,
+    report_cost,
     report_paper,
     report_readme,
     mlflow_sync,
@@ -43,6 +44,36 @@ rule report_tables:
         "calf report tables --metrics-root {params.root} --study {wildcards.study}"
         " --paired {input.paired} --out-prefix {params.prefix} {params.args}"
         " {input.metrics} > {log} 2>&1"
+
+
+# What each loss's runs cost, from their run.json (and, for runs from before run.json held
+# `cost`, epochs.csv). Both are written by the training job, which touches train.done last:
+# they are not its declared outputs (they must survive a failed attempt), so the markers
+# stand for them here.
+rule report_cost:
+    input:
+        runs=lambda wildcards: run_paths(wildcards.study, "runs"),
+    output:
+        html=report(
+            f"{RESULTS}/report/{{study}}/cost.html",
+            caption="../report/cost.rst",
+            category="Tables",
+            subcategory="{study}",
+            labels={"study": "{study}", "table": "training cost"},
+        ),
+        csv=f"{RESULTS}/report/{{study}}/cost.csv",
+        md=f"{RESULTS}/report/{{study}}/cost.md",
+    log:
+        f"{LOGS}/report/{{study}}_cost.log",
+    conda:
+        "../envs/calf.yaml"
+    params:
+        root=f"{RESULTS}/runs",
+        prefix=lambda wildcards, output: output.csv.removesuffix(".csv"),
+        runs=lambda wildcards, input: " ".join(str(Path(p).parent) for p in input.runs),
+    shell:
+        "calf report cost --runs-root {params.root} --study {wildcards.study}"
+        " --out-prefix {params.prefix} {params.runs} > {log} 2>&1"
 
 
 rule report_paper:
@@ -107,6 +138,8 @@ for study in config["studies"]:
 rule report_readme:
     input:
         files=report_files,
+        # every study's cost table, shown in the README (its CSV and HTML beside it)
+        cost=[f"{RESULTS}/report/{study}/cost.md" for study in config["studies"]],
         description=REPORT_DESCRIPTION,
     output:
         readme=f"{RESULTS}/report/README.md",
@@ -121,7 +154,7 @@ rule report_readme:
         studies=readme_study_args(),
     shell:
         "calf report readme --report-dir {params.report} --stats-root {params.stats}"
-        " {params.studies} --out {output.readme} --front-page {output.front_page}"
+        " {params.studies} --cost --out {output.readme} --front-page {output.front_page}"
         " --description {input.description} > {log} 2>&1"
 
 
