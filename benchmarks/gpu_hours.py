@@ -2,7 +2,7 @@
 measured training rates (the JSON ``benchmarks/gpu.py`` writes), as the README's table.
 
     .venv/bin/python benchmarks/gpu_hours.py [--config config/paper.yaml]
-        [--gpu-json benchmarks/results/gpu.json] [--modes fp32 "bf16 + channels-last"]
+        [--gpu-json benchmarks/results/gpu.json] [--modes fp32 bf16_cl]
 
 The runs of each study are its losses (the workflow's loss rules) x models x training
 sets (folds x datasets, one pooled set, or one per filtering ratio); the paper-scale
@@ -36,8 +36,8 @@ def table(config_path: Path, gpu_json: Path | None, modes: list[str]) -> str:
                for name, study in config["studies"].items()]
     measured, device = {}, None
     if gpu_json is not None and gpu_json.exists():
-        device = json.loads(gpu_json.read_text()).get("device_name")
-        measured = {mode: read_rates(gpu_json, mode) for mode in modes}
+        device = json.loads(gpu_json.read_text())["environment"]["name"]
+        measured = dict(read_rates(gpu_json, mode) for mode in modes)
     return budget_table(budgets, measured, device)
 
 
@@ -45,7 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config/paper.yaml")
     parser.add_argument("--gpu-json", type=Path, default=ROOT / "benchmarks/results/gpu.json")
-    parser.add_argument("--modes", nargs="+", default=["fp32", "bf16 + channels-last"])
+    parser.add_argument("--modes", nargs="+", default=["fp32", "bf16_cl"],
+                        help="benchmarks/gpu.py's training modes (fp32, bf16, bf16_cl, ...)")
     args = parser.parse_args()
     print(table(args.config, args.gpu_json, args.modes))
 

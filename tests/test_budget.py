@@ -81,19 +81,35 @@ def test_a_dataset_without_a_paper_scale_size_is_named():
         budget.study_budget("s", c["studies"]["s"], c, losses=1)
 
 
+def gpu_json(path, rates, kind="cuda", quick=False):
+    rows = [{"model": m, "mode": "bf16_cl", "label": "bf16 + channels-last", "status": "ok",
+             "slices_per_s": r} for m, r in rates.items()]
+    rows.append({"model": "unet", "mode": "fp32", "label": "fp32", "status": "error: x",
+                 "slices_per_s": None})
+    path.write_text(json.dumps({"quick": quick, "environment": {"type": kind,
+                                                                "name": "NVIDIA H200"},
+                                "sections": {"training": {"rows": rows}}}))
+    return path
+
+
 def test_measured_rates_fill_their_column(tmp_path):
-    record = {"device_name": "NVIDIA H200", "training": {"rows": [
-        {"model": m, "mode": "bf16", "slices_per_s": r}
-        for m, r in (("unet", 2000.0), ("deeplabv3", 4000.0), ("fpn", 3000.0))]}}
-    path = tmp_path / "gpu.json"
-    path.write_text(json.dumps(record))
-    rates = budget.read_rates(path, "bf16")
+    path = gpu_json(tmp_path / "gpu.json", {"unet": 2000.0, "deeplabv3": 4000.0})
+    label, rates = budget.read_rates(path, "bf16_cl")
+    assert (label, rates) == ("bf16 + channels-last", {"unet": 2000.0, "deeplabv3": 4000.0})
+    assert budget.read_rates(path, "fp32") == ("fp32", {})  # its row failed: no rate
     c = config(datasets=FOUR, pool="pooled", holdout=0.1, models=["unet"])
     b = budget.study_budget("pooled", c["studies"]["s"], c, losses=1)
-    table = budget.budget_table([b], {"bf16": rates}, "NVIDIA H200")
+    table = budget.budget_table([b], {label: rates, "fp32": {}}, "NVIDIA H200")
     hours = TRAIN_SLICES * 20 / 2000 / 3600  # 1.48 h
-    assert "GPU-hours, one NVIDIA H200, bf16" in table
-    assert f"| pooled | 1 | 11 M | 12-14 | {hours:,.0f} |" in table
+    assert "GPU-hours, one NVIDIA H200, bf16 + channels-last" in table
+    assert f"| pooled | 1 | 11 M | 12-14 | {hours:,.0f} | not measured yet |" in table
+
+
+@pytest.mark.parametrize("kind, quick", [("cpu", False), ("cuda", True)])
+def test_a_cpu_or_quick_gpu_table_is_refused(tmp_path, kind, quick):
+    path = gpu_json(tmp_path / "gpu.json", {"unet": 1.0}, kind, quick)
+    with pytest.raises(ValueError, match="gpu.json: not a full CUDA run"):
+        budget.read_rates(path, "bf16_cl")
 
 
 def test_readme_gpu_hours_table_is_the_scripts_output():

@@ -98,14 +98,19 @@ def study_budget(name: str, study: Mapping[str, Any], config: Mapping[str, Any],
     return StudyBudget(name, runs, work)
 
 
-def read_rates(path: str | Path, mode: str) -> dict[str, float]:
-    """Training slices per second per model in ``mode`` from ``benchmarks/gpu.py``'s JSON."""
+def read_rates(path: str | Path, mode: str) -> tuple[str, dict[str, float]]:
+    """The label of ``mode`` and its training slices per second per model, from the JSON
+    ``benchmarks/gpu.py`` writes (a full CUDA run: a ``--quick`` or CPU one is refused)."""
     record = json.loads(Path(path).read_text())
-    rates = {}
-    for row in record.get("training", {}).get("rows", []):
-        if row.get("mode") == mode and row.get("slices_per_s"):
+    env = record.get("environment") or {}
+    if env.get("type") != "cuda" or record.get("quick"):
+        raise ValueError(f"{path}: not a full CUDA run of benchmarks/gpu.py")
+    label, rates = mode, {}
+    for row in record["sections"]["training"]["rows"]:
+        if row.get("mode") == mode and row.get("status") == "ok":
+            label = row.get("label", mode)
             rates[row["model"]] = float(row["slices_per_s"])
-    return rates
+    return label, rates
 
 
 def budget_table(budgets: Sequence[StudyBudget], measured: Mapping[str, Mapping[str, float]]
