@@ -146,7 +146,7 @@ def check_cost(record: dict, epochs: pd.DataFrame, attempts: int) -> dict:
     """run.json ``cost`` of a CPU run: its keys and types, and the figures it derives."""
     cost = record["cost"]
     assert {k: type(v) for k, v in cost.items()} == COST_KEYS
-    assert cost["device"] == "cpu" and cost["device_name"] == "cpu (1 threads)"
+    assert cost["device"] == "cpu" and cost["device_name"] == "cpu (1 thread)"
     assert cost["attempts"] == record["attempts"] == attempts
     assert cost["wall_s"] == record["seconds"]
     assert cost["epochs"] == record["epochs_completed"] == len(epochs)

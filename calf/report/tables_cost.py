@@ -4,12 +4,13 @@ Per dataset and model (one block each) and loss (one row): the runs counted, the
 trained on, the mean over runs of the device-seconds per training epoch (``run.json``
 ``cost.device_s_per_epoch``: wall seconds inside training steps per epoch, GPU-seconds on
 CUDA), the total device-hours (``cost.device_s`` of every attempt, start-up, validation and
-checkpoints included: the wall time the GPU was held on CUDA, the training process's CPU
-time on the CPU), the
+checkpoints included: the wall time the device was held, one GPU on CUDA, the training
+process on the CPU), the
 peak memory (the largest over the runs, MiB), the energy (kJ, summed over the runs whose GPU
 reported it; a column only when some run has it) and, for each CALF loss, its overhead over
 BCE of the same dataset and model: the ratio of their mean seconds per epoch and the
-difference. The unit is named by the device the block's runs used (GPU-s, CPU-s).
+difference. The unit is named by the device the block's runs used (GPU-s, CPU-s: wall
+seconds on that device, not CPU time).
 
 Runs trained before ``run.json`` recorded ``cost`` fall back to ``epochs.csv``'s ``seconds``
 (their mean per epoch) and ``run.json``'s ``seconds`` (the wall time of every attempt, taken
@@ -310,8 +311,8 @@ def write_cost_table(runs: pd.DataFrame, out_prefix: str | Path, *,
          "(run.json cost), per dataset, model and loss: the mean over runs of the "
          "device-seconds per epoch (wall seconds inside training steps; GPU-seconds on "
          "CUDA), the total device-hours of every attempt, start-up, validation and "
-         "checkpoints included (on CUDA the wall time the GPU was held, on the CPU the "
-         "training process's CPU time), the peak memory (the largest of the runs)"
+         "checkpoints included (the wall time the device was held: one GPU on CUDA, the "
+         "training process on the CPU), the peak memory (the largest of the runs)"
          + (", the energy the GPUs reported" if energy else "")
          + ", and each CALF loss's overhead over BCE of the same dataset and model: the "
          "ratio of their seconds per epoch and the difference."],

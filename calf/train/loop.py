@@ -240,7 +240,8 @@ def default_workers(device: torch.device) -> int:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
 
 @contextlib.contextmanager
@@ -362,7 +363,7 @@ class CostMeter:
             torch.cuda.reset_peak_memory_stats(device)
             self.name = torch.cuda.get_device_name(device)
         else:
-            self.name = f"cpu ({torch.get_num_threads()} threads)"
+            self.name = describe_device(device)
         self.energy = nvml_energy_reader(device)
         self.energy_start = self.energy() if self.energy is not None else None
 
