@@ -45,7 +45,13 @@ from calf.losses import build_loss
 from calf.models import build_model, count_parameters
 from calf.train import TrainConfig, train
 from calf.train.data import EpochSampler, load_slices, make_loader
-from calf.train.loop import choose_device, determinism, seed_everything
+from calf.train.loop import (
+    choose_device,
+    determinism,
+    make_optimizer,
+    seed_everything,
+    speed_switches,
+)
 
 MODELS = ("unet", "deeplabv3", "fpn")
 
@@ -155,19 +161,21 @@ def bare_loop(config: TrainConfig) -> list[float]:
     device, amp = choose_device(config.device)
     data = load_slices(config.stores, config.train_slices, "--train-slices")
     sampler = EpochSampler(len(data), config.batch_size, config.seed, config.max_steps_per_epoch)
+    # as calf train: uint8 batches made float32 on the device, the same Adam kernel, the
+    # loss without the per-step target check (the store's masks were checked when written)
     loader = make_loader(data, sampler, config.workers or 0, pin=device.type == "cuda",
-                         seed=config.seed)
+                         seed=config.seed, device=device)
     with determinism(device):
         seed_everything(config.seed)
         model = build_model(config.model, width=config.width).to(device).train()
-        model = model.to(memory_format=torch.channels_last)  # as calf train
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        model = model.to(memory_format=torch.channels_last)
+        speed, _ = speed_switches(device, config.deterministic, compile=False)
+        optimizer = make_optimizer(model, config.lr, speed["optimizer_impl"])
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-        loss_fn = build_loss(config.loss)
+        loss_fn = build_loss(config.loss, check_target=False)
         for epoch in range(1, config.epochs + 1):
             sampler.set_epoch(epoch)
             for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 x = x.contiguous(memory_format=torch.channels_last)
                 train_step(model, loss_fn, optimizer, scaler, amp, device, x, y)
             sync(device)
