@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+# the checkout: the first folder above this file that holds the workflow
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "workflow/Snakefile").is_file())
 BIN = Path(sys.executable).parent
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "calf")
 

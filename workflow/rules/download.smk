@@ -12,7 +12,7 @@ localrules:
 if synapse_download_pending():
 
     envvars:
-        "SYNAPSE_AUTH_TOKEN",
+        SYNAPSE_TOKEN_ENV,
 
 
 rule synth:
@@ -21,18 +21,13 @@ rule synth:
     log:
         f"{LOGS}/synth/{{dataset}}.log",
     wildcard_constraints:
-        dataset="|".join(
-            n for n, d in config["datasets"].items() if d["source"] == "synth"
-        )
-        or "(?!)",
+        dataset=_names(studies.datasets_by_source(config, "synth")) or "(?!)",
     conda:
         "../envs/calf.yaml"
     params:
-        synth=lambda wildcards: config["datasets"][wildcards.dataset]["synth"],
+        args=lambda wildcards: studies.synth_args(config, wildcards.dataset),
     shell:
-        "calf synth --layout {params.synth[layout]} --preset {params.synth[preset]}"
-        " --cases {params.synth[cases]} --shape {params.synth[shape][0]} {params.synth[shape][1]}"
-        " {params.synth[shape][2]} --seed {params.synth[seed]} --out {output} > {log} 2>&1"
+        "calf synth {params.args:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule download:
@@ -41,20 +36,20 @@ rule download:
     log:
         f"{LOGS}/download/{{dataset}}.log",
     wildcard_constraints:
-        dataset="|".join(
-            n for n, d in config["datasets"].items() if d["source"] == "download"
-        )
-        or "(?!)",
+        dataset=_names(studies.datasets_by_source(config, "download")) or "(?!)",
     conda:
         "../envs/calf.yaml"
     params:
         adapter=lambda wildcards: config["datasets"][wildcards.dataset]["adapter"],
-        route=lambda wildcards: " ".join(
-            f"--{k} {v}"
-            for k, v in config["datasets"][wildcards.dataset]["download"].items()
-        ),
-    shell:
-        "calf download --dataset {params.adapter} {params.route} --out {output} > {log} 2>&1"
+        route=lambda wildcards: studies.download_args(config, wildcards.dataset),
+    run:
+        # the URL (its query may hold a passcode, and a shell would split it at a '&') goes
+        # to calf download in its environment, not in the command Snakemake prints and logs
+        shell(
+            "calf download --dataset {params.adapter:q} {params.route:q} --out {output:q}"
+            " > {log:q} 2>&1",
+            additional_envvars=download_env(wildcards),
+        )
 
 
 # the published files that link subjects found in two releases (studies' crosswalks in
@@ -65,8 +60,8 @@ rule crosswalk:
     log:
         f"{LOGS}/download/crosswalk/{{file}}.log",
     wildcard_constraints:
-        file="|".join(re.escape(f) for f in crosswalk_downloads()) or "(?!)",
+        file=_names(studies.crosswalk_downloads(config)) or "(?!)",
     conda:
         "../envs/calf.yaml"
     shell:
-        "calf download --crosswalk {wildcards.file} --out {output} > {log} 2>&1"
+        "calf download --crosswalk {wildcards.file:q} --out {output:q} > {log:q} 2>&1"

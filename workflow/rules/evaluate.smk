@@ -11,8 +11,8 @@ for study in config["studies"]:
         input:
             runs=evaluation_runs,
             stores=study_stores,
-            splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
-            subjects=f"{RESULTS}/splits/{{study}}/{{dataset}}/subjects.csv",
+            splits=f"{SPLITS}/{SPLITS_FILE}",
+            subjects=f"{SPLITS}/{studies.SUBJECTS_FILE}",
         output:
             csv=evaluation_outputs(study, ".csv"),
             json=evaluation_outputs(study, ".json"),
@@ -24,7 +24,6 @@ for study in config["studies"]:
             f"{BENCH}/evaluate/{{study}}/{{dataset}}/{{model}}/{{variant}}.tsv"
         wildcard_constraints:
             study=re.escape(study),
-            variant=VARIANT_RE,
         conda:
             "../envs/calf.yaml"
         resources:
@@ -34,5 +33,5 @@ for study in config["studies"]:
             pairs=evaluation_pairs,
             args=evaluation_args,
         shell:
-            "calf evaluate {params.pairs} {params.stores} --splits {input.splits}"
-            " --subjects {input.subjects} {params.args} > {log} 2>&1"
+            "calf evaluate {params.pairs:q} {params.stores:q} --splits {input.splits:q}"
+            " --subjects {input.subjects:q} {params.args:q} > {log:q} 2>&1"

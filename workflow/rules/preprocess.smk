@@ -15,18 +15,7 @@ rule preprocess:
     threads: config["preprocess"]["workers"]
     params:
         adapter=lambda wildcards: config["datasets"][wildcards.dataset]["adapter"],
-        modalities=lambda wildcards: " ".join(
-            config["datasets"][wildcards.dataset]["modalities"]
-        ),
-        region=lambda wildcards: config["datasets"][wildcards.dataset]["region"],
-        options=lambda wildcards: " ".join(
-            f"--option {k}={v}"
-            for k, v in config["datasets"][wildcards.dataset]["options"].items()
-        ),
-        p=config["preprocess"],
+        args=lambda wildcards: studies.preprocess_args(config, wildcards.dataset),
     shell:
-        "calf preprocess --dataset {params.adapter} --root {input} --out {output}"
-        " --modalities {params.modalities} {params.options} --size {params.p[size]}"
-        " --scaling {params.p[scaling]} --mask-resize {params.p[mask_resize]}"
-        " --region {params.region}"
-        " --workers {threads} --quiet > {log} 2>&1"
+        "calf preprocess --dataset {params.adapter:q} --root {input:q} --out {output:q}"
+        " {params.args:q} --workers {threads} --quiet > {log:q} 2>&1"

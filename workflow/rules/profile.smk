@@ -5,23 +5,19 @@
 rule profile:
     input:
         stores=study_stores,
-        train=f"{RESULTS}/splits/{{study}}/{{dataset}}/{{selection}}.csv",
+        train=f"{SPLITS}/{{selection}}.csv",
     output:
-        json=f"{RESULTS}/profiles/{{study}}/{{dataset}}/{{selection}}.json",
-        figure=f"{RESULTS}/profiles/{{study}}/{{dataset}}/{{selection}}.png",
+        json=f"{PROFILES}/{{selection}}.json",
+        figure=f"{PROFILES}/{{selection}}.png",
     log:
         f"{LOGS}/profile/{{study}}/{{dataset}}/{{selection}}.log",
-    wildcard_constraints:
-        selection=r"(ratio-[0-9.]+/)?fold[0-9]+",
     conda:
         "../envs/calf.yaml"
     params:
         stores=store_args,
-        area=config["calf"]["area"],
-        context=lambda wildcards: (
-            f"--dataset {wildcards.dataset} --fold {parse_variant(wildcards.selection)['fold']}"
-            f" --ratio {parse_variant(wildcards.selection)['ratio']}"
+        args=lambda wildcards: studies.profile_args(
+            config, wildcards.dataset, wildcards.selection
         ),
     shell:
-        "calf profile {params.stores} --train-slices {input.train} --area {params.area}"
-        " {params.context} --out {output.json} --figure {output.figure} > {log} 2>&1"
+        "calf profile {params.stores:q} --train-slices {input.train:q} {params.args:q}"
+        " --out {output.json:q} --figure {output.figure:q} > {log:q} 2>&1"

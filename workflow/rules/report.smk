@@ -41,9 +41,9 @@ rule report_tables:
         prefix=lambda wildcards: f"{RESULTS}/report/{wildcards.study}/summary",
         args=table_args,
     shell:
-        "calf report tables --metrics-root {params.root} --study {wildcards.study}"
-        " --paired {input.paired} --out-prefix {params.prefix} {params.args}"
-        " {input.metrics} > {log} 2>&1"
+        "calf report tables --metrics-root {params.root:q} --study {wildcards.study:q}"
+        " --paired {input.paired:q} --out-prefix {params.prefix:q} {params.args:q}"
+        " {input.metrics:q} > {log:q} 2>&1"
 
 
 # What each loss's runs cost, from their run.json (and, for runs from before run.json held
@@ -70,10 +70,10 @@ rule report_cost:
     params:
         root=f"{RESULTS}/runs",
         prefix=lambda wildcards, output: output.csv.removesuffix(".csv"),
-        runs=lambda wildcards, input: " ".join(str(Path(p).parent) for p in input.runs),
+        runs=lambda wildcards, input: [os.path.dirname(p) for p in input.runs],
     shell:
-        "calf report cost --runs-root {params.root} --study {wildcards.study}"
-        " --out-prefix {params.prefix} {params.runs} > {log} 2>&1"
+        "calf report cost --runs-root {params.root:q} --study {wildcards.study:q}"
+        " --out-prefix {params.prefix:q} {params.runs:q} > {log:q} 2>&1"
 
 
 rule report_paper:
@@ -98,8 +98,8 @@ rule report_paper:
         root=f"{RESULTS}/metrics",
         prefix=lambda wildcards, output: output.csv.removesuffix(".csv"),
     shell:
-        "calf report paper --metrics-root {params.root} --out-prefix {params.prefix}"
-        " {input.metrics} > {log} 2>&1"
+        "calf report paper --metrics-root {params.root:q} --out-prefix {params.prefix:q}"
+        " {input.metrics:q} > {log:q} 2>&1"
 
 
 for study in config["studies"]:
@@ -108,8 +108,10 @@ for study in config["studies"]:
         name:
             f"report_figures_{study}"
         input:
-            # (the runs' epochs.csv, read for the branch shares, precede their metrics)
             metrics=run_paths(study, "metrics"),
+            # the runs' epochs.csv, read for the branch shares (train.done stands for the
+            # run's files, written by the job that touches it last)
+            runs=run_paths(study, "runs"),
             profiles=profile_paths(study),
             stats=f"{RESULTS}/stats/{study}/stats.json",
         output:
@@ -126,13 +128,13 @@ for study in config["studies"]:
             runs=lambda wildcards: f"{RESULTS}/runs",
             stats=lambda wildcards, input: Path(input.stats).parent,
             out=lambda wildcards, output: Path(output.dice_png).parent,
-            profiles=lambda wildcards, input: " ".join(
-                f"--profile {p}" for p in input.profiles
-            ),
+            profiles=lambda wildcards, input: [
+                word for p in input.profiles for word in ("--profile", p)
+            ],
         shell:
-            "calf report figures --metrics-root {params.root} --study {wildcards.study}"
-            " --runs-root {params.runs} --stats-dir {params.stats} {params.profiles}"
-            " --out-dir {params.out} {input.metrics} > {log} 2>&1"
+            "calf report figures --metrics-root {params.root:q} --study {wildcards.study:q}"
+            " --runs-root {params.runs:q} --stats-dir {params.stats:q} {params.profiles:q}"
+            " --out-dir {params.out:q} {input.metrics:q} > {log:q} 2>&1"
 
 
 rule report_readme:
@@ -151,16 +153,21 @@ rule report_readme:
     params:
         report=lambda wildcards, output: Path(output.readme).parent,
         stats=f"{RESULTS}/stats",
-        studies=readme_study_args(),
+        studies=studies.readme_study_args(config),
     shell:
-        "calf report readme --report-dir {params.report} --stats-root {params.stats}"
-        " {params.studies} --cost --out {output.readme} --front-page {output.front_page}"
-        " --description {input.description} > {log} 2>&1"
+        "calf report readme --report-dir {params.report:q} --stats-root {params.stats:q}"
+        " {params.studies:q} --cost --out {output.readme:q}"
+        " --front-page {output.front_page:q} --description {input.description:q}"
+        " > {log:q} 2>&1"
 
 
 rule mlflow_sync:
     input:
+        # what calf mlflow-sync reads below its roots: every run's folder (train.done
+        # stands for its files), metrics and training-set profile
+        runs=lambda wildcards: run_paths(wildcards.study, "runs"),
         metrics=lambda wildcards: run_paths(wildcards.study, "metrics"),
+        profiles=lambda wildcards: profile_paths(wildcards.study),
         previous=previous_sync,
     output:
         f"{RESULTS}/mlflow/{{study}}.synced.json",
@@ -169,11 +176,11 @@ rule mlflow_sync:
     conda:
         "../envs/calf.yaml"
     params:
-        uri=tracking_uri(),
+        uri=studies.tracking_uri(config),
         runs=f"{RESULTS}/runs",
         metrics=f"{RESULTS}/metrics",
         profiles=f"{RESULTS}/profiles",
     shell:
-        "calf mlflow-sync --study {wildcards.study} --runs-root {params.runs}"
-        " --metrics-root {params.metrics} --profiles-root {params.profiles}"
-        " --tracking-uri {params.uri} --stamp {output} > {log} 2>&1"
+        "calf mlflow-sync --study {wildcards.study:q} --runs-root {params.runs:q}"
+        " --metrics-root {params.metrics:q} --profiles-root {params.profiles:q}"
+        " --tracking-uri {params.uri:q} --stamp {output:q} > {log:q} 2>&1"

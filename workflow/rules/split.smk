@@ -7,35 +7,33 @@ rule split_folds:
         stores=study_stores,
         crosswalks=crosswalk_files,
     output:
-        splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
-        subjects=f"{RESULTS}/splits/{{study}}/{{dataset}}/subjects.csv",
+        splits=f"{SPLITS}/{SPLITS_FILE}",
+        subjects=f"{SPLITS}/{studies.SUBJECTS_FILE}",
     log:
         f"{LOGS}/split/{{study}}/{{dataset}}.log",
     conda:
         "../envs/calf.yaml"
     params:
         stores=store_args,
-        args=split_args,
+        args=lambda wildcards: studies.split_args(config, wildcards.study),
     shell:
-        "calf split folds {params.stores} {params.args} --out {output.splits}"
-        " --subjects {output.subjects} > {log} 2>&1"
+        "calf split folds {params.stores:q} {params.args:q} --out {output.splits:q}"
+        " --subjects {output.subjects:q} > {log:q} 2>&1"
 
 
 rule split_select:
     input:
         stores=study_stores,
-        splits=f"{RESULTS}/splits/{{study}}/{{dataset}}/splits_final.json",
+        splits=f"{SPLITS}/{SPLITS_FILE}",
     output:
-        f"{RESULTS}/splits/{{study}}/{{dataset}}/{{selection}}.csv",
+        f"{SPLITS}/{{selection}}.csv",
     log:
         f"{LOGS}/split/{{study}}/{{dataset}}/{{selection}}.log",
-    wildcard_constraints:
-        selection=r"(ratio-[0-9.]+/)?fold[0-9]+",
     conda:
         "../envs/calf.yaml"
     params:
         stores=store_args,
-        args=selection_args,
+        args=lambda wildcards: studies.selection_args(config, wildcards.selection),
     shell:
-        "calf split select {params.stores} --splits {input.splits} {params.args}"
-        " --out {output} > {log} 2>&1"
+        "calf split select {params.stores:q} --splits {input.splits:q} {params.args:q}"
+        " --out {output:q} > {log:q} 2>&1"

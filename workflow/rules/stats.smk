@@ -49,5 +49,5 @@ rule stats:
         out=lambda wildcards: f"{RESULTS}/stats/{wildcards.study}",
         args=stats_args,
     shell:
-        "calf stats --metrics-root {params.root} --study {wildcards.study}"
-        " --out-dir {params.out} {params.args} {input.metrics} > {log} 2>&1"
+        "calf stats --metrics-root {params.root:q} --study {wildcards.study:q}"
+        " --out-dir {params.out:q} {params.args:q} {input.metrics:q} > {log:q} 2>&1"

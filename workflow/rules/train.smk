@@ -12,28 +12,29 @@ rule train_template:
         train=training_set,
         profile=training_profile,
     output:
-        touch(
-            f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}/train.done"
-        ),
+        done=touch(RUN_DONE),
     log:
         f"{LOGS}/train/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.log",
     benchmark:
         f"{BENCH}/train/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}.tsv"
     wildcard_constraints:
         loss="(?!)",
-        variant=VARIANT_RE,
     conda:
         "../envs/calf.yaml"
     threads: train_threads()
     resources:
         **gpu_resources(),
     params:
+        # a loss rule sets loss (a name in calf.losses or an import path) and loss_kwargs;
+        # loss_args turns them into --loss NAME --loss-kwargs JSON
         loss=None,
         loss_kwargs={},
+        loss_args=loss_args,
         stores=store_args,
         model=model_args,
         training=training_args,
+        out=lambda wildcards, output: os.path.dirname(output.done),
     shell:
-        "calf train {params.stores} --train-slices {input.train} --profile {input.profile}"
-        " {params.model} --loss {params.loss} --loss-kwargs {params.loss_kwargs:q}"
-        " {params.training} --threads {threads} --out $(dirname {output}) > {log} 2>&1"
+        "calf train {params.stores:q} --train-slices {input.train:q}"
+        " --profile {input.profile:q} {params.model:q} {params.loss_args:q}"
+        " {params.training:q} --threads {threads} --out {params.out:q} > {log:q} 2>&1"

@@ -5,7 +5,6 @@
 # CPU run's time. The losses are still one rule each (losses.smk): these rules take the
 # loss and its arguments from each loss rule's params, so a new loss rule joins the group,
 # and take precedence (ruleorder) over the per-loss rules for the same train.done files.
-# Included after losses.smk, which must have defined every loss rule.
 
 if config["training"]["group_losses"]:
     for study in config["studies"]:
@@ -25,7 +24,6 @@ if config["training"]["group_losses"]:
                 f"{BENCH}/train/{{study}}/{{dataset}}/{{model}}/all_losses/{{variant}}.tsv"
             wildcard_constraints:
                 study=re.escape(study),
-                variant=VARIANT_RE,
             conda:
                 "../envs/calf.yaml"
             threads: train_threads()
@@ -37,10 +35,9 @@ if config["training"]["group_losses"]:
                 training=training_args,
                 runs=group_run_args,
             shell:
-                "calf train {params.stores} --train-slices {input.train}"
-                " --profile {input.profile} {params.model} {params.training} --threads {threads}"
-                " {params.runs}"
-                " > {log} 2>&1"
+                "calf train {params.stores:q} --train-slices {input.train:q}"
+                " --profile {input.profile:q} {params.model:q} {params.training:q}"
+                " --threads {threads} {params.runs:q} > {log:q} 2>&1"
 
         for loss in study_losses(study):
             workflow.ruleorder(f"grouped_training_{study}", f"train_{loss}")
