@@ -57,13 +57,14 @@ import torch
 from losses import masks, sync, time_all  # benchmarks/losses.py
 from train import MODELS, make_store, synthetic_batch, train_step  # benchmarks/train.py
 
+from calf.device import determinism
 from calf.imbalance import contour_areas, foreground_areas, moments
 from calf.losses import CALFLoss, build_loss
 from calf.models import build_model, count_parameters
 from calf.report.reference import implied_rate
+from calf.train.build import default_workers
 from calf.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from calf.train.data import EpochSampler, load_slices, make_loader
-from calf.train.loop import default_workers, determinism
 
 GOAL_X = 5.0  # issue 13: U-Net in bf16 at >= 5x the authors' implied (high) rate
 LOADER_GOAL_X = 2.0  # the loader at >= 2x the best training rate
@@ -788,14 +789,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_report(out: Path, report: dict[str, Any]) -> str:
     """gpu.json and gpu.md, each replaced atomically; returns the Markdown."""
+    from calf import _fs
     from calf._json import json_safe
-    from calf.split import write_atomic
 
     text = markdown(report)
-    body = json.dumps(json_safe(report), indent=2) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "gpu.json", lambda tmp: tmp.write_text(body), overwrite=True)
-    write_atomic(out / "gpu.md", lambda tmp: tmp.write_text(text), overwrite=True)
+    # the benchmark's own results folder: each run replaces both files
+    _fs.write_json(out / "gpu.json", json_safe(report))
+    _fs.write_text(out / "gpu.md", text)
     return text
 
 

@@ -41,17 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from calf.device import amp_dtype, determinism, resolve_device, seed_everything
 from calf.losses import build_loss
 from calf.models import build_model, count_parameters
 from calf.train import TrainConfig, train
+from calf.train.build import make_optimizer, speed_switches
 from calf.train.data import EpochSampler, load_slices, make_loader
-from calf.train.loop import (
-    choose_device,
-    determinism,
-    make_optimizer,
-    seed_everything,
-    speed_switches,
-)
 
 MODELS = ("unet", "deeplabv3", "fpn")
 
@@ -158,7 +153,8 @@ def bare_loop(config: TrainConfig) -> list[float]:
     """The same steps as ``train(config)``, with the same kernels (deterministic ones on the
     CPU) but no bookkeeping: the start time, the end time of every epoch, the end time."""
     stamps = [time.perf_counter()]
-    device, amp = choose_device(config.device)
+    device = resolve_device(config.device)
+    amp = amp_dtype(device, config.precision)
     data = load_slices(config.stores, config.train_slices, "--train-slices")
     sampler = EpochSampler(len(data), config.batch_size, config.seed, config.max_steps_per_epoch)
     # as calf train: uint8 batches made float32 on the device, the same Adam kernel, the
@@ -284,7 +280,8 @@ def main() -> None:
     if not args.skip_full:
         settings.append(("full", 1.0, args.full_size, args.full_batch, args.full_steps))
     for kind in devices:
-        device, amp = choose_device(kind)
+        device = resolve_device(kind)
+        amp = amp_dtype(device)  # the suite's bf16 autocast on CUDA
         label = kind if amp is None else f"{kind} {str(amp).split('.')[-1][:4]}"
         for tag, width, size, batch, steps in settings:
             for name in MODELS:

@@ -33,8 +33,9 @@ SWITCHES: dict[str, Switch] = {
     "output_stride": Switch("DeepLabV3 output stride", 32, 32),
 }
 
-# the series the authors' code read per dataset (SPEC.md section 5): their BraTS "T1" was the
-# post-contrast t1c, their LGG-1p19qDeletion set one series (in a folder named T2)
+# the series the authors' code read per dataset (README.md, "The authors' protocol and the
+# suite's switches"): their BraTS "T1" was the post-contrast t1c, their LGG-1p19qDeletion
+# set one series (in a folder named T2)
 AUTHORS_MODALITIES: dict[str, tuple[str, ...]] = {
     "upenn_gbm": ("t1", "t2", "flair"),
     "ucsf_pdgm": ("t1", "t2", "flair"),

@@ -3,9 +3,10 @@
 ``calf evaluate --run RUN --store S [--store S2 ...] --splits splits_final.json --fold F
 --out X.csv [--subjects subjects.csv] [--preset auto|suite|brats|nnunet] [--conventions JSON]
 [--space native|training] [--resample logits|nearest] [--nsd-tolerance MM] [--lesions JSON]
-[--no-lesion-metrics] [--dataset NAME --model M
---loss L --ratio R --seed N] [--batch-size 64] [--device auto] [--force]`` writes ``X.csv``, ``X.json``,
-``X_slices.csv`` and ``X_overlays/`` (see ``calf.evaluate.pipeline``).
+[--no-lesion-metrics] [--dataset NAME --model M --loss L --ratio R --seed N]
+[--batch-size 64] [--device auto] [--force]`` writes ``X.csv``, ``X.json``, ``X_slices.csv``
+and ``X_overlays/`` (see ``calf.evaluate.pipeline``); an existing output is replaced only
+with ``--force``.
 
 ``--run``, ``--out`` and ``--loss`` may be repeated, pairing the n-th of each, to evaluate
 several runs of the same fold in one process (the workflow evaluates all losses of a
@@ -35,6 +36,13 @@ BraTS-family label maps (BraTS, UPENN-GBM, UCSF-PDGM), else suite.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from calf.device import DEVICE_CHOICES
+    from calf.evaluate.conventions import PRESET_NAMES
+    from calf.evaluate.metrics import MetricSettings
+    from calf.evaluate.native import RESAMPLES
+    from calf.evaluate.pipeline import SPACES
+    from calf.evaluate.predict import PREDICT_BATCH
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = CONVENTIONS_HELP
     parser.add_argument(
@@ -72,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=("auto", "suite", "brats", "nnunet"),
+        choices=("auto", *PRESET_NAMES),
         default="auto",
         help="conventions preset for undefined metrics (default auto; see below)",
     )
@@ -84,21 +92,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--space",
-        choices=("native", "training"),
-        default="native",
+        choices=SPACES,
+        default=SPACES[0],
         help="score each case on its original grid in mm (native, default) or on the "
         "training grid (fast, not comparable with published numbers)",
     )
     parser.add_argument(
         "--resample",
-        choices=("logits", "nearest"),
-        default="logits",
+        choices=RESAMPLES,
+        default=RESAMPLES[0],
         help="native space: resample logits bilinearly then threshold (default), or the "
         "thresholded mask nearest-neighbour",
     )
     parser.add_argument(
-        "--nsd-tolerance", type=float, default=1.0, metavar="MM",
-        help="NSD tolerance in mm (default 1)",
+        "--nsd-tolerance", type=float, default=MetricSettings().nsd_tolerance_mm, metavar="MM",
+        help="NSD tolerance in mm (default %(default)g)",
     )
     parser.add_argument(
         "--lesions", metavar="JSON", default=None,
@@ -128,23 +136,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="add a seed column")
     parser.add_argument(
-        "--batch-size", type=int, default=64, help="slices per forward pass (default 64)"
+        "--batch-size", type=int, default=PREDICT_BATCH,
+        help="slices per forward pass (default %(default)s)",
     )
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default auto)")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
 
 
 def run(args: argparse.Namespace) -> int:
-    from calf.evaluate import Labels, evaluate
-    from calf.split import parse_ratio
+    from calf.evaluate import Labels, OutputPaths, evaluate
+    from calf.evaluate.pooled import POOLED_SUMMARY_KEY
+    from calf.layout import NATURAL, ratio_value
 
     ratio = None
     if args.ratio is not None:
         try:
-            ratio = parse_ratio(args.ratio)
+            value = ratio_value(args.ratio)
         except CalfError as err:
             raise CalfError(f"--ratio: {err}") from None
-        ratio = "natural" if ratio is None else ratio
+        ratio = NATURAL if value is None else value
     losses = args.loss or [None] * len(args.run)
     if not len(args.run) == len(args.out) == len(losses):
         raise CalfError(
@@ -152,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
             f"--out and {len(args.loss or [])} --loss"
         )
     metrics = metric_settings_of(args)
+    for out in args.out:  # every run's outputs before the first run is evaluated
+        OutputPaths.of(out).check(args.force)
+    if len({str(OutputPaths.of(out).csv.resolve()) for out in args.out}) < len(args.out):
+        raise CalfError(f"--out {' '.join(args.out)}: two runs would write the same file")
     for run_dir, out, loss in zip(args.run, args.out, losses):
         labels = Labels(args.dataset, args.model, loss, ratio, args.seed)
         record = evaluate(
@@ -175,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         summary = record["summary"]
         mean, pooled = (
             "n/a" if v is None else f"{v:.4f}"
-            for v in (summary["mean_dice"], summary["batch_pooled_dice_32"])
+            for v in (summary["mean_dice"], summary[POOLED_SUMMARY_KEY])
         )
         print(
             f"calf evaluate: {record['counts']['volumes']} volumes of "

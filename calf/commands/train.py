@@ -16,12 +16,13 @@ checkpoint (run the same command again to resume), 3 stopped on a NaN or infinit
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import sys
 from typing import Any
 
+from calf.defaults import SEED
+from calf.device import DEVICE_CHOICES
 from calf.errors import CalfError
 from calf.train.config import TrainConfig
 
@@ -61,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     opt.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     opt.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate")
-    opt.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    opt.add_argument("--seed", type=int, default=SEED,
+                     help=f"seed of the batch order, the initialisation and dropout "
+                          f"(default {SEED})")
     opt.add_argument("--max-steps-per-epoch", type=int, default=None,
                      help="cap the mini-batches per epoch (demos, benchmarks)")
     num = parser.add_argument_group("numerics (defaults: the suite's; the authors': fp32, "
@@ -75,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "default Adam, no --compile (default: off: cudnn.benchmark and "
                           "fused Adam)")
     run = parser.add_argument_group("execution")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS["device"],
-                     help="auto: CUDA when available (default)")
+    run.add_argument("--device", default=DEFAULTS["device"],
+                     help=f"{DEVICE_CHOICES}; auto: CUDA when available (default)")
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
     run.add_argument("--compile", action=argparse.BooleanOptionalAction,
@@ -99,14 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
-    """A JSON object, or a Python dict literal (what a Snakemake rule's dict param reads as)."""
+    """A JSON object (the workflow passes its dict params as JSON)."""
     try:
         value = json.loads(text)
     except ValueError as err:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise CalfError(f"{option} {text!r}: not valid JSON ({err})") from None
+        raise CalfError(f"{option} {text!r}: not valid JSON ({err})") from None
     if not isinstance(value, dict):
         raise CalfError(f"{option} {text!r}: expected a JSON object")
     return value
@@ -155,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from calf.train import train
-    from calf.train.loop import NonFiniteLoss
+    from calf.train import NonFiniteLoss, train
 
     if len(configs) == 1:
         return train(configs[0]).exit_code
@@ -171,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
         if result.status == "interrupted":
             return result.exit_code  # the rerun confirms the complete runs, resumes this one
     if failed:
-        print(f"calf train: error: {len(failed)} of {len(configs)} runs stopped on a non-finite loss: "
-              f"{', '.join(failed)}", file=sys.stderr)
+        print(f"calf train: error: {len(failed)} of {len(configs)} runs stopped on a "
+              f"non-finite loss: {', '.join(failed)}", file=sys.stderr)
         return NonFiniteLoss.exit_code
     return 0
 
@@ -184,7 +183,8 @@ def _runs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
             raise CalfError(f"missing --{option.replace('_', '-')}")
     if args.run:
         if args.loss or args.out or args.loss_kwargs != "{}":
-            raise CalfError("give either --run (repeatable) or --loss/--loss-kwargs/--out, not both")
+            raise CalfError(
+                "give either --run (repeatable) or --loss/--loss-kwargs/--out, not both")
         runs = [(loss, _json_object(kwargs, f"--run {loss} KWARGS"), out)
                 for loss, kwargs, out in args.run]
         outs = [out for _, _, out in runs]

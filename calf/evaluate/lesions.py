@@ -79,7 +79,8 @@ class LesionSettings:
     connectivity: int = 26
 
     def __post_init__(self) -> None:
-        if isinstance(self.dilation, bool) or not isinstance(self.dilation, int) or self.dilation < 1:
+        dilation = self.dilation
+        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
             # scipy's binary_dilation repeats until nothing changes when iterations < 1
             raise CalfError(f"lesion dilation = {self.dilation!r} must be an integer >= 1")
         for key in ("volume_threshold", "penalty"):
@@ -101,14 +102,17 @@ class LesionSettings:
             "penalty": penalty,
             "volume_threshold_unit": "mm^3",
             "penalty_unit": "mm",
-            "dilation_structure": f"scipy.ndimage.generate_binary_structure(3, {DILATION_CONNECTIVITY})",
+            "dilation_structure":
+                f"scipy.ndimage.generate_binary_structure(3, {DILATION_CONNECTIVITY})",
         }
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def _masks(pred: Any, truth: Any, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def _masks(
+    pred: Any, truth: Any, spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """``pred != 0``, ``truth != 0`` and the spacing as floats; CalfError on bad input."""
     import numpy as np
 
@@ -406,6 +410,29 @@ def _deepmind_hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]
     )
 
 
+def _lesion_scores(
+    merged: np.ndarray, k: int, n_lesion: int, roi: tuple[slice, ...], lp: np.ndarray,
+    hits: list[int], boxes_p: list, size_p: np.ndarray, step: tuple[float, ...],
+) -> tuple[float, float]:
+    """Dice and HD95 of lesion ``k`` of ``merged`` (``n_lesion`` voxels, within ``roi``)
+    against the union of the prediction components ``hits`` of ``lp`` (their boxes
+    ``boxes_p`` and sizes ``size_p``); (0, inf) without a hit."""
+    import numpy as np
+
+    if not hits:
+        return 0.0, math.inf
+    union_box = tuple(
+        slice(min([r.start] + [boxes_p[h - 1][a].start for h in hits]),
+              max([r.stop] + [boxes_p[h - 1][a].stop for h in hits]))
+        for a, r in enumerate(roi)
+    )
+    mt = merged[union_box] == k
+    mp = np.isin(lp[union_box], hits)
+    n_hit = int(sum(size_p[h] for h in hits))
+    score = 2.0 * np.count_nonzero(mp & mt) / (n_hit + n_lesion)
+    return float(score), _deepmind_hd95(mp, mt, step)
+
+
 def lesion_wise(
     pred: Any, truth: Any, spacing: Sequence[float], settings: LesionSettings = LesionSettings()
 ) -> dict[str, float]:
@@ -468,21 +495,10 @@ def lesion_wise(
         hits = [int(h) for h in hits if h != 0]
         hit_any.update(hits)
         n_lesion = int(np.count_nonzero(lesion))
-        if hits:
-            union_box = tuple(
-                slice(min([r.start] + [boxes_p[h - 1][a].start for h in hits]),
-                      max([r.stop] + [boxes_p[h - 1][a].stop for h in hits]))
-                for a, r in enumerate(roi)
-            )
-            mt = merged[union_box] == k
-            mp = np.isin(lp[union_box], hits)
-            n_hit = int(sum(size_p[h] for h in hits))
-            score = 2.0 * np.count_nonzero(mp & mt) / (n_hit + n_lesion)
-            distance = _deepmind_hd95(mp, mt, step)
-        else:
-            score, distance = 0.0, math.inf
-        if n_lesion * voxel_mm3 <= s.volume_threshold:
+        if n_lesion * voxel_mm3 <= s.volume_threshold:  # its hits are no false positives
             continue
+        score, distance = _lesion_scores(merged, k, n_lesion, roi, lp, hits, boxes_p, size_p,
+                                         step)
         kept_dice.append(float(score))
         kept_hd95.append(penalty if math.isinf(distance) else float(distance))
         tp, fn = (tp + 1, fn) if hits else (tp, fn + 1)
@@ -517,7 +533,8 @@ def lesion_settings(settings: LesionSettings = LesionSettings()) -> dict[str, An
         "instance_wise": {
             "source": "brats-evaluation 0.0.10 / panoptica 2.1.7, config_gli.yaml",
             "components": "26-connected",
-            "matching": f"maximum bipartite matching on Dice, pairs with Dice >= {MATCHING_THRESHOLD:g}",
+            "matching": "maximum bipartite matching on Dice, pairs with Dice >= "
+            f"{MATCHING_THRESHOLD:g}",
             "sq_dsc, sq_hd95, sq_nsd": "means over matched pairs; no match: NaN without "
             "instances, else 0, inf, 0",
             "sq_nsd_tolerance": "min(spacing) mm",

@@ -50,7 +50,9 @@ class MetricSettings:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.nsd_tolerance_mm) and self.nsd_tolerance_mm > 0):
-            raise ValueError(f"nsd tolerance must be a positive number of mm, got {self.nsd_tolerance_mm}")
+            raise ValueError(
+                f"nsd tolerance must be a positive number of mm, got {self.nsd_tolerance_mm}"
+            )
 
 
 def hd95_definition(conventions: EmptyConventions) -> str:
@@ -157,7 +159,8 @@ def case_metrics(
         return float(compute_confusion_matrix_metric(name, cm).item())
 
     if truth_empty and pred_empty:
-        dice, iou, hd95, nsd = c.dice_both_empty, c.iou_both_empty, c.hd95_both_empty, c.nsd_both_empty
+        dice, iou = c.dice_both_empty, c.iou_both_empty
+        hd95, nsd = c.hd95_both_empty, c.nsd_both_empty
         sensitivity = c.sensitivity_both_empty
     else:
         dice = float(compute_dice(p, t, include_background=True, ignore_empty=False).item())

@@ -26,7 +26,7 @@ region from the labels recorded at preprocessing. Metrics then take
 The honest cost of the round trip through the training grid. A prediction equal to the
 store's mask (logits +10 inside, -10 outside) has Dice 1 at training size, but not on the
 native grid, where it is compared with the original mask. Measured by
-``tests/test_native.py::test_round_trip_dice`` for a ball of radius 20 mm, centred at voxel
+``tests/unit/test_native.py::test_round_trip_dice`` for a ball of radius 20 mm, centred at voxel
 (120, 120, 24) of a 240 x 240 x 48 grid at 1 mm (an axial crop of the BraTS 240 x 240 x 155
 grid through the ball), S = 64 (3.75 mm training pixels):
 

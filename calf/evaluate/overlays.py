@@ -15,10 +15,10 @@ transposed with the origin at the bottom: anterior up, the patient's right on th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf._fs import write_with
 from calf.errors import CalfError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def write_overlay(
     path: str | Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray, title: str
 ) -> None:
     """Write a PNG of a 2-D ``image`` (uint8, or values in [0, 1]) with both masks'
-    outlines, a title and a legend."""
+    outlines, a title and a legend, atomically (``calf._fs``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -94,14 +94,14 @@ def write_overlay(
     handles = legend_handles(not truth.any(), not pred.any())
     ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_title(title, fontsize=8)
-    fig.savefig(path, format="png")
+    write_with(path, lambda handle: fig.savefig(handle, format="png"))
 
 
 def write_overlay_arrays(
     path: str | Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray
 ) -> None:
     """Write the shown slice as ``.npz`` (``image`` as given, ``truth`` and ``pred`` bool)
-    atomically: a temporary file beside ``path``, then renamed."""
+    atomically (``calf._fs``)."""
     import numpy as np
 
     path = Path(path)
@@ -110,13 +110,8 @@ def write_overlay_arrays(
     for key, arr in arrays.items():
         if arr.ndim != 2 or arr.shape != arrays["image"].shape:
             raise CalfError(f"{path}: {key} must be 2-D of the image's shape, got {arr.shape}")
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as handle:  # a file object: numpy adds no second .npz suffix
-            np.savez_compressed(handle, **arrays)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    # a file object: numpy adds no second .npz suffix
+    write_with(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def read_overlay_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

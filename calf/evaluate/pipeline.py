@@ -3,7 +3,8 @@
 For each validation case of the fold (``splits_final.json``, in its order) and each of its
 modalities (store order), the case's axial slices are predicted in slice order, stacked
 back into a volume ``(x, y, z)`` at training size and scored with ``case_metrics``.
-Outputs beside ``--out X.csv`` (contract D):
+Outputs beside ``--out X.csv`` (the names of ``calf.layout.metrics_companions``; README.md,
+"Evaluation: the field's metrics, on the field's grid"):
 
 - ``X.csv``: one row per case and modality (``CASE_COLUMNS``; ``ratio`` and ``seed``
   columns when given). ``case_id`` is the splits key: the bare case ID with one store,
@@ -33,16 +34,13 @@ Either way HD95 and NSD are in mm (the store's ``geometry.json``). The conventio
 (``suite``, ``brats``, ``nnunet``; ``auto``: ``brats`` for BraTS-family label maps, else
 ``suite``) fills undefined cells and, for ``brats``, picks the official HD95. The
 batch-pooled Dice and the overlays stay on the training grid (the authors' definition).
-Everything is written into a temporary directory beside ``X.csv`` and moved into place at
-the end, ``X.csv`` last: a failure leaves no output behind.
+Every file is written to a temporary file beside it and the overlays into a staging folder
+(``calf._fs``), renamed into place at the end, ``X.csv`` last: a failure leaves no output
+behind. An existing output is replaced only with ``--force``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -50,8 +48,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calf import __version__
+from calf._fs import atomic_dir, atomic_files, check_replaceable, check_writable
 from calf._json import json_safe
+from calf.device import resolve_device
 from calf.errors import CalfError
+from calf.evaluate.companion import RESULT_FORMAT, companion_text
 from calf.evaluate.conventions import PRESET_NAMES, EmptyConventions, read_conventions
 from calf.evaluate.metrics import (
     COUNT_COLUMNS,
@@ -62,8 +63,16 @@ from calf.evaluate.metrics import (
     slice_counts,
 )
 from calf.evaluate.overlays import overlay_slice, write_overlay, write_overlay_arrays
-from calf.evaluate.pooled import POOLED_BATCH, POOLED_SEED, batch_pooled_dice, pooled_settings
-from calf.evaluate.predict import TrainedRun, load_run, loss_name, predict_rows, resolve_device
+from calf.evaluate.pooled import (
+    CONFUSION_COLUMNS,
+    POOLED_BATCH,
+    POOLED_SEED,
+    POOLED_SUMMARY_KEY,
+    batch_pooled_dice,
+    pooled_settings,
+)
+from calf.evaluate.predict import PREDICT_BATCH, TrainedRun, load_run, loss_name, predict_rows
+from calf.layout import METRICS_SUFFIX, metrics_companions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,10 +80,7 @@ if TYPE_CHECKING:
 
     from calf.store import SliceStore
 
-# 3: native-space metrics in mm, conventions presets, NSD and lesion metrics
-# (2: batch-pooled Dice in the authors' sampler order; 1: consecutive)
-RESULT_FORMAT = 3
-SPACES = ("native", "training")
+SPACES = ("native", "training")  # the first is the default
 CASE_COLUMNS = (
     "case_id",
     "patient_id",
@@ -87,7 +93,7 @@ CASE_COLUMNS = (
     *METRICS,
     *COUNT_COLUMNS,
 )
-SLICE_COLUMNS = ("case_id", "modality", "slice", "tp", "fp", "fn", "tn")
+SLICE_COLUMNS = ("case_id", "modality", "slice", *CONFUSION_COLUMNS)
 OVERLAY_RANKS = ("best", "median", "worst")
 
 
@@ -103,16 +109,24 @@ class OutputPaths:
     @classmethod
     def of(cls, out: str | Path) -> OutputPaths:
         out = Path(out)
-        if out.suffix != ".csv":
-            raise CalfError(f"--out {out}: the per-case metrics file must end in .csv")
-        stem = out.with_suffix("")
-        return cls(
-            out, stem.with_suffix(".json"), Path(f"{stem}_slices.csv"), Path(f"{stem}_overlays")
-        )
+        if out.suffix != METRICS_SUFFIX:
+            raise CalfError(f"--out {out}: the per-case metrics file must end in {METRICS_SUFFIX}")
+        return cls(*metrics_companions(out))
+
+    def files(self) -> tuple[Path, ...]:
+        """The output files, in the order they are renamed into place (the CSV last)."""
+        return (self.json, self.slices, self.csv)
 
     def all(self) -> tuple[Path, ...]:
-        """Every output, in the order they are moved into place (the CSV last)."""
-        return (self.json, self.slices, self.overlays, self.csv)
+        """Every output: the files and the overlays folder."""
+        return (*self.files(), self.overlays)
+
+    def check(self, force: bool) -> None:
+        """CalfError when an output file exists, or the overlays folder is not empty, unless
+        ``force`` (the suite's rule for existing outputs, ``calf._fs``)."""
+        for path in self.files():
+            check_writable(path, force)
+        check_replaceable(self.overlays, None, force)
 
 
 @dataclass(frozen=True)
@@ -233,29 +247,6 @@ def validation_volumes(
     return volumes
 
 
-def _check_outputs(paths: OutputPaths, force: bool) -> None:
-    for path in paths.all():
-        if path.exists() and not force:
-            raise CalfError(f"{path}: already exists (pass --force to replace it)")
-
-
-def _publish(tmp: Path, paths: OutputPaths) -> None:
-    """Move the finished outputs from ``tmp`` into place, the CSV last; undo on failure."""
-    moved: list[Path] = []
-    try:
-        for final in paths.all():
-            if final.is_dir() and not final.is_symlink():
-                shutil.rmtree(final)
-            elif final.exists() or final.is_symlink():
-                final.unlink()
-            os.replace(tmp / final.name, final)
-            moved.append(final)
-    except BaseException:
-        for path in moved:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        raise
-
-
 def _labels(trained: TrainedRun, labels: Labels) -> tuple[str | None, str, str]:
     """dataset (None: each case's store), model and loss columns: options, else checkpoint."""
     loss = labels.loss or loss_name(trained.config)
@@ -351,7 +342,7 @@ def _score(
         slice_frames.append(
             pd.DataFrame(
                 {"case_id": vol.key, "modality": vol.modality, "slice": vol.slices}
-                | {c: counts[:, i] for i, c in enumerate(SLICE_COLUMNS[3:])}
+                | {c: counts[:, i] for i, c in enumerate(CONFUSION_COLUMNS)}
             )
         )
         scored_pred, scored_truth, spacing = _scored_volume(vol, logits, truth, scoring, truths)
@@ -400,7 +391,8 @@ def scoring_summary(records: Sequence[dict[str, Any]]) -> str:
             if value is not None and value not in values:
                 values.append(value)
     if not spaces:
-        return "Scoring: not recorded by these metrics files (an older result format: HD95 in voxels)."
+        return ("Scoring: not recorded by these metrics files (an older result format: HD95 "
+                "in voxels).")
     where = " and ".join(
         "each case's original grid (native space)" if s == "native" else "the training grid"
         for s in spaces
@@ -426,31 +418,138 @@ def _overlay_picks(dice: np.ndarray) -> dict[str, int]:
     }
 
 
-def _write(paths: OutputPaths, scores: _Scores, record: dict[str, Any], title: str) -> None:
-    """Write every output into a temporary directory beside ``X.csv``, then publish."""
-    cases = scores.cases
-    paths.csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{paths.csv.name}.tmp-", dir=paths.csv.parent))
-    try:
-        cases.to_csv(tmp / paths.csv.name, index=False)
-        scores.slices.to_csv(tmp / paths.slices.name, index=False)
-        (tmp / paths.overlays.name).mkdir()
-        for rank, shown in record["overlays"].items():
-            image, truth, pred, z = scores.shown[shown["row"]]
-            folder = tmp / paths.overlays.name
-            write_overlay(
-                folder / shown["file"],
-                image,
-                truth,
-                pred,
-                f"{rank}: {shown['case_id']} {shown['modality']}, slice {z}, "
-                f"Dice {shown['dice']:.3f}\n{title}",
+def _write_overlays(folder: Path, scores: _Scores, picks: dict[str, Any], title: str) -> None:
+    """Each pick's PNG and the arrays of its slice, into ``folder``."""
+    for rank, shown in picks.items():
+        image, truth, pred, z = scores.shown[shown["row"]]
+        caption = (f"{rank}: {shown['case_id']} {shown['modality']}, slice {z}, "
+                   f"Dice {shown['dice']:.3f}\n{title}")
+        write_overlay(folder / shown["file"], image, truth, pred, caption)
+        write_overlay_arrays(folder / shown["arrays"], image, truth, pred)
+
+
+def _write(paths: OutputPaths, scores: _Scores, record: dict[str, Any], title: str,
+           force: bool) -> None:
+    """Write every output beside ``X.csv``: each file into a temporary file, the overlays
+    into a staging folder (``calf._fs``); once all are written the folder takes its place,
+    then the files, the CSV last. A failure before leaves no new output behind."""
+    with atomic_files(paths.files(), force=force) as (json_tmp, slices_tmp, csv_tmp):
+        scores.cases.to_csv(csv_tmp, index=False)
+        scores.slices.to_csv(slices_tmp, index=False)
+        json_tmp.write_text(companion_text(record))
+        with atomic_dir(paths.overlays, force=force) as folder:
+            _write_overlays(folder, scores, record["overlays"], title)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an evaluation reads, checked before the first prediction."""
+
+    paths: OutputPaths
+    stores: list[SliceStore]
+    keys: list[str]
+    scoring: Scoring
+    volumes: list[_Volume]
+
+
+def _check_native_masks(volumes: Sequence[_Volume], space: str) -> None:
+    """Every case's geometry, and in native space its original mask file, before predicting."""
+    for vol in volumes:
+        geometry = vol.store.geometry(vol.case_id)
+        if space == "native" and not Path(geometry.mask).is_file():
+            raise CalfError(
+                f"{geometry.mask}: the original mask of case {vol.key!r} is gone; native-space "
+                "evaluation reads it (restore the release, or pass --space training)"
             )
-            write_overlay_arrays(folder / shown["arrays"], image, truth, pred)
-        (tmp / paths.json.name).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
-        _publish(tmp, paths)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plan(
+    stores: Sequence[str | Path],
+    splits: str | Path,
+    fold: int,
+    out: str | Path,
+    conventions: str | Path | EmptyConventions | None,
+    scoring: tuple[str, str, str, MetricSettings],
+    batch_size: int,
+    force: bool,
+    subjects: str | Path | None,
+) -> _Plan:
+    """Check the outputs and every input; ``scoring``: space, resample, preset, metrics."""
+    from calf.split import read_splits, read_subjects, val_cases
+
+    paths = OutputPaths.of(out)
+    paths.check(force)
+    if batch_size < 1:
+        raise CalfError(f"--batch-size {batch_size}: expected a positive number of slices")
+    keys = val_cases(read_splits(splits), fold, str(splits))
+    if not keys:
+        raise CalfError(f"{splits}: fold {fold} has no validation cases")
+    opened = _open_stores(stores)
+    space, resample, preset, metrics = scoring
+    if isinstance(conventions, EmptyConventions):
+        conv = conventions
+    else:
+        conv = read_conventions(conventions, resolve_preset(preset, opened))
+    subject_table = None if subjects is None else (str(subjects), read_subjects(subjects))
+    volumes = validation_volumes(opened, keys, str(splits), fold, subject_table)
+    _check_native_masks(volumes, space)
+    return _Plan(paths, opened, list(keys), Scoring(space, resample, conv, metrics), volumes)
+
+
+def _summary(scores: _Scores) -> dict[str, float]:
+    """Each metric's mean over the CSV's rows and the authors' batch-pooled Dice."""
+    means = {f"mean_{m}": float(scores.cases[m].mean()) for m in METRICS}
+    pooled = batch_pooled_dice(scores.slices, POOLED_BATCH, POOLED_SEED)
+    return {**means, POOLED_SUMMARY_KEY: pooled}
+
+
+def _overlay_record(scores: _Scores) -> dict[str, dict[str, Any]]:
+    """The companion's ``overlays``: per pick its files, CSV row, case, slice and Dice."""
+    cases = scores.cases
+    return {
+        rank: {
+            "file": f"{rank}.png",
+            "arrays": f"{rank}.npz",
+            "row": i,
+            "case_id": cases.at[i, "case_id"],
+            "modality": cases.at[i, "modality"],
+            "slice": scores.shown[i][3],
+            "dice": float(cases.at[i, "dice"]),
+        }
+        for rank, i in _overlay_picks(cases["dice"].to_numpy(dtype=float)).items()
+    }
+
+
+def _inputs_record(run: str | Path, trained: TrainedRun, splits: str | Path,
+                   subjects: str | Path | None, plan: _Plan) -> dict[str, Any]:
+    """What was evaluated: the run, its checkpoint, the splits, subjects and stores."""
+    return {
+        "run": str(run),
+        "checkpoint_epoch": trained.epoch,
+        "splits": str(splits),
+        "subjects": None if subjects is None else str(subjects),
+        "subject_id": (
+            "the subjects table's subject of each (dataset, patient_id)"
+            if subjects is not None
+            else "<dataset>/<patient_id>, dataset the case's store's: no subjects table"
+        ),
+        "stores": [str(s.path) for s in plan.stores],
+    }
+
+
+def _scoring_settings(plan: _Plan) -> dict[str, Any]:
+    """How the cases were scored: conventions, metric settings, space, units, pooling."""
+    conv, metrics = plan.scoring.conventions, plan.scoring.metrics
+    return {
+        "conventions": conv.to_dict(),
+        "preset": conv.label(),
+        "metrics": metric_settings(conv, metrics),
+        "space": plan.scoring.space,
+        "scoring": _scoring_record(plan.scoring),
+        "batch_pooled_dice": pooled_settings(POOLED_BATCH, POOLED_SEED),
+        "hd95_units": "mm",
+        "nsd_units": f"fraction of surface within {metrics.nsd_tolerance_mm:g} mm",
+    }
 
 
 def evaluate(
@@ -465,7 +564,7 @@ def evaluate(
     resample: str = "logits",
     preset: str = "auto",
     metrics: MetricSettings = MetricSettings(),
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH,
     device: str = "auto",
     force: bool = False,
     progress: bool = False,
@@ -477,92 +576,37 @@ def evaluate(
     ``subject_id`` column (None: ``<dataset>/<patient_id>``). ``space``, ``resample``,
     ``preset`` (with ``conventions`` overriding single keys; an ``EmptyConventions`` is
     used as it is) and ``metrics``: see the module docstring. Every input is checked
-    before the first prediction. Returns the JSON record as written (NaN as None).
+    before the first prediction. An existing output is replaced only with ``force``.
+    Returns the companion JSON record as written (NaN as None).
     """
-    from calf.split import read_splits, read_subjects, val_cases
-
-    paths = OutputPaths.of(out)
-    _check_outputs(paths, force)
-    if batch_size < 1:
-        raise CalfError(f"--batch-size {batch_size}: expected a positive number of slices")
-    keys = val_cases(read_splits(splits), fold, str(splits))
-    if not keys:
-        raise CalfError(f"{splits}: fold {fold} has no validation cases")
-    opened = _open_stores(stores)
-    if isinstance(conventions, EmptyConventions):
-        conv = conventions
-    else:
-        conv = read_conventions(conventions, resolve_preset(preset, opened))
-    scoring = Scoring(space, resample, conv, metrics)
-    subject_table = None if subjects is None else (str(subjects), read_subjects(subjects))
-    volumes = validation_volumes(opened, keys, str(splits), fold, subject_table)
-    for vol in volumes:  # every case's geometry (and native mask file) before predicting
-        geometry = vol.store.geometry(vol.case_id)
-        if space == "native" and not Path(geometry.mask).is_file():
-            raise CalfError(
-                f"{geometry.mask}: the original mask of case {vol.key!r} is gone; native-space "
-                "evaluation reads it (restore the release, or pass --space training)"
-            )
+    plan = _plan(stores, splits, fold, out, conventions, (space, resample, preset, metrics),
+                 batch_size, force, subjects)
     trained = load_run(run, resolve_device(device))
     dataset, model, loss = _labels(trained, labels)
     columns = {"dataset": dataset, "model": model, "loss": loss, "fold": fold}
     columns |= {"ratio": labels.ratio, "seed": labels.seed}
 
-    scores = _score(trained, volumes, scoring, columns, batch_size, progress)
-    cases = scores.cases
+    scores = _score(trained, plan.volumes, plan.scoring, columns, batch_size, progress)
+    paths = plan.paths
     record = {
         "format": RESULT_FORMAT,
-        "files": {
-            "cases": paths.csv.name,
-            "slices": paths.slices.name,
-            "overlays": paths.overlays.name,
-        },
-        "run": str(run),
-        "checkpoint_epoch": trained.epoch,
-        "splits": str(splits),
-        "subjects": None if subjects is None else str(subjects),
-        "subject_id": (
-            "the subjects table's subject of each (dataset, patient_id)"
-            if subjects is not None
-            else "<dataset>/<patient_id>, dataset the case's store's: no subjects table"
-        ),
-        "stores": [str(s.path) for s in opened],
+        "files": {"cases": paths.csv.name, "slices": paths.slices.name,
+                  "overlays": paths.overlays.name},
+        **_inputs_record(run, trained, splits, subjects, plan),
         **columns,
         "device": str(trained.device),
         # the run's protocol switches (calf.protocol) and how it executed, for the captions
         "protocol": (trained.config.get("params") or {}).get("protocol"),
         "execution": trained.config.get("execution"),
         "batch_size": batch_size,
-        "conventions": conv.to_dict(),
-        "preset": conv.label(),
-        "metrics": metric_settings(conv, metrics),
-        "space": space,
-        "scoring": _scoring_record(scoring),
-        "batch_pooled_dice": pooled_settings(POOLED_BATCH, POOLED_SEED),
-        "hd95_units": "mm",
-        "nsd_units": f"fraction of surface within {metrics.nsd_tolerance_mm:g} mm",
-        "counts": {"cases": len(keys), "volumes": len(cases), "slices": len(scores.slices)},
-        "summary": {
-            **{f"mean_{m}": float(cases[m].mean()) for m in METRICS},
-            f"batch_pooled_dice_{POOLED_BATCH}": batch_pooled_dice(
-                scores.slices, POOLED_BATCH, POOLED_SEED
-            ),
-        },
-        "overlays": {
-            rank: {
-                "file": f"{rank}.png",
-                "arrays": f"{rank}.npz",
-                "row": i,
-                "case_id": cases.at[i, "case_id"],
-                "modality": cases.at[i, "modality"],
-                "slice": scores.shown[i][3],
-                "dice": float(cases.at[i, "dice"]),
-            }
-            for rank, i in _overlay_picks(cases["dice"].to_numpy(dtype=float)).items()
-        },
+        **_scoring_settings(plan),
+        "counts": {"cases": len(plan.keys), "volumes": len(scores.cases),
+                   "slices": len(scores.slices)},
+        "summary": _summary(scores),
+        "overlays": _overlay_record(scores),
         "calf_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     record = json_safe(record)
-    _write(paths, scores, record, f"{model} / {loss} / fold {fold}")
+    _write(paths, scores, record, f"{model} / {loss} / fold {fold}", force)
     return record

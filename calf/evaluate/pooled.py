@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 ORDER = "authors_sampler_randperm"  # the name recorded with every batch-pooled Dice
 POOLED_BATCH = 32  # the authors' test batch (per GPU)
 POOLED_SEED = 0  # DistributedSampler's default seed; epoch 0 (set_epoch never called)
-COUNT_COLUMNS = ("tp", "fp", "fn", "tn")
+# the key of the batch-pooled Dice in a metrics companion JSON's summary: "batch_pooled_dice_32"
+POOLED_SUMMARY_KEY = f"batch_pooled_dice_{POOLED_BATCH}"
+CONFUSION_COLUMNS = ("tp", "fp", "fn", "tn")  # a slice table's counts, as slice_counts gives them
 
 
 def sampler_order(n: int, seed: int = POOLED_SEED, replicas: int = 1, rank: int = 0) -> np.ndarray:
@@ -68,7 +70,7 @@ def batch_pooled_dice(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
-    missing = [c for c in COUNT_COLUMNS if c not in slices.columns]
+    missing = [c for c in CONFUSION_COLUMNS if c not in slices.columns]
     if missing:
         raise ValueError(f"slice table lacks column(s) {', '.join(missing)}")
     if slices.empty:

@@ -5,7 +5,9 @@ A run directory (written by ``calf train``) holds ``run.json`` (``status`` must 
 ``config``, whose ``params`` name the model: ``model``, ``width``, ``model_kwargs``, and
 the ``loss``). The checkpoint is a pickle: load only runs you trust (your own results).
 Prediction runs in eval mode without gradients, batch by batch, channels-last (and on CUDA
-with autocast) as in training. A pixel is tumour where its logit is > 0.
+with autocast) as in training: the device and the autocast dtype come from ``calf.device``,
+as training's do. A pixel is tumour where its logit is > 0. Imports no torch until a
+function needs it, and never the training loop.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from calf._json import read_json_object
 from calf.errors import CalfError
+from calf.layout import CHECKPOINT_FILE, RUN_FILE
+from calf.train.rundir import read_run_record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 
     from calf.store import SliceStore
 
-RUN_FILE = "run.json"
+PREDICT_BATCH = 64  # slices per forward pass unless told otherwise
 
 
 @dataclass
@@ -38,40 +41,6 @@ class TrainedRun:
     config: dict[str, Any]
     epoch: int
     device: torch.device
-
-
-def resolve_device(text: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    import torch
-
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise CalfError(f"--device {text!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise CalfError(f"--device {text!r}: expected auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CalfError(f"--device {text!r}: CUDA is not available on this machine")
-    return device
-
-
-def read_run_info(run: str | Path) -> dict[str, Any]:
-    """``run.json`` of a finished run; CalfError unless it exists and says ``complete``."""
-    path = Path(run)
-    if not path.is_dir():
-        raise CalfError(f"{path}: no such run directory")
-    info_path = path / RUN_FILE
-    if not info_path.is_file():
-        raise CalfError(f"{info_path}: not found; {path} is not a finished training run")
-    info = read_json_object(info_path, "run record")
-    status = info.get("status")
-    if status != "complete":
-        raise CalfError(
-            f"{info_path}: run status is {status!r}, not 'complete'; finish training first"
-        )
-    return info
 
 
 def _params(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -107,10 +76,10 @@ def load_run(run: str | Path, device: torch.device) -> TrainedRun:
     import torch
 
     from calf.models import build_model
-    from calf.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from calf.train.checkpoint import load_checkpoint
 
     path = Path(run)
-    info = read_run_info(path)
+    info = read_run_record(path, complete=True)
     ckpt_path = path / CHECKPOINT_FILE
     ckpt = load_checkpoint(ckpt_path)  # checks the format
     if ckpt is None:
@@ -145,7 +114,7 @@ def load_run(run: str | Path, device: torch.device) -> TrainedRun:
 
 
 def predict_rows(
-    trained: TrainedRun, store: SliceStore, rows: Sequence[int], batch_size: int = 64
+    trained: TrainedRun, store: SliceStore, rows: Sequence[int], batch_size: int = PREDICT_BATCH
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images (float32 in [0, 1]), truth (bool) and logits (float32) ``(n, S, S)`` of
     store rows; a pixel is predicted tumour where its logit is > 0.
@@ -155,7 +124,8 @@ def predict_rows(
     import numpy as np
     import torch
 
-    from calf.train.loop import amp_dtype, run_precision
+    from calf.device import amp_dtype
+    from calf.train.rundir import run_precision
 
     device = trained.device
     # the precision switch the run trained with (its params, as in run.json), on this device
@@ -165,7 +135,8 @@ def predict_rows(
         x, y = store.batch(rows[start : start + batch_size])
         xd = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         try:
-            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+            with torch.no_grad(), autocast:
                 logits = trained.model(xd)
         except ValueError as err:  # the suite's networks check their input size
             raise CalfError(f"{store.path}: slices of {store.size} x {store.size}: {err}") from None

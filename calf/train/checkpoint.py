@@ -1,13 +1,13 @@
 """Atomic checkpoints and the random-number state they carry.
 
 A checkpoint is written to a temporary file in the run directory, flushed and fsynced,
-then renamed over ``checkpoint.pt`` (and the directory fsynced): a kill at any moment
-leaves either the old or the new checkpoint, never a torn one.
+then renamed over ``checkpoint.pt`` (and the directory fsynced; ``calf._fs``, durable): a
+kill or a power loss at any moment leaves either the old or the new checkpoint, never a
+torn one.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from calf import _fs
 from calf.errors import CalfError
+from calf.layout import CHECKPOINT_FILE
+
+__all__ = ["CHECKPOINT_FILE", "FORMAT", "load_checkpoint", "rng_state", "save_checkpoint",
+           "set_rng_state"]
 
 FORMAT = 1
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -39,31 +43,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic_bytes(path: Path, write) -> None:
-    """``write(fileobj)`` into a temp file beside ``path``, fsync, rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``{"format": 1, **state}`` atomically."""
-    write_atomic_bytes(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    # the run folder is the training's own: the checkpoint is replaced, durably
+    _fs.write_with(path, lambda f: torch.save({"format": FORMAT, **state}, f), durable=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calf.defaults import SEED
+from calf.device import check_device
 from calf.errors import CalfError
 from calf.protocol import PRECISIONS, run_protocol
 
-# exit codes of ``calf train`` (contract C); bad input is CalfError's 2
+# exit codes of ``calf train``; bad input is CalfError's 2
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGUSR1 after a checkpoint; rerun resumes
 EXIT_NON_FINITE = 3  # stopped on a NaN or infinite loss; the last good checkpoint stays
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-5
-    seed: int = 12345
+    seed: int = SEED
     max_steps_per_epoch: int | None = None
     device: str = "auto"
     workers: int | None = None  # None: 0 on CPU, up to 8 on CUDA
@@ -70,8 +70,7 @@ class TrainConfig:
             )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise CalfError(f"--lr {self.lr!r}: expected a positive finite number")
-        if self.device not in DEVICES:
-            raise CalfError(f"--device {self.device!r}: expected one of {', '.join(DEVICES)}")
+        check_device(self.device)
         if self.workers is not None and self.workers < 0:
             raise CalfError(f"--workers {self.workers}: expected an integer >= 0")
         if self.precision not in PRECISIONS:
@@ -100,7 +99,8 @@ class TrainConfig:
         Paths are resolved and input files fingerprinted, so that resuming with a changed
         training set, profile or store is refused rather than silently mixed. Execution
         settings (device, workers, compile, eval_batch_size) are not part of it; the
-        numerics switches are, and ``protocol`` holds every protocol switch of the run (``calf.protocol``).
+        numerics switches are, and ``protocol`` holds every protocol switch of the run
+        (``calf.protocol``).
         """
         from calf.store import read_meta
 
@@ -135,7 +135,7 @@ class TrainConfig:
 
 
 def _sha256(path: str | Path, option: str) -> str:
-    from calf.download.manifest import sha256_file
+    from calf._fs import sha256_file
 
     try:
         return sha256_file(path)

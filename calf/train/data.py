@@ -21,12 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from calf.errors import CalfError
+from calf.models.sizes import SIZE_MULTIPLE
 
 if TYPE_CHECKING:
     from calf.store import SliceStore
-
-# the models need H and W divisible by this (contract A)
-SIZE_MULTIPLE = 32
 
 
 class TrainingSlices(Dataset):
@@ -132,8 +130,7 @@ class BatchLoader:
 
 def load_slices(store_paths: Sequence[str], csv: str, option: str) -> TrainingSlices:
     """Open the stores and select a training-set CSV's rows (checked against the index)."""
-    from calf.profile import select_rows
-    from calf.store import SliceStore
+    from calf.store import SliceStore, select_rows
 
     stores = [SliceStore(p) for p in store_paths]
     sizes = {s.size for s in stores}

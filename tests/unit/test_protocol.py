@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from calf.protocol import AUTHORS_MODALITIES, SWITCHES, protocol_summary, run_protocol
-from calf.tracking import flatten_params
+from calf.tracking.client import flatten_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
 
 AUTHORS = {"scaling": "slice", "modalities": {"brats": "t1c,t2,flair"}, "area": "contour",

@@ -18,8 +18,6 @@ from torch import nn
 from calf.cli import main
 from calf.datasets.base import Case
 from calf.errors import CalfError
-from calf.evaluate.metrics import MetricSettings
-from calf.evaluate.overlays import read_overlay_arrays, write_overlay_arrays
 from calf.evaluate import (
     CASE_COLUMNS,
     SLICE_COLUMNS,
@@ -32,6 +30,9 @@ from calf.evaluate import (
     sampler_order,
     slice_counts,
 )
+from calf.evaluate.companion import read_companion
+from calf.evaluate.metrics import MetricSettings
+from calf.evaluate.overlays import read_overlay_arrays, write_overlay_arrays
 from calf.models import build_model
 from calf.preprocess import PreprocessSettings, preprocess
 from calf.split import write_subjects
@@ -238,7 +239,8 @@ def test_preset_names_and_overrides():
     assert brats.preset == "brats" and brats.precision_empty_prediction == 0.0
     assert brats.label() == "brats+precision_empty_prediction"
     record = brats.to_dict()
-    assert record["hd95_one_empty"] == 374.0 and "240 x 240 x 155" in record["hd95_one_empty_applies_on"]
+    assert record["hd95_one_empty"] == 374.0
+    assert "240 x 240 x 155" in record["hd95_one_empty_applies_on"]
     with pytest.raises(CalfError, match="preset 'mine'"):
         EmptyConventions.from_dict({"preset": "mine"})
     with pytest.raises(CalfError, match="unknown conventions preset 'x'"):
@@ -624,7 +626,7 @@ def test_evaluate_cli_all_tumour_prediction(data, runs, tmp_path, capsys):
     ).all()
     assert (merged[["fn", "tn"]] == 0).all().all()
 
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = read_companion(out)
     assert record["subjects"] == str(subjects_csv)
     # no BraTS label map: the suite's preset, one key overridden, both named
     assert record["conventions"] == EmptyConventions.from_dict({"hd95_one_empty": 300}).to_dict()
@@ -782,7 +784,8 @@ def test_evaluate_native_and_training_space(native, runs, tmp_path):
     expected = case_metrics(full, native["seg"], spacing=NATIVE_ZOOMS)
     row = rec["native"]["row"]
     assert row.predicted_voxels == full.size and row.tumour_voxels == native["seg"].sum()
-    assert row.hd95 == pytest.approx(expected["hd95"]) and row.dice == pytest.approx(expected["dice"])
+    assert row.hd95 == pytest.approx(expected["hd95"])
+    assert row.dice == pytest.approx(expected["dice"])
     assert rec["native"]["scoring"]["space"] == "native"
     # training grid: 32 x 32 x 6 slices, spacing scaled by the in-plane extent / 32
     store = SliceStore(native["store"])
@@ -893,6 +896,66 @@ def test_failure_while_writing_leaves_nothing(data, runs, tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         evaluate(runs["all"], [data["alpha"]], data["splits"], 0, tmp_path / "x.csv", device="cpu")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_outputs_follow_the_one_rule(data, runs, tmp_path, capsys):
+    """A file is replaced only with --force; so is an overlays folder that is not empty."""
+    out = tmp_path / "x.csv"
+    argv = ["evaluate", "--run", str(runs["all"]), "--store", str(data["alpha"]), "--splits",
+            str(data["splits"]), "--fold", "0", "--out", str(out), "--device", "cpu",
+            "--space", "training", "--no-lesion-metrics", "--ratio", "natural"]
+    folder = tmp_path / "x_overlays"
+    folder.mkdir()  # empty: nothing to lose, so it is no obstacle
+    assert main(argv) == 0, capsys.readouterr().err
+    assert set(pd.read_csv(out)["ratio"]) == {"natural"}
+    first = read_companion(out)
+    out.unlink()
+    out.with_suffix(".json").unlink()
+    Path(f"{tmp_path / 'x'}_slices.csv").unlink()
+    (folder / "mine.txt").write_text("made by hand\n")  # a folder with the user's file
+    _fails(argv, capsys, str(folder), "already exists", "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_overlays"]
+    assert (folder / "mine.txt").is_file()
+    assert main([*argv, "--force"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{rank}.{ext}" for rank in ("best", "median", "worst") for ext in ("npz", "png")
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no temporary file or folder left
+        "x.csv", "x.json", "x_overlays", "x_slices.csv"]
+    again = read_companion(out.with_suffix(".json"))
+    assert again["summary"] == first["summary"] and again["overlays"] == first["overlays"]
+
+
+def test_several_runs_check_every_output_first(data, runs, tmp_path, capsys):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    argv = ["evaluate", "--run", str(runs["all"]), "--run", str(runs["none"]), "--store",
+            str(data["alpha"]), "--splits", str(data["splits"]), "--fold", "0", "--device",
+            "cpu", "--space", "training", "--no-lesion-metrics", "--loss", "x", "--loss", "y"]
+    second.with_suffix(".json").write_text("{}\n")  # the second run's companion is in the way
+    _fails([*argv, "--out", str(first), "--out", str(second)], capsys, "b.json",
+           "already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]  # the first not written
+    _fails([*argv, "--out", str(first), "--out", str(first)], capsys, "the same file")
+    assert main([*argv, "--out", str(first), "--out", str(second), "--force"]) == 0
+    assert set(pd.read_csv(first)["loss"]) == {"x"} and set(pd.read_csv(second)["loss"]) == {"y"}
+    assert read_companion(second)["summary"]["mean_dice"] != read_companion(first)["summary"][
+        "mean_dice"]
+
+
+def test_evaluation_does_not_import_the_training_loop(data, runs, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from calf.evaluate import evaluate\n"
+        f"evaluate({str(runs['all'])!r}, [{str(data['alpha'])!r}], {str(data['splits'])!r}, 0, "
+        f"{str(tmp_path / 'x.csv')!r}, space='training', device='cpu')\n"
+        "print('calf.train.loop' in sys.modules, 'calf.device' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
 
 
 def test_overlay_arrays_round_trip_and_bad_files(tmp_path):

@@ -19,7 +19,7 @@ import yaml
 
 from calf.report.reference import implied_rate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu.py"
 MODELS = ("unet", "deeplabv3", "fpn")
 MODES = ("fp32", "bf16", "bf16_cl", "bf16_cl_fused", "bf16_cl_compile")
@@ -135,7 +135,7 @@ def test_loader_uses_the_job_workers_and_compares_to_training(run):
     assert granted == 8 and section["cpus_granted"] == granted
     used = min(granted, len(os.sched_getaffinity(0)))
     assert section["cpus_used"] == used
-    assert section["workers"] == max(1, min(8, used - 1))  # calf.train.loop.default_workers
+    assert section["workers"] == max(1, min(8, used - 1))  # calf.train.build.default_workers
     assert section["pinned"] is False  # CPU: nothing to pin for
     assert section["size"] == 64 and section["batch"] == 4 and section["batches_timed"] == 20
     assert section["slices_per_s"] > 0

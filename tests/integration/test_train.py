@@ -34,7 +34,7 @@ from calf.profile import profile
 from calf.split import fold_rows, make_splits, read_indexes, training_set, write_training_set
 from calf.store import SliceStore
 from calf.train.data import EpochSampler, load_slices
-from calf.train.loop import pooled_dice
+from calf.train.validate import pooled_dice
 
 SIZE = 32
 WIDTH = "0.0625"
@@ -476,7 +476,8 @@ def test_bad_input_is_refused_without_output(data, tmp_path, capsys, change, mes
     good = json.loads(data["profile"].read_text())
     subs = {
         "PROFILE": str(data["profile"]),
-        "SHORT_PROFILE": _write(tmp_path / "short.json", json.dumps({**good, "n_slices": 5})),
+        "SHORT_PROFILE": _write(tmp_path / "short.json", json.dumps(
+            {**good, "n_slices": 5, "n_tumour_slices": min(good["n_tumour_slices"], 5)})),
         "NO_KEY_PROFILE": _write(tmp_path / "nokey.json",
                                  json.dumps({k: v for k, v in good.items() if k != "kurtosis"})),
         "MISSING": str(tmp_path / "missing.csv"),
@@ -550,7 +551,7 @@ def test_cpu_run_of_bf16_computes_fp32_and_records_both(data, tmp_path, capsys):
         assert torch.equal(ckpt_authors["model_state"][name], tensor), name
     # prediction reads the switch back from the run (it autocasts to match on CUDA)
     from calf.evaluate.predict import load_run
-    from calf.train.loop import run_precision
+    from calf.train.rundir import run_precision
 
     assert run_precision(load_run(suite, torch.device("cpu")).config) == "bf16"
     assert run_precision(load_run(authors, torch.device("cpu")).config) == "fp32"
@@ -558,22 +559,6 @@ def test_cpu_run_of_bf16_computes_fp32_and_records_both(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(args(data, suite, *short, "--precision", "fp32")) == 2
     assert "other parameters (protocol.precision: 'bf16' -> 'fp32')" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("deterministic,benchmark", [(True, False), (False, True)])
-def test_cuda_determinism_switch_sets_cudnn_flags(deterministic, benchmark):
-    # the flags are plain torch.backends settings: no GPU is needed to see them set
-    from calf.train.loop import determinism
-
-    cudnn = torch.backends.cudnn
-    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
-    with determinism(torch.device("cuda"), deterministic):
-        assert (cudnn.benchmark, cudnn.deterministic) == (benchmark, deterministic)
-        assert torch.are_deterministic_algorithms_enabled() == before[2]  # cuDNN flags only
-    assert (cudnn.benchmark, cudnn.deterministic,
-            torch.are_deterministic_algorithms_enabled()) == before
-    with determinism(torch.device("cpu"), deterministic):
-        assert torch.are_deterministic_algorithms_enabled()
 
 
 @pytest.mark.parametrize(
@@ -588,7 +573,7 @@ def test_cuda_determinism_switch_sets_cudnn_flags(deterministic, benchmark):
     ],
 )
 def test_speed_switches(device, deterministic, compile, impl, compiled, note):
-    from calf.train.loop import speed_switches
+    from calf.train.build import speed_switches
 
     speed, notes = speed_switches(torch.device(device), deterministic, compile)
     assert speed == {"optimizer_impl": impl, "compile": compiled}
@@ -598,7 +583,7 @@ def test_speed_switches(device, deterministic, compile, impl, compiled, note):
 def test_fused_and_default_adam_states_load_into_each_other():
     """The optimizer's implementation is an execution switch: a checkpoint of one resumes
     with the other (fused Adam runs on the CPU too, so both are compared here)."""
-    from calf.train.loop import make_optimizer
+    from calf.train.build import make_optimizer
 
     torch.manual_seed(0)
     nets = [torch.nn.Conv2d(1, 2, 3), torch.nn.Conv2d(1, 2, 3)]
@@ -649,7 +634,7 @@ def test_compile_is_execution_eager_on_the_cpu_and_checkpoints_hold_plain_keys(
 
 
 def test_cost_meter_adds_attempts_and_keeps_the_peak():
-    from calf.train.loop import CostMeter, nvml_energy_reader
+    from calf.train.cost import CostMeter, nvml_energy_reader
 
     cpu = torch.device("cpu")
     assert nvml_energy_reader(cpu) is None
@@ -679,18 +664,12 @@ def test_cost_meter_adds_attempts_and_keeps_the_peak():
     assert cost["cpu_s"] is None  # the earlier attempt's CPU time is unknown
 
 
-def test_precision_switch_and_autocast_dtype():
+def test_precision_switch_of_a_run():
+    # the autocast dtype of each switch: tests/test_device.py
     from calf.errors import CalfError
     from calf.train import TrainConfig
-    from calf.train.loop import amp_dtype, run_precision
+    from calf.train.rundir import run_precision
 
-    assert amp_dtype(torch.device("cpu"), "bf16") is None
-    assert amp_dtype(torch.device("cpu"), "fp32") is None
-    assert amp_dtype(torch.device("cuda"), "fp32") is None  # no CUDA call needed
-    if torch.cuda.is_available():
-        assert amp_dtype(torch.device("cuda"), "bf16") in (torch.bfloat16, torch.float16)
-    with pytest.raises(CalfError, match="precision 'fp16': expected bf16 or fp32"):
-        amp_dtype(torch.device("cpu"), "fp16")
     with pytest.raises(CalfError, match="--precision 'fp16': expected one of bf16, fp32"):
         TrainConfig(stores=("s",), train_slices="t", out="o", model="unet", loss="bce",
                     precision="fp16")
@@ -756,7 +735,8 @@ def test_runs_of_one_job_equal_separate_runs_and_resume(data, tmp_path, capsys):
     assert main(argv) == 3
     err = capsys.readouterr().err
     # both blow up at that rate: the second still trained after the first had failed
-    assert "2 of 2 runs stopped on a non-finite loss" in err and str(tmp_path / "b" / "first") in err
+    assert "2 of 2 runs stopped on a non-finite loss" in err
+    assert str(tmp_path / "b" / "first") in err
     for name in ("first", "second"):
         assert json.loads((tmp_path / "b" / name / "run.json").read_text())["status"] == "failed"
 
