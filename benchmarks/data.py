@@ -264,10 +264,12 @@ def main() -> None:
             return [np.asanyarray(nib.load(c.mask).dataobj) for c in cases]
 
         t_profile, t_decode = interleaved(
-            lambda: profile([store.path], root / "p.json"), decode, rounds=5
+            lambda: profile([store.path], root / "p.json", force=True), decode, rounds=5
         )
         t_profile_fig, t_decode_fig = interleaved(
-            lambda: profile([store.path], root / "p.json", figure=root / "h.png"), decode, rounds=3
+            lambda: profile([store.path], root / "p.json", figure=root / "h.png", force=True),
+            decode,
+            rounds=3,
         )
         print_loader(store, args)  # 4. the training loader, while the store exists
 

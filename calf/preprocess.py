@@ -7,13 +7,14 @@ volume or slice maps to 0), resized to ``size x size`` with bilinear interpolati
 (``torch.nn.functional.interpolate``) and rounded to uint8. The mask becomes the binary
 target region (``wt``, ``tc`` or ``et``: the labels ``calf.datasets.regions`` gives for the
 case's label convention; BraTS 2024's resection cavity is in none) and is resized either
-the authors' way (bilinear, then > 0) or with nearest-neighbour (torch's ``nearest-exact``); one mask per (case, slice) is shared by the
-slice's modalities. Slices keep nibabel's in-plane order: array row = R-L axis (x),
-column = P-A axis (y).
+the authors' way (bilinear, then > 0) or with nearest-neighbour (torch's ``nearest-exact``);
+one mask per (case, slice) is shared by the slice's modalities. Slices keep nibabel's
+in-plane order: array row = R-L axis (x), column = P-A axis (y).
 
 Cases run in parallel worker processes, each returning one case's arrays; the parent writes
-them into preallocated memory-mapped ``.npy`` files inside ``<out>.tmp-<pid>`` and renames
-the finished directory into place, so a failure leaves nothing behind. An input fingerprint
+them into preallocated memory-mapped ``.npy`` files inside a staging folder beside ``<out>``
+that takes its place when finished (``calf._fs.atomic_dir``: an older store there is removed
+only then), so a failure leaves nothing behind and the old store intact. An input fingerprint
 (paths, sizes, mtimes) plus the settings, kept in ``store.json``, make a re-run on
 unchanged input a no-op.
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calf._fs import atomic_dir, json_text
 from calf.datasets.base import MODALITIES, Case
 from calf.datasets.regions import REGIONS, region_labels
 from calf.errors import CalfError
@@ -387,14 +388,17 @@ def _settings_record(
     return record
 
 
-def _is_current(out: Path, settings: dict, fingerprint: str) -> dict | None:
-    """The existing store's metadata when it matches; None when it must be (re)built."""
-    if not out.exists():
+def _is_current(out: Path, settings: dict, fingerprint: str, force: bool = False) -> dict | None:
+    """The existing store's metadata when it matches; None when it must be (re)built.
+    CalfError for a file, or a non-empty folder that is not a store (unless ``force``)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return None
+    if out.is_dir() and force and not (out / META_FILE).is_file():
         return None
     if not out.is_dir() or not (out / META_FILE).is_file():
         raise CalfError(
             f"{out}: exists and is not a slice store; refusing to overwrite it "
-            "(remove it or choose another --out)"
+            "(remove it, choose another --out or pass --force)"
         )
     try:
         meta = read_meta(out)
@@ -450,19 +454,8 @@ def _results(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def preprocess(
-    cases: Sequence[Case],
-    out: str | Path,
-    settings: PreprocessSettings = PreprocessSettings(),
-    workers: int = 1,
-    progress: bool = True,
-) -> StoreSummary:
-    """Build (or confirm up to date) the slice store of one dataset's cases at ``out``."""
-    import numpy as np
-    from numpy.lib.format import open_memmap
-    from tqdm import tqdm
-
-    out = Path(out)
+def _checked_cases(cases: Sequence[Case], out: Path) -> list[Case]:
+    """The cases sorted by ID; CalfError unless they are one dataset with distinct IDs."""
     cases = sorted(cases, key=lambda c: c.case_id)
     if not cases:
         raise CalfError(f"{out}: no cases to preprocess")
@@ -473,81 +466,141 @@ def preprocess(
     duplicate = next((a for a, b in zip(ids, ids[1:]) if a == b), None)
     if duplicate is not None:
         raise CalfError(f"case ID {duplicate!r} appears twice in {datasets[0]}")
+    return cases
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Where each case's slices go: ``counts[i]`` axial slices of case ``i``, its masks from
+    row ``mask_start[i]`` and its images (modality-major) from ``image_start[i]``."""
+
+    counts: list[int]
+    mask_start: "np.ndarray"
+    image_start: "np.ndarray"
+
+    @classmethod
+    def of(cls, geometries: Sequence[CaseGeometry], n_modalities: int) -> _Rows:
+        import numpy as np
+
+        counts = [g.canonical_shape[2] for g in geometries]
+        mask_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(counts, mask_start, mask_start * n_modalities)
+
+    @property
+    def n_masks(self) -> int:
+        return int(self.mask_start[-1])
+
+    @property
+    def n_images(self) -> int:
+        return int(self.image_start[-1])
+
+
+def _write_arrays(
+    folder: Path,
+    cases: Sequence[Case],
+    modalities: Sequence[str],
+    settings: PreprocessSettings,
+    rows: _Rows,
+    workers: int,
+    progress: bool,
+) -> "np.ndarray":
+    """Fill ``images.npy`` and ``masks.npy`` in ``folder`` case by case, checking each
+    case's binary target; return the tumour area of every mask."""
+    import numpy as np
+    from numpy.lib.format import open_memmap
+    from tqdm import tqdm
+
+    size = settings.size
+    images = open_memmap(folder / IMAGES_FILE, "w+", np.uint8, (rows.n_images, size, size))
+    masks = open_memmap(folder / MASKS_FILE, "w+", np.uint8, (rows.n_masks, size, size))
+    areas = np.zeros(rows.n_masks, dtype=np.int64)
+    bar = tqdm(
+        total=len(cases),
+        desc=f"preprocess {cases[0].dataset}",
+        unit="case",
+        file=sys.stderr,
+        disable=not progress,
+    )
+    with closing(_results(cases, modalities, settings, workers)) as results, bar:
+        for i, arrays in results:
+            z = rows.counts[i]
+            if arrays.mask.shape[0] != z:  # header and data disagree
+                raise CalfError(
+                    f"{cases[i].mask}: header promises {z} slices, "
+                    f"data has {arrays.mask.shape[0]}"
+                )
+            if arrays.mask.dtype != np.uint8 or int(arrays.mask.max(initial=0)) > 1:
+                raise CalfError(f"{cases[i].mask}: the binary target is not uint8 0/1")
+            m0 = rows.mask_start[i]
+            masks[m0 : m0 + z] = arrays.mask
+            areas[m0 : m0 + z] = arrays.areas
+            for k, modality in enumerate(modalities):
+                i0 = rows.image_start[i] + k * z
+                images[i0 : i0 + z] = arrays.images[modality]
+            bar.update(1)
+    images.flush()
+    masks.flush()
+    return areas
+
+
+def _store_meta(
+    settings: dict, fingerprint: str, n_cases: int, rows: _Rows, areas: "np.ndarray"
+) -> dict[str, Any]:
+    """The ``store.json`` record, written last: a store with it is complete."""
+    import numpy as np
+
+    return {
+        "format": FORMAT_VERSION,
+        "settings": settings,
+        "fingerprint": fingerprint,
+        # checked per case while writing: training trusts it and skips the per-step check
+        "mask_values": list(MASK_VALUES),
+        "counts": {
+            "cases": n_cases,
+            "images": rows.n_images,
+            "masks": rows.n_masks,
+            "tumour_masks": int(np.count_nonzero(areas)),
+        },
+    }
+
+
+def preprocess(
+    cases: Sequence[Case],
+    out: str | Path,
+    settings: PreprocessSettings = PreprocessSettings(),
+    workers: int = 1,
+    progress: bool = True,
+    force: bool = False,
+) -> StoreSummary:
+    """Build (or confirm up to date) the slice store of one dataset's cases at ``out``.
+
+    An existing store at ``out`` (it holds ``store.json``) is kept when current and rebuilt
+    otherwise; another non-empty folder is refused unless ``force``."""
+    out = Path(out)
+    cases = _checked_cases(cases, out)
     modalities = _modalities_of(cases, settings)
-    record = _settings_record(datasets[0], modalities, settings, cases)
+    record = _settings_record(cases[0].dataset, modalities, settings, cases)
     fingerprint = input_fingerprint(cases, modalities)
-    meta = _is_current(out, record, fingerprint)
+    meta = _is_current(out, record, fingerprint, force)
     if meta is not None:
         c = meta["counts"]
         return StoreSummary(out, False, c["cases"], c["images"], c["masks"])
 
     geometries = _plan(cases, modalities, settings.region)
-    counts = [g.canonical_shape[2] for g in geometries]
-    mask_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    image_start = mask_start * len(modalities)
-    n_masks, n_images = int(mask_start[-1]), int(image_start[-1])
-    size = settings.size
-
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        images = open_memmap(tmp / IMAGES_FILE, "w+", np.uint8, (n_images, size, size))
-        masks = open_memmap(tmp / MASKS_FILE, "w+", np.uint8, (n_masks, size, size))
-        areas = np.zeros(n_masks, dtype=np.int64)
-        bar = tqdm(
-            total=len(cases),
-            desc=f"preprocess {datasets[0]}",
-            unit="case",
-            file=sys.stderr,
-            disable=not progress,
-        )
-        with closing(_results(cases, modalities, settings, workers)) as results, bar:
-            for i, arrays in results:
-                z = counts[i]
-                if arrays.mask.shape[0] != z:  # header and data disagree
-                    raise CalfError(
-                        f"{cases[i].mask}: header promises {z} slices, "
-                        f"data has {arrays.mask.shape[0]}"
-                    )
-                if arrays.mask.dtype != np.uint8 or int(arrays.mask.max(initial=0)) > 1:
-                    raise CalfError(f"{cases[i].mask}: the binary target is not uint8 0/1")
-                m0 = mask_start[i]
-                masks[m0 : m0 + z] = arrays.mask
-                areas[m0 : m0 + z] = arrays.areas
-                for k, modality in enumerate(modalities):
-                    i0 = image_start[i] + k * z
-                    images[i0 : i0 + z] = arrays.images[modality]
-                bar.update(1)
-        images.flush()
-        masks.flush()
-        del images, masks
-        index = _index_table(cases, modalities, counts, mask_start, image_start, areas)
-        index.to_parquet(tmp / INDEX_FILE, index=False)
-        meta = {
-            "format": FORMAT_VERSION,
-            "settings": record,
-            "fingerprint": fingerprint,
-            # checked per case above: training trusts it and skips the per-step check
-            "mask_values": list(MASK_VALUES),
-            "counts": {
-                "cases": len(cases),
-                "images": n_images,
-                "masks": n_masks,
-                "tumour_masks": int(np.count_nonzero(areas)),
-            },
-        }
+    rows = _Rows.of(geometries, len(modalities))
+    with atomic_dir(out, owned_by=META_FILE, force=force) as folder:
+        areas = _write_arrays(folder, cases, modalities, settings, rows, workers, progress)
+        index = _index_table(cases, modalities, rows.counts, rows.mask_start, rows.image_start,
+                             areas)
+        index.to_parquet(folder / INDEX_FILE, index=False)
         geometry = {
             "format": GEOMETRY_FORMAT,
             "cases": {c.case_id: g.to_record() for c, g in zip(cases, geometries)},
         }
-        (tmp / GEOMETRY_FILE).write_text(json.dumps(geometry, indent=1) + "\n")
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return StoreSummary(out, True, len(cases), n_images, n_masks)
+        (folder / GEOMETRY_FILE).write_text(json_text(geometry))
+        meta = _store_meta(record, fingerprint, len(cases), rows, areas)
+        (folder / META_FILE).write_text(json_text(meta))
+    return StoreSummary(out, True, len(cases), rows.n_images, rows.n_masks)
 
 
 def _index_table(cases, modalities, counts, mask_start, image_start, areas):
@@ -576,14 +629,3 @@ def _index_table(cases, modalities, counts, mask_start, image_start, areas):
             "mask_row": mask_row,
         }
     )
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Put the finished ``tmp`` at ``out``, replacing an older store there."""
-    if out.exists():
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

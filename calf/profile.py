@@ -12,104 +12,78 @@ both cases. Undefined statistics (all areas equal) are written as JSON ``null`` 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from calf._fs import atomic_files, check_writable, json_text
+from calf._json import read_json_object
 from calf.errors import CalfError
+from calf.store import Selection, SliceStore, select_rows
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from calf.store import SliceStore
-
-# columns of a training-set CSV that, when present, must agree with the store index
-_CHECKED_COLUMNS = ("case_id", "modality", "slice", "area")
 _CONTOUR_CHUNK = 1024  # masks per OpenCV pass: bounds memory on large stores
 HISTOGRAM_BINS = 50
+AREA_DEFINITIONS = ("pixels", "contour")
+# the keys every profile record holds (``build_profile``), checked by ``read_profile``
+PROFILE_KEYS = ("n_slices", "n_tumour_slices", "skewness", "kurtosis", "branch",
+                "area_definition")
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Rows of one store that belong to the training set."""
-
-    store: "SliceStore"
-    rows: "np.ndarray"
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def select_rows(stores: Sequence["SliceStore"], train_slices: str | Path | None) -> list[Selection]:
-    """The training set's rows per store: all rows, or those a training-set CSV names.
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    Rows of the CSV are checked against the store index (``case_id``, ``modality``,
-    ``slice``, ``area`` where the CSV has them), so a CSV made from another build of a
-    store is an error rather than a silently wrong profile.
-    """
-    import numpy as np
-    import pandas as pd
 
-    by_name: dict[str, SliceStore] = {}
-    for store in stores:
-        if store.dataset in by_name:
-            raise CalfError(
-                f"{store.path}: dataset {store.dataset!r} also in {by_name[store.dataset].path}"
-            )
-        by_name[store.dataset] = store
-    if train_slices is None:
-        return [Selection(s, np.arange(len(s), dtype=np.int64)) for s in stores]
+def read_profile(path: str | Path, name: str | None = None) -> dict[str, Any]:
+    """The imbalance profile JSON at ``path`` (written by ``calf profile``), checked.
 
-    path = Path(train_slices)
+    Every key of ``PROFILE_KEYS`` must be there: counts as whole numbers, ``skewness`` and
+    ``kurtosis`` numbers or null (undefined), ``branch`` a text, ``area_definition`` one of
+    ``AREA_DEFINITIONS``; a ``histogram``, when present, numeric ``edges`` one longer than
+    ``counts``. Other keys (the training set's context) are returned as they are.
+    ``name`` is how errors call the file (default its path, e.g. ``--profile x.json``);
+    every error is one CalfError line that names it."""
+    name = str(path) if name is None else name
+    record = read_json_object(path, "profile", name=name)
+    for key in PROFILE_KEYS:
+        if key not in record:
+            raise CalfError(f"{name}: missing key {key!r}")
+    for key in ("n_slices", "n_tumour_slices"):
+        if not _is_count(record[key]):
+            raise CalfError(f"{name}: {key} is {record[key]!r}, not a count of slices")
+    if record["n_tumour_slices"] > record["n_slices"]:
+        raise CalfError(f"{name}: n_tumour_slices {record['n_tumour_slices']} exceeds "
+                        f"n_slices {record['n_slices']}")
+    for key in ("skewness", "kurtosis"):
+        if record[key] is not None and not _is_number(record[key]):
+            raise CalfError(f"{name}: {key} is {record[key]!r}, not a number or null")
+    if not isinstance(record["branch"], str):
+        raise CalfError(f"{name}: branch is {record['branch']!r}, not a branch name")
+    if record["area_definition"] not in AREA_DEFINITIONS:
+        raise CalfError(f"{name}: area_definition is {record['area_definition']!r}, "
+                        f"expected {' or '.join(AREA_DEFINITIONS)}")
+    if record.get("histogram") is not None:
+        _check_histogram(record["histogram"], name)
+    return record
+
+
+def _check_histogram(histogram: Any, name: str) -> None:
     try:
-        # every cell as text: case IDs such as "001" must not turn into numbers
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as err:
-        raise CalfError(f"{path}: training-set file not found") from err
-    except (OSError, ValueError) as err:
-        raise CalfError(f"{path}: unreadable CSV ({' '.join(str(err).split())})") from err
-    missing = [c for c in ("dataset", "row") if c not in table.columns]
-    if missing:
-        raise CalfError(f"{path}: missing columns {', '.join(missing)}")
-    if table.empty:
-        raise CalfError(f"{path}: the training set has no slices")
-    rows = pd.to_numeric(table["row"], errors="coerce")
-    if rows.isna().any() or (rows % 1 != 0).any():
-        bad = table["row"][rows.isna() | (rows % 1 != 0)].iloc[0]
-        raise CalfError(f"{path}: column row holds {bad!r}, not a row number")
-    table = table.assign(row=rows.astype(np.int64), dataset=table["dataset"].astype(str))
-
-    selections = []
-    for name, part in table.groupby("dataset", sort=True):
-        store = by_name.get(name)
-        if store is None:
-            known = ", ".join(sorted(by_name)) or "none"
-            raise CalfError(f"{path}: dataset {name!r} has no --store (stores given: {known})")
-        r = part["row"].to_numpy()
-        if r.min() < 0 or r.max() >= len(store):
-            bad = int(r[(r < 0) | (r >= len(store))][0])
-            raise CalfError(
-                f"{path}: row {bad} of {name} outside {store.path} ({len(store)} slices)"
-            )
-        index = store.index.iloc[r]
-        for column in _CHECKED_COLUMNS:
-            if column not in part.columns:
-                continue
-            mine = part[column].to_numpy()
-            theirs = index[column].to_numpy()
-            if column in ("slice", "area"):
-                differs = pd.to_numeric(part[column], errors="coerce").to_numpy() != theirs
-            else:
-                differs = mine.astype(str) != theirs.astype(str)
-            if differs.any():
-                k = int(np.flatnonzero(differs)[0])
-                raise CalfError(
-                    f"{path}: {name} row {int(r[k])} has {column}={mine[k]} but "
-                    f"{store.path} has {theirs[k]}; was the store rebuilt after the split?"
-                )
-        selections.append(Selection(store, r))
-    return selections
+        edges = [float(x) for x in histogram["edges"]]
+        counts = [float(x) for x in histogram["counts"]]
+    except (TypeError, KeyError, ValueError):
+        raise CalfError(f"{name}: histogram needs numeric lists edges and counts") from None
+    if len(edges) != len(counts) + 1 or not counts:
+        raise CalfError(
+            f"{name}: histogram has {len(edges)} edges for {len(counts)} counts (need one more)"
+        )
 
 
 def contour_areas_of(store: "SliceStore", rows: "np.ndarray") -> "np.ndarray":
@@ -133,7 +107,7 @@ def gather_areas(selections: Sequence[Selection], area: str) -> tuple["np.ndarra
     """(areas by the chosen definition, pixel areas) of every selected slice."""
     import numpy as np
 
-    if area not in ("pixels", "contour"):
+    if area not in AREA_DEFINITIONS:
         raise CalfError(f"area definition must be pixels or contour, got {area!r}")
     pixels = [s.store.index["area"].to_numpy()[s.rows] for s in selections]
     pixel_areas = np.concatenate(pixels) if pixels else np.zeros(0, dtype=np.int64)
@@ -158,7 +132,8 @@ def area_histogram(areas: "np.ndarray") -> dict[str, list]:
 def build_profile(
     areas: "np.ndarray", pixel_areas: "np.ndarray", area: str, context: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The profile record (DESIGN.md contract) of one training set's areas."""
+    """The profile record of one training set's areas: ``PROFILE_KEYS``, the tumour
+    fraction, the histogram and the ``context`` (dataset, fold, ratio, ...)."""
     import numpy as np
 
     from calf.imbalance import imbalance_stats
@@ -225,32 +200,17 @@ def render_histogram(record: dict[str, Any], path: Path) -> None:
     fig.savefig(path, format="png")
 
 
-def _temp_next_to(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def write_outputs(
-    record: dict[str, Any], out: str | Path, figure: str | Path | None = None
+    record: dict[str, Any], out: str | Path, figure: str | Path | None = None,
+    force: bool = False,
 ) -> None:
-    """Write the JSON (and the figure) atomically: temp files beside them, then rename."""
-    targets = [(Path(out), "json")] + ([(Path(figure), "png")] if figure is not None else [])
-    temps: list[Path] = []
-    try:
-        for target, kind in targets:
-            if target.is_dir():
-                raise CalfError(f"{target}: is a directory, expected a file path")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _temp_next_to(target)
-            temps.append(tmp)
-            if kind == "json":
-                tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
-            else:
-                render_histogram(record, tmp)
-        for (target, _), tmp in zip(targets, temps):
-            os.replace(tmp, target)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+    """Write the JSON (and the figure) atomically, both or neither; an existing file is
+    replaced only with ``force``."""
+    paths = [out] + ([figure] if figure is not None else [])
+    with atomic_files(paths, force=force) as temps:
+        temps[0].write_text(json_text(record))
+        if figure is not None:
+            render_histogram(record, temps[1])
 
 
 def profile(
@@ -260,12 +220,14 @@ def profile(
     area: str = "pixels",
     figure: str | Path | None = None,
     context: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Profile a training set, write the JSON (and figure), return the record."""
-    from calf.store import SliceStore
-
+    """Profile a training set, write the JSON (and figure), return the record. An existing
+    output file is replaced only with ``force``."""
     if not stores:
         raise CalfError("give at least one slice store")
+    for path in [out] + ([figure] if figure is not None else []):
+        check_writable(path, force)  # before the work, not after it
     opened = [SliceStore(p) for p in stores]
     selections = select_rows(opened, train_slices)
     areas, pixel_areas = gather_areas(selections, area)
@@ -273,5 +235,5 @@ def profile(
     full_context["stores"] = [str(s.path) for s in opened]
     full_context["train_slices"] = None if train_slices is None else str(train_slices)
     record = build_profile(areas, pixel_areas, area, full_context)
-    write_outputs(record, out, figure)
+    write_outputs(record, out, figure, force)
     return record

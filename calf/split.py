@@ -15,7 +15,7 @@ Three steps, each a function on DataFrames (``calf split`` is a thin CLI over th
 3. **Training set.** ``training_set`` takes the training slices of one fold and, for a
    ratio r, ``filter_ratio`` keeps every slice of the scarcer group (tumour-present slices,
    area > 0, or tumour-free ones) and a seeded random subset of the other, as large as r
-   allows (SPEC.md section 5). The subset size is rounded down, as in the authors' code, so
+   allows. The subset size is rounded down, as in the authors' code, so
    the subsampled group never exceeds its share. Each image slice (one modality of one
    axial slice) is one sample, as the authors counted them.
 
@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf._fs import atomic_file, json_text
 from calf.crosswalk import (  # noqa: F401 (the crosswalk API, also reachable from here)
     Crosswalk,
     Edge,
@@ -47,45 +47,33 @@ from calf.crosswalk import (  # noqa: F401 (the crosswalk API, also reachable fr
     parse_crosswalk_columns,
     read_crosswalk,
 )
+from calf.defaults import SEED
 from calf.errors import CalfError
+from calf.layout import ratio_value
+from calf.store import INDEX_FILE, read_index
 
 if TYPE_CHECKING:  # pandas stays out of ``import calf.split`` until it is needed
     import pandas as pd
 
-INDEX_FILE = "index.parquet"
-INDEX_COLUMNS = ("dataset", "case_id", "patient_id", "modality", "slice", "area")
 TRAINING_SET_COLUMNS = ("dataset", "row", "case_id", "patient_id", "modality", "slice", "area")
-DEFAULT_SEED = 12345
 SUBJECT_COLUMNS = ("dataset", "patient_id", "subject_id")
 
 
 # ----------------------------------------------------------------------------- cases
 
 
-def read_index(store: str | Path) -> pd.DataFrame:
-    """The slice index of one store, with ``row`` = each row's position in the store.
+def split_index(store: str | Path) -> pd.DataFrame:
+    """The slice index of one store (``calf.store.read_index``), with ``row`` = each row's
+    position in the store.
 
-    Checks what the splits rely on: the contract columns, one dataset per store, a
-    non-empty index, and one patient per case.
+    Checks what the splits rely on: one dataset per store, a non-empty index, no missing
+    area, and one patient per case.
     """
-    import pandas as pd
-
     path = Path(store) / INDEX_FILE
-    if not path.is_file():
-        raise CalfError(f"{path}: no slice store index (run 'calf preprocess' first)")
-    try:
-        index = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise CalfError(f"{path}: cannot read the slice index: {err}") from None
-    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
-    if missing:
-        raise CalfError(f"{path}: index lacks column(s) {', '.join(missing)}")
+    index = read_index(store)
     if index.empty:
         raise CalfError(f"{path}: index holds no slices")
-    index = index.reset_index(drop=True)
     index["row"] = range(len(index))
-    for column in ("dataset", "case_id", "patient_id", "modality"):
-        index[column] = index[column].astype(str)
     datasets = sorted(index["dataset"].unique())
     if len(datasets) != 1:
         raise CalfError(f"{path}: one store holds one dataset, found {', '.join(datasets)}")
@@ -107,7 +95,7 @@ def read_indexes(stores: Sequence[str | Path]) -> pd.DataFrame:
     indexes = []
     seen: dict[str, Path] = {}
     for store in stores:
-        index = read_index(store)
+        index = split_index(store)
         dataset = index["dataset"].iat[0]
         if dataset in seen:
             raise CalfError(f"{store}: dataset {dataset!r} is already loaded from {seen[dataset]}")
@@ -173,7 +161,7 @@ def _check_cases(cases: pd.DataFrame) -> None:
 
 
 def kfold_splits(
-    cases: pd.DataFrame, n_folds: int = 5, seed: int = DEFAULT_SEED
+    cases: pd.DataFrame, n_folds: int = 5, seed: int = SEED
 ) -> list[dict[str, list[str]]]:
     """Patient-grouped k-fold cross-validation in ``splits_final.json`` shape.
 
@@ -206,7 +194,7 @@ def kfold_splits(
 
 
 def holdout_split(
-    cases: pd.DataFrame, test_fraction: float = 0.1, seed: int = DEFAULT_SEED
+    cases: pd.DataFrame, test_fraction: float = 0.1, seed: int = SEED
 ) -> list[dict[str, list[str]]]:
     """The authors' single patient-level split: one fold whose ``val`` is the test set.
 
@@ -240,7 +228,7 @@ def grouped_cases(index: pd.DataFrame, crosswalks: Sequence[Crosswalk] = ()) -> 
 
 
 def split_cases(
-    cases: pd.DataFrame, *, folds: int = 5, holdout: float | None = None, seed: int = DEFAULT_SEED
+    cases: pd.DataFrame, *, folds: int = 5, holdout: float | None = None, seed: int = SEED
 ) -> list[dict[str, list[str]]]:
     """Folds (or, with ``holdout``, the single split) of a ``grouped_cases`` table."""
     if holdout is not None:
@@ -253,7 +241,7 @@ def make_splits(
     *,
     folds: int = 5,
     holdout: float | None = None,
-    seed: int = DEFAULT_SEED,
+    seed: int = SEED,
     crosswalks: Sequence[Crosswalk] = (),
 ) -> list[dict[str, list[str]]]:
     """Folds (or, with ``holdout``, the single split) of the cases of a slice index.
@@ -281,10 +269,9 @@ def subject_table(cases: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["dataset", "patient_id"]).reset_index(drop=True)
 
 
-def write_subjects(subjects: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
-    """Write a ``subject_table`` as CSV atomically."""
-    rows = subjects[list(SUBJECT_COLUMNS)]
-    return write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False), overwrite)
+def write_subjects(subjects: pd.DataFrame, path: str | Path, force: bool = False) -> Path:
+    """Write a ``subject_table`` as CSV atomically; an existing file only with ``force``."""
+    return _write_csv(subjects[list(SUBJECT_COLUMNS)], path, force)
 
 
 def read_subjects(path: str | Path) -> dict[tuple[str, str], str]:
@@ -405,33 +392,21 @@ def fold_rows(
 # ----------------------------------------------------------------- ratio filtering
 
 
-def parse_ratio(text: str | float | None) -> float | None:
-    """``"natural"`` (or None) -> None; a number in (0, 1) -> that number."""
-    if text is None or (isinstance(text, str) and text.strip().lower() == "natural"):
-        return None
-    try:
-        ratio = float(text)
-    except ValueError:
-        raise CalfError(f"ratio {text!r} is neither 'natural' nor a number") from None
-    if not 0 < ratio < 1:  # also rejects NaN
-        raise CalfError(f"ratio {text}: the tumour-slice ratio must lie in (0, 1)")
-    return ratio
-
-
 def filter_ratio(
-    slices: pd.DataFrame, ratio: float | None, seed: int = DEFAULT_SEED
+    slices: pd.DataFrame, ratio: float | None, seed: int = SEED
 ) -> pd.DataFrame:
     """Subsample ``slices`` so that tumour slices (area > 0) make up ``ratio`` of them.
 
     All slices of the scarcer group stay; ``floor`` of what the ratio allows is drawn,
-    seeded, from the other. ``None`` (natural) returns the slices unchanged. Errors when
+    seeded, from the other. The natural training set (a ratio ``calf.layout.ratio_value``
+    reads as None) is returned unchanged. Errors when
     the data cannot meet the ratio. Row order is kept.
     """
     import numpy as np
 
+    ratio = ratio_value(ratio)
     if ratio is None:
         return slices
-    ratio = parse_ratio(ratio)
     tumour = (slices["area"] > 0).to_numpy()
     n_tumour, n_empty = int(tumour.sum()), int((~tumour).sum())
     if n_tumour == 0:
@@ -466,13 +441,13 @@ def training_set(
     splits: Sequence[Mapping[str, list[str]]],
     fold: int,
     ratio: float | None = None,
-    seed: int = DEFAULT_SEED,
+    seed: int = SEED,
     source: str = "splits",
 ) -> pd.DataFrame:
     """The slices one training run uses: a fold's training rows, ratio-filtered.
 
-    Columns ``dataset, row, case_id, patient_id, modality, slice, area`` (contract 3),
-    sorted by dataset and row.
+    Columns ``TRAINING_SET_COLUMNS`` (``dataset, row, case_id, patient_id, modality, slice,
+    area``), sorted by dataset and row.
     """
     rows = fold_rows(index, splits, fold, "train", source)
     rows = rows.sort_values(["dataset", "row"], kind="stable")
@@ -482,39 +457,22 @@ def training_set(
 # -------------------------------------------------------------------------- output
 
 
-def check_writable(path: str | Path, overwrite: bool = False) -> Path:
-    """Refuse to replace an existing file unless ``overwrite`` (it may be hand-made)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise CalfError(f"{path}: already exists (pass --force to replace it)")
-    return path
-
-
-def write_atomic(path: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
-    """Run ``write(tmp)`` on a temporary path beside ``path``, then rename it into place.
-
-    An existing ``path`` is kept (CalfError) unless ``overwrite``; on any error nothing
-    is left behind.
-    """
-    path = check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def _write_csv(table: pd.DataFrame, path: str | Path, force: bool) -> Path:
+    with atomic_file(path, force=force) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)
 
 
 def write_splits(
-    splits: Sequence[Mapping[str, list[str]]], path: str | Path, overwrite: bool = False
+    splits: Sequence[Mapping[str, list[str]]], path: str | Path, force: bool = False
 ) -> Path:
-    """Write ``splits_final.json`` atomically."""
-    text = json.dumps(list(splits), indent=2) + "\n"
-    return write_atomic(path, lambda tmp: tmp.write_text(text), overwrite)
+    """Write ``splits_final.json`` atomically; an existing file only with ``force``."""
+    with atomic_file(path, force=force) as tmp:
+        tmp.write_text(json_text(list(splits)))
+    return Path(path)
 
 
-def write_training_set(rows: pd.DataFrame, path: str | Path, overwrite: bool = False) -> Path:
-    """Write a training-set CSV (contract 3) atomically."""
-    return write_atomic(path, lambda tmp: rows.to_csv(tmp, index=False), overwrite)
+def write_training_set(rows: pd.DataFrame, path: str | Path, force: bool = False) -> Path:
+    """Write a training-set CSV (columns ``TRAINING_SET_COLUMNS``) atomically; an existing
+    file only with ``force``."""
+    return _write_csv(rows, path, force)

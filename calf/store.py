@@ -1,6 +1,6 @@
 """The slice store: one directory per dataset holding every 2-D training sample.
 
-Layout (contract 2 of the data layer; written by ``calf preprocess``):
+Layout (written by ``calf preprocess``):
 
 - ``images.npy``: uint8 ``(N, S, S)``, one min-max scaled [0, 255] axial slice per row.
 - ``masks.npy``: uint8 ``(M, S, S)`` of {0, 1}, one binary mask of the chosen region
@@ -8,7 +8,8 @@ Layout (contract 2 of the data layer; written by ``calf preprocess``):
   shared by that slice's modalities.
 - ``index.parquet``: one row per image slice, row id = position, columns
   ``dataset, case_id, patient_id, modality, slice, area, image_row, mask_row``
-  (``area`` = tumour pixels of the mask at training size S, ``slice`` = axial index).
+  (``area`` = tumour pixels of the mask at training size S, ``slice`` = axial index);
+  ``read_index`` is its one reader.
 - ``store.json``: format version, settings (among them ``region`` and ``region_labels``,
   label convention -> the mask labels that formed the region), input fingerprint, counts
   and ``mask_values: [0, 1]``, written once every mask was checked to hold only 0 and 1:
@@ -26,6 +27,9 @@ Layout (contract 2 of the data layer; written by ``calf preprocess``):
 
 Plain ``.npy`` files are memory-mapped, so a random mini-batch reads only its own
 rows from disk: no decoding, no per-slice files.
+
+A training set (``calf split``'s CSV, columns ``dataset`` and ``row`` pointing into the
+stores' indexes) becomes store rows with ``select_rows``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,34 @@ INDEX_COLUMNS = (
     "image_row",
     "mask_row",
 )
+# the text columns of the index (IDs such as "001" stay text)
+INDEX_TEXT_COLUMNS = ("dataset", "case_id", "patient_id", "modality")
+# columns of a training-set CSV that, when present, must agree with the store index
+_CHECKED_COLUMNS = ("case_id", "modality", "slice", "area")
+
+
+def read_index(path: str | Path) -> "pd.DataFrame":
+    """The ``index.parquet`` of the store folder ``path``: the columns ``INDEX_COLUMNS``
+    (the text ones as ``str``), one row per image slice, row label = position.
+
+    CalfError naming the file when it is missing, unreadable or lacks a column."""
+    import pandas as pd
+
+    index_path = Path(path) / INDEX_FILE
+    if not index_path.is_file():
+        raise CalfError(f"{index_path}: no slice store index (run 'calf preprocess' first)")
+    try:
+        index = pd.read_parquet(index_path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise CalfError(f"{index_path}: damaged slice store index "
+                        f"({' '.join(str(err).split())})") from None
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise CalfError(f"{index_path}: index lacks column(s) {', '.join(missing)}")
+    index = index.reset_index(drop=True)
+    for column in INDEX_TEXT_COLUMNS:
+        index[column] = index[column].astype(str)
+    return index
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -75,8 +107,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise CalfError(f"{meta_path}: unreadable store metadata ({err})") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
         raise CalfError(
-            f"{meta_path}: unknown slice store format {meta.get('format') if isinstance(meta, dict) else None!r}"
+            f"{meta_path}: unknown slice store format {found!r}"
             f" (expected {FORMAT_VERSION}); rebuild it with 'calf preprocess'"
         )
     return meta
@@ -257,19 +290,15 @@ class SliceStore:
 
     def __init__(self, path: str | Path):
         import numpy as np
-        import pandas as pd
 
         self.path = Path(path)
         self.meta = read_meta(self.path)
+        self.index: pd.DataFrame = read_index(self.path)
         try:
-            self.index: pd.DataFrame = pd.read_parquet(self.path / INDEX_FILE)
             self.images: np.memmap = np.load(self.path / IMAGES_FILE, mmap_mode="r")
             self.masks: np.memmap = np.load(self.path / MASKS_FILE, mmap_mode="r")
         except (OSError, ValueError) as err:
             raise CalfError(f"{self.path}: damaged slice store ({err})") from err
-        missing = [c for c in INDEX_COLUMNS if c not in self.index.columns]
-        if missing:
-            raise CalfError(f"{self.path / INDEX_FILE}: missing columns {', '.join(missing)}")
         size = int(self.meta["settings"]["size"])
         for name, arr in ((IMAGES_FILE, self.images), (MASKS_FILE, self.masks)):
             if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (size, size):
@@ -362,3 +391,85 @@ def training_tensors(
     # uint8 -> float32, then an in-place divide: the fastest of torch's and numpy's ways
     # (torch.div on uint8 is 20x slower), correctly rounded like numpy's float32 divide
     return images.to(torch.float32).div_(255.0), masks.to(torch.float32)
+
+
+# ------------------------------------------------------------------ training sets
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rows of one store that belong to the training set."""
+
+    store: "SliceStore"
+    rows: "np.ndarray"
+
+
+def select_rows(stores: Sequence["SliceStore"], train_slices: str | Path | None) -> list[Selection]:
+    """The training set's rows per store: all rows, or those a training-set CSV names.
+
+    Rows of the CSV are checked against the store index (``case_id``, ``modality``,
+    ``slice``, ``area`` where the CSV has them), so a CSV made from another build of a
+    store is an error rather than a silently wrong profile.
+    """
+    import numpy as np
+    import pandas as pd
+
+    by_name: dict[str, SliceStore] = {}
+    for store in stores:
+        if store.dataset in by_name:
+            raise CalfError(
+                f"{store.path}: dataset {store.dataset!r} also in {by_name[store.dataset].path}"
+            )
+        by_name[store.dataset] = store
+    if train_slices is None:
+        return [Selection(s, np.arange(len(s), dtype=np.int64)) for s in stores]
+
+    path = Path(train_slices)
+    try:
+        # every cell as text: case IDs such as "001" must not turn into numbers
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as err:
+        raise CalfError(f"{path}: training-set file not found") from err
+    except (OSError, ValueError) as err:
+        raise CalfError(f"{path}: unreadable CSV ({' '.join(str(err).split())})") from err
+    missing = [c for c in ("dataset", "row") if c not in table.columns]
+    if missing:
+        raise CalfError(f"{path}: missing columns {', '.join(missing)}")
+    if table.empty:
+        raise CalfError(f"{path}: the training set has no slices")
+    rows = pd.to_numeric(table["row"], errors="coerce")
+    if rows.isna().any() or (rows % 1 != 0).any():
+        bad = table["row"][rows.isna() | (rows % 1 != 0)].iloc[0]
+        raise CalfError(f"{path}: column row holds {bad!r}, not a row number")
+    table = table.assign(row=rows.astype(np.int64), dataset=table["dataset"].astype(str))
+
+    selections = []
+    for name, part in table.groupby("dataset", sort=True):
+        store = by_name.get(name)
+        if store is None:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise CalfError(f"{path}: dataset {name!r} has no --store (stores given: {known})")
+        r = part["row"].to_numpy()
+        if r.min() < 0 or r.max() >= len(store):
+            bad = int(r[(r < 0) | (r >= len(store))][0])
+            raise CalfError(
+                f"{path}: row {bad} of {name} outside {store.path} ({len(store)} slices)"
+            )
+        index = store.index.iloc[r]
+        for column in _CHECKED_COLUMNS:
+            if column not in part.columns:
+                continue
+            mine = part[column].to_numpy()
+            theirs = index[column].to_numpy()
+            if column in ("slice", "area"):
+                differs = pd.to_numeric(part[column], errors="coerce").to_numpy() != theirs
+            else:
+                differs = mine.astype(str) != theirs.astype(str)
+            if differs.any():
+                k = int(np.flatnonzero(differs)[0])
+                raise CalfError(
+                    f"{path}: {name} row {int(r[k])} has {column}={mine[k]} but "
+                    f"{store.path} has {theirs[k]}; was the store rebuilt after the split?"
+                )
+        selections.append(Selection(store, r))
+    return selections

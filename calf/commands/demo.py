@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from calf.defaults import SEED
+
 DISTRIBUTIONS = {
     # many tumour-free slices and small tumours: long right tail
     "sparse small tumours": lambda rng, n: rng.exponential(300.0, n) * (rng.random(n) < 0.4),
@@ -20,7 +22,7 @@ DISTRIBUTIONS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slices", type=int, default=5000, help="areas per distribution")
-    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--seed", type=int, default=SEED, help=f"default {SEED}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -168,8 +168,8 @@ def _verify(folder: Path, manifest: Path | None) -> int:
 
 
 def _crosswalk(args: argparse.Namespace, url: str | None, redactor: Redactor) -> int:
+    from calf._fs import sha256_file
     from calf.download import routes
-    from calf.download.manifest import sha256_file
 
     if args.dataset is not None or args.out is None:
         raise CalfError("--crosswalk FILE takes --out PATH and no --dataset")

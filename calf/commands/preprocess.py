@@ -14,7 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="adapter name: upenn_gbm, ucsf_pdgm, brats, lgg_1p19q or folder",
     )
     parser.add_argument("--root", required=True, help="the release's root folder")
-    parser.add_argument("--out", required=True, help="slice store directory to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="slice store directory to write (an earlier store there is rebuilt when its "
+        "input or settings changed)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out even when it is not a slice store"
+    )
     parser.add_argument(
         "--modalities",
         nargs="+",
@@ -85,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
     )
     cases = discover(args.dataset, args.root, modalities=args.modalities, **options)
-    summary = preprocess(cases, args.out, settings, workers=args.workers, progress=not args.quiet)
+    summary = preprocess(
+        cases, args.out, settings, workers=args.workers, progress=not args.quiet, force=args.force
+    )
     what = f"{summary.n_images} image slices, {summary.n_masks} masks from {summary.n_cases} cases"
     if summary.built:
         print(f"calf preprocess: wrote {summary.path} ({what})")

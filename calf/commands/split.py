@@ -3,14 +3,17 @@
 Two actions:
 
 - ``calf split folds --store S [--store S2 ...] --out splits_final.json
-  [--subjects subjects.csv] [--folds 5 | --holdout 0.1] [--seed 12345] [--crosswalk FILE
+  [--subjects subjects.csv] [--folds 5 | --holdout 0.1] [--seed SEED] [--crosswalk FILE
   [--crosswalk-column COLUMN=DATASET ...] ...]`` writes nnU-Net's ``splits_final.json`` shape
   (keys ``dataset/case_id`` with several stores) and the subjects table (``dataset,
   patient_id, subject_id``: one subject per group of crosswalk-linked patients), by default
   ``<out stem>_subjects.csv`` beside ``--out``.
 - ``calf split select --store S [...] --splits splits_final.json --fold F
-  [--ratio natural|0.25] [--seed 12345] --out train.csv`` writes the training slices of one
-  fold, filtered to a tumour-slice ratio.
+  [--ratio R] [--seed SEED] --out train.csv`` writes the training slices of one
+  fold, filtered to a tumour-slice ratio ``R`` in (0, 1), or not filtered (the default).
+
+``SEED`` defaults to ``calf.defaults.SEED``. An existing output file is replaced only with
+``--force``.
 
 The logic and its documentation live in ``calf.split`` and ``calf.crosswalk``.
 """
@@ -20,8 +23,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from calf._fs import atomic_files, check_writable
+from calf.defaults import SEED
 from calf.errors import CalfError
-from calf.split import DEFAULT_SEED
+from calf.layout import NATURAL, ratio_value
 
 CROSSWALK_HELP = """crosswalk files (CSV or .xlsx): every row links the IDs in its chosen columns.
   Each --crosswalk-column belongs to the --crosswalk before it. A column named after a
@@ -103,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="one train/test split with this fraction of patients in test (e.g. 0.1)",
     )
-    folds.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
+    folds.add_argument("--seed", type=_seed, default=SEED, help=f"default {SEED}")
     folds.add_argument(
         "--crosswalk",
         action=_CrosswalkFile,
@@ -139,10 +144,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument("--fold", type=int, required=True, help="fold number, from 0")
     select.add_argument(
         "--ratio",
-        default="natural",
-        help="tumour-slice fraction in (0, 1), or 'natural' (default): no filtering",
+        default=NATURAL,
+        help=f"tumour-slice fraction in (0, 1), or {NATURAL!r} (default): no filtering",
     )
-    select.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
+    select.add_argument("--seed", type=_seed, default=SEED, help=f"default {SEED}")
     select.add_argument("--out", required=True, metavar="CSV", help="training-set CSV to write")
     select.add_argument("--force", action="store_true", help="replace an existing --out file")
 
@@ -159,19 +164,17 @@ def _folds(args: argparse.Namespace) -> int:
     subjects_out = Path(args.subjects) if args.subjects else subjects_path(args.out)
     if subjects_out.resolve() == Path(args.out).resolve():
         raise CalfError(f"--subjects {subjects_out}: the same file as --out")
-    split.check_writable(args.out, args.force)
-    split.check_writable(subjects_out, args.force)
+    check_writable(args.out, args.force)
+    check_writable(subjects_out, args.force)
     index = split.read_indexes(args.store)
     crosswalks = [split.load_crosswalk(path, specs) for path, specs in args.crosswalk]
     cases = split.grouped_cases(index, crosswalks)
     splits = split.split_cases(cases, folds=args.folds, holdout=args.holdout, seed=args.seed)
     subjects = split.subject_table(cases)
-    split.write_subjects(subjects, subjects_out, overwrite=args.force)
-    try:
-        split.write_splits(splits, args.out, overwrite=args.force)
-    except BaseException:
-        subjects_out.unlink(missing_ok=True)  # both outputs or neither
-        raise
+    with atomic_files([subjects_out, args.out], force=args.force) as (subjects_tmp, out_tmp):
+        # both outputs or neither
+        split.write_subjects(subjects, subjects_tmp, force=True)
+        split.write_splits(splits, out_tmp, force=True)
     n_cases = len(splits[0]["train"]) + len(splits[0]["val"])
     print(
         f"wrote {len(splits)} fold(s) over {n_cases} cases to {args.out}, and "
@@ -184,12 +187,17 @@ def _folds(args: argparse.Namespace) -> int:
 def _select(args: argparse.Namespace) -> int:
     from calf import split
 
-    split.check_writable(args.out, args.force)
-    ratio = split.parse_ratio(args.ratio)
+    check_writable(args.out, args.force)
+    try:
+        ratio = ratio_value(args.ratio)
+    except CalfError:
+        raise CalfError(
+            f"--ratio {args.ratio}: expected {NATURAL!r} or a number in (0, 1)"
+        ) from None
     splits = split.read_splits(args.splits)
     index = split.read_indexes(args.store)
     rows = split.training_set(index, splits, args.fold, ratio, args.seed, source=args.splits)
-    split.write_training_set(rows, args.out, overwrite=args.force)
+    split.write_training_set(rows, args.out, force=args.force)
     n_tumour = int((rows["area"] > 0).sum())
     print(f"wrote {len(rows)} training slices ({n_tumour} with tumour) to {args.out}")
     return 0

@@ -24,7 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="ROOT",
-        help="cohort root to create (must not exist or be empty)",
+        help="cohort root to create: a missing or empty folder, or an earlier cohort "
+        "(holds calf_synth.json), which is replaced",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out even when it is not a cohort"
     )
     parser.add_argument(
         "--preset",
@@ -57,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     preset = resolve_preset(args.preset)
     check_arguments(args.layout, args.cases, args.shape)
-    case_ids = write_cohort(args.layout, args.out, preset, args.cases, args.shape, args.seed)
+    case_ids = write_cohort(
+        args.layout, args.out, preset, args.cases, args.shape, args.seed, force=args.force
+    )
     branch = (
         "three-slice masks, expect log10"
         if args.layout in MASK_SLICES

@@ -16,7 +16,7 @@ from calf.errors import CalfError
 
 log = logging.getLogger("calf.datasets")
 
-# the modalities the authors made samples of (SPEC.md section 5)
+# the modalities the authors made samples of (README, "The authors' protocol")
 AUTHORS_MODALITIES = ("t1", "t2", "flair")
 
 # how deep below the given root a release's own top folder is looked for (an archive

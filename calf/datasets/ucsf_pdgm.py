@@ -14,7 +14,7 @@ Files are matched by their suffix, so the three-digit file prefixes of some rele
 by the follow-ups. Labels: {0, 1 necrosis, 2 oedema, 4 enhancing} (label map ``brats2021``).
 
 Versions 1 and 2 released six follow-up exams under IDs of their own, renamed in version 3
-(SPEC.md section 8, from the UCSF-PDGM release notes): 315 is ``UCSF-PDGM-0433_FU007d``,
+(from the UCSF-PDGM release notes): 315 is ``UCSF-PDGM-0433_FU007d``,
 278 a follow-up of 431, 175 of 396, 138 of 429, 181 of 409, 289 of 391. An exam folder with
 one of these old IDs (and no ``_FU`` suffix) keeps its case ID and joins its patient
 (``PRE_V3_FOLLOWUPS``), so one patient never straddles folds.

@@ -12,7 +12,6 @@ from calf.download.manifest import (
     VerifyReport,
     build_manifest,
     read_manifest,
-    sha256_file,
     verify_folder,
     write_manifest,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "read_manifest",
     "redact_url",
     "safe_extract",
-    "sha256_file",
     "staging_path",
     "synapse_route",
     "verify_folder",

@@ -3,17 +3,16 @@
 A release archive is untrusted input: a member named ``../x``, ``/etc/x``, or a symlink
 or hard link pointing outside the target could write anywhere the user can write. Every
 member is checked *before* anything is written, and extraction goes into a temporary
-folder next to the target that is renamed into place at the end, so a refused or failed
-extraction leaves nothing behind. Zip and tar members pass the same checks here (names,
-symlink and hard-link targets); tar members then also pass the standard library's
-``tarfile.data_filter`` (PEP 706: no device files, no setuid bits).
+folder next to the target that becomes the target at the end (``calf._fs.atomic_dir``), so
+a refused or failed extraction leaves nothing behind. Zip and tar members pass the same
+checks here (names, symlink and hard-link targets); tar members then also pass the
+standard library's ``tarfile.data_filter`` (PEP 706: no device files, no setuid bits).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -21,6 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from calf._fs import atomic_dir
 from calf.errors import CalfError
 
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -156,14 +156,18 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[Path]:
     if target.exists() and not target.is_dir():
         raise CalfError(f"{target}: exists and is not a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
-    try:
-        (_extract_zip if kind == "zip" else _extract_tar)(archive, tmp)
-        if not target.exists():
-            entries = [target / e.name for e in tmp.iterdir()]
-            tmp.rename(target)
-            return sorted(entries)
-        entries = sorted(tmp.iterdir())
+    extract = _extract_zip if kind == "zip" else _extract_tar
+    if not target.exists():
+        with atomic_dir(target) as staging:
+            extract(archive, staging)
+            names = sorted(e.name for e in staging.iterdir())
+        return [target / name for name in names]
+    # entries added to an existing folder: every member is extracted beside it first, and
+    # the top-level entries move in only when all of them are out and none clashes
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.extract-", dir=target.parent) as t:
+        staging = Path(t)
+        extract(archive, staging)
+        entries = sorted(staging.iterdir())
         clashes = [
             e.name for e in entries if (target / e.name).exists() or (target / e.name).is_symlink()
         ]
@@ -174,5 +178,3 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[Path]:
         for entry in entries:
             entry.rename(target / entry.name)
         return [target / e.name for e in entries]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from calf.download.manifest import sha256_file
+from calf._fs import sha256_file
 from calf.download.redact import Redactor, redact_url
 from calf.errors import CalfError
 

@@ -16,7 +16,6 @@ Format (``format`` = ``calf-download-manifest``, ``version`` = 1)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -25,17 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from calf._fs import sha256_file, write_json
 from calf.errors import CalfError
 
 MANIFEST_NAME = "calf_manifest.json"
 MANIFEST_FORMAT = "calf-download-manifest"
 MANIFEST_VERSION = 1
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (datasets hold multi-GB files)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _hash_workers() -> int:
@@ -104,10 +98,10 @@ def build_manifest(
 
 
 def write_manifest(path: str | Path, manifest: dict) -> Path:
-    """Write ``manifest`` as JSON atomically (temp file next to it, then rename).
+    """Write ``manifest`` as JSON atomically.
 
-    An existing file at ``path`` is replaced only when it is itself a calf manifest:
-    a file the user made is never overwritten.
+    An existing file at ``path`` is replaced only when it is itself a calf manifest (the
+    download step's own record of the folder): a file the user made is never overwritten.
     """
     path = Path(path)
     if path.exists():
@@ -117,13 +111,7 @@ def write_manifest(path: str | Path, manifest: dict) -> Path:
             raise CalfError(
                 f"{path}: exists and is not a calf manifest; not overwriting it"
             ) from None
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_json(path, manifest, force=True)
 
 
 def read_manifest(path: str | Path) -> dict:

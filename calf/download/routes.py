@@ -21,13 +21,13 @@ from pathlib import Path, PurePosixPath
 from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
+from calf._fs import atomic_dir, sha256_file
 from calf.download.extract import BadArchive, archive_kind, safe_extract
 from calf.download.http import fetch, part_path
 from calf.download.manifest import (
     MANIFEST_NAME,
     build_manifest,
     list_files,
-    sha256_file,
     write_manifest,
 )
 from calf.download.redact import Redactor, redact_url
@@ -99,11 +99,8 @@ def finalize(
     received = [p for p in list_files(staging, exclude=()) if not p.name.endswith(".part")]
     if not received:
         raise CalfError(f"{staging}: the transfer delivered no files")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     archives = []
-    try:
+    with atomic_dir(out) as tmp:  # out is made whole, only on success
         for path in received:
             rel = path.relative_to(staging)
             if extract and archive_kind(path):
@@ -130,11 +127,7 @@ def finalize(
             tmp, list_files(tmp), dataset=dataset, route=route, source=source, **extra
         )
         write_manifest(tmp / MANIFEST_NAME, manifest)
-        _check_out(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _check_out(out)  # still absent: an existing out is never touched
     shutil.rmtree(staging, ignore_errors=True)
     return manifest
 

@@ -1,8 +1,8 @@
 """Where each dataset officially comes from, and what to tell a user who cannot fetch it.
 
-Facts from SPEC.md section 8. The guidance texts are printed when a client or a
-credential is missing or a dataset is gated: they say how to get access and where to put
-the data so that ``calf download --route local`` can check it.
+The sources are those the README's "Data" section lists. The guidance texts are printed
+when a client or a credential is missing or a dataset is gated: they say how to get access
+and where to put the data so that ``calf download --route local`` can check it.
 """
 
 from __future__ import annotations

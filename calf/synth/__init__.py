@@ -39,11 +39,13 @@ def write_cohort(
     n_cases: int = DEFAULT_CASES,
     shape: Sequence[int] = DEFAULT_SHAPE,
     seed: int = 0,
+    force: bool = False,
 ) -> list[str]:
-    """Write a synthetic cohort into ``root`` (must be absent or empty); return its case IDs.
+    """Write a synthetic cohort into ``root`` (absent, empty, or an earlier cohort, unless
+    ``force``); return its case IDs.
 
     See ``calf.synth.cohort.write_cohort``.
     """
     from calf.synth import cohort
 
-    return cohort.write_cohort(layout, root, preset, n_cases, shape, seed)
+    return cohort.write_cohort(layout, root, preset, n_cases, shape, seed, force)

@@ -12,9 +12,7 @@ default grid; the affine is RAS with the volume's centre at the world origin.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from calf._fs import atomic_dir, json_text
 from calf.errors import CalfError
 from calf.synth import layouts, phantom
 from calf.synth.presets import PRESETS, Preset
@@ -191,31 +190,23 @@ def write_cohort(
     n_cases: int = 10,
     shape: Sequence[int] = (64, 64, 32),
     seed: int = 0,
+    force: bool = False,
 ) -> list[str]:
     """Write a synthetic cohort into ``root`` in ``layout``; return the IDs of its cases
     (the exams written with a mask, those an adapter finds), sorted. ``n_cases`` counts
     exams, so a UPENN-GBM cohort has fewer cases than ``n_cases`` (its ``_21``
     follow-ups have images only).
 
-    Refuses an existing non-empty ``root``. Builds in ``<root>.tmp-<pid>`` beside it and
-    renames at the end, so a failure leaves nothing behind.
+    An existing ``root`` is replaced when it is empty or an earlier cohort (it holds
+    ``calf_synth.json``), or with ``force``; any other folder is refused. The cohort is
+    built beside it and takes its place at the end, so a failure leaves nothing behind.
     """
     spec = resolve_preset(preset)
     grid = check_arguments(layout, n_cases, shape)
     target = Path(root).expanduser()
-    if target.exists() and not target.is_dir():
-        raise CalfError(f"{target} exists and is not a folder; refusing to write a cohort there")
-    if target.exists() and any(target.iterdir()):
-        raise CalfError(
-            f"{target} already exists and is not empty; refusing to write a cohort into it"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f"{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     affine = affine_for(grid)
     case_ids: list[str] = []
-    try:
-        staging.mkdir()
+    with atomic_dir(target, owned_by=PROVENANCE_FILE, force=force) as staging:
         for exam in synthesize(layout, spec, n_cases, grid, seed):
             for modality, rel in exam.files.images.items():
                 _save(exam.images[modality], staging / rel, affine)
@@ -237,11 +228,5 @@ def write_cohort(
             "seed": int(seed),
             "case_ids": sorted(case_ids),
         }
-        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / PROVENANCE_FILE).write_text(json_text(provenance))
     return sorted(case_ids)

@@ -16,6 +16,7 @@ import pytest
 from calf import split
 from calf.crosswalk import Crosswalk
 from calf.errors import CalfError
+from calf.store import INDEX_FILE
 
 # --------------------------------------------------------------------------- helpers
 
@@ -30,7 +31,9 @@ def slice_index(
         for modality in modalities
         for z, area in enumerate(areas)
     ]
-    index = pd.DataFrame(rows, columns=list(split.INDEX_COLUMNS))
+    index = pd.DataFrame(
+        rows, columns=["dataset", "case_id", "patient_id", "modality", "slice", "area"]
+    )
     index["image_row"] = range(len(index))
     index["mask_row"] = index.groupby(["case_id", "slice"]).ngroup()
     index["row"] = range(len(index))
@@ -51,7 +54,7 @@ def cohort(dataset: str, visits: list[int], empty_every: int = 4) -> pd.DataFram
 def write_store(root: Path, index: pd.DataFrame) -> Path:
     store = root / index["dataset"].iat[0]
     store.mkdir(parents=True)
-    index.drop(columns="row").to_parquet(store / split.INDEX_FILE)
+    index.drop(columns="row").to_parquet(store / INDEX_FILE)
     return store
 
 
@@ -384,17 +387,23 @@ def test_filter_ratio_natural_and_seed():
     assert set(split.filter_ratio(data, 0.6, seed=2)["row"]) != set(first["row"])
 
 
-@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.1", "nan", "abc"])
-def test_parse_ratio_rejects(text):
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.1", "nan", "abc", "Natural"])
+def test_filter_ratio_rejects_a_bad_ratio(text):
     with pytest.raises(CalfError, match=f"ratio '?{text}"):
-        split.parse_ratio(text)
+        split.filter_ratio(slices(3, 7), text)
 
 
-@pytest.mark.parametrize(
-    "text, value", [("natural", None), ("Natural", None), (None, None), ("0.25", 0.25), (0.6, 0.6)]
-)
-def test_parse_ratio_accepts(text, value):
-    assert split.parse_ratio(text) == value
+@pytest.mark.parametrize("text", ["natural", None])
+def test_filter_ratio_natural_keeps_every_slice(text):
+    data = slices(3, 7)
+    assert split.filter_ratio(data, text) is data
+
+
+def test_filter_ratio_reads_a_ratio_as_text():
+    # "0.50" and 0.5 are one ratio: the same seeded subset (3 tumour + 3 tumour-free)
+    data = slices(3, 7)
+    assert split.filter_ratio(data, "0.50", seed=4).equals(split.filter_ratio(data, 0.5, seed=4))
+    assert len(split.filter_ratio(data, "0.50")) == 6
 
 
 @pytest.mark.parametrize(
@@ -404,7 +413,7 @@ def test_parse_ratio_accepts(text, value):
         (40, 0, 0.6, "no tumour-free slices among the 40"),
         (30, 1, 0.1, "30 tumour and 1 tumour-free .* leave 0 tumour"),
         (1, 30, 0.9, "1 tumour and 30 tumour-free .* leave 1 tumour and 0 tumour-free"),
-        (30, 70, 1.0, "must lie in"),
+        (30, 70, 1.0, r"a number in \(0, 1\)"),
     ],
 )
 def test_filter_ratio_errors(n_tumour, n_empty, ratio, message):
@@ -485,13 +494,14 @@ def test_unknown_fold_and_bad_splits_shape():
         (lambda idx: idx.iloc[:0], "holds no slices"),
     ],
 )
-def test_read_index_errors(tmp_path, damage, message):
+def test_split_index_errors(tmp_path, damage, message):
     store = write_store(tmp_path, cohort("brats", [1, 1]))
-    damage(pd.read_parquet(store / split.INDEX_FILE)).to_parquet(store / split.INDEX_FILE)
-    with pytest.raises(CalfError, match=message):
-        split.read_index(store)
+    damage(pd.read_parquet(store / INDEX_FILE)).to_parquet(store / INDEX_FILE)
+    with pytest.raises(CalfError, match=message) as info:
+        split.read_indexes([store])
+    assert str(store / INDEX_FILE) in str(info.value)
     with pytest.raises(CalfError, match="no slice store index"):
-        split.read_index(tmp_path / "missing")
+        split.read_indexes([tmp_path / "missing"])
 
 
 # ----------------------------------------------------------------------- the CLI
@@ -575,20 +585,21 @@ def test_cli_folds_subjects_path_and_existing_outputs(tmp_path):
     assert done.returncode == 2 and "the same file as --out" in done.stderr
 
 
-def test_write_atomic_replaces_only_with_overwrite_and_cleans_up(tmp_path):
+def test_writers_replace_only_with_force_and_clean_up(tmp_path):
     target = tmp_path / "splits_final.json"
     split.write_splits([{"train": ["a"], "val": ["b"]}], target)
     with pytest.raises(CalfError, match="already exists"):
         split.write_splits([{"train": ["b"], "val": ["a"]}], target)
-    split.write_splits([{"train": ["b"], "val": ["a"]}], target, overwrite=True)
+    split.write_splits([{"train": ["b"], "val": ["a"]}], target, force=True)
     assert json.loads(target.read_text()) == [{"train": ["b"], "val": ["a"]}]
 
-    def fail(tmp):
-        tmp.write_text("half")
-        raise OSError("disk full")
+    class Unwritable:  # a cell that fails when pandas writes it, after the first row
+        def __str__(self):
+            raise OSError("disk full")
 
-    with pytest.raises(OSError):
-        split.write_atomic(tmp_path / "train.csv", fail)
+    rows = pd.DataFrame({"a": ["x"] * 5000 + [Unwritable()]})
+    with pytest.raises(OSError, match="disk full"):
+        split.write_training_set(rows, tmp_path / "train.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["splits_final.json"]
 
 

@@ -19,7 +19,7 @@ from calf.datasets.base import Case
 from calf.errors import CalfError
 from calf.losses import select_branch
 from calf.preprocess import PreprocessSettings, preprocess
-from calf.profile import profile
+from calf.profile import profile, read_profile
 from calf.store import SliceStore
 
 # side of the square tumour in each axial slice (0: none); 2 modalities per case
@@ -222,3 +222,73 @@ def test_cli(stores, tmp_path):
     missing = _calf("profile", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "q.json"))
     assert missing.returncode == 2 and "nope" in missing.stderr
     assert not (tmp_path / "q.json").exists()
+
+
+# ------------------------------------------------------------- existing outputs, reading
+
+
+def test_an_existing_file_is_replaced_only_with_force(stores, tmp_path):
+    out, fig = tmp_path / "p.json", tmp_path / "h.png"
+    out.write_text("a user's notes\n")
+    with pytest.raises(CalfError, match=f"{out}: already exists .*--force"):
+        profile([stores["alpha"]], out, figure=fig)
+    assert out.read_text() == "a user's notes\n" and not fig.exists()
+    fig.write_bytes(b"png")
+    with pytest.raises(CalfError, match=f"{fig}: already exists"):
+        profile([stores["alpha"]], tmp_path / "new.json", figure=fig)
+    assert not (tmp_path / "new.json").exists() and fig.read_bytes() == b"png"
+    record = profile([stores["alpha"]], out, figure=fig, force=True)
+    assert read_profile(out) == record and fig.stat().st_size > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "p.json"]
+    # the command line: refused, one line, exit 2; replaced with --force
+    args = ["profile", "--store", str(stores["beta"]), "--out", str(out)]
+    refused = _calf(*args)
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    assert "--force" in refused.stderr and read_profile(out) == record
+    assert _calf(*args, "--force").returncode == 0
+    assert read_profile(out)["stores"] == [str(stores["beta"])]
+
+
+def test_read_profile_reads_what_profile_writes(stores, tmp_path):
+    record = profile([stores["alpha"]], tmp_path / "p.json", context={"dataset": "alpha"})
+    assert read_profile(tmp_path / "p.json") == record
+    undefined = profile([stores["empty"]], tmp_path / "e.json")
+    assert read_profile(tmp_path / "e.json") == undefined and undefined["skewness"] is None
+
+
+_GOOD = {"n_slices": 10, "n_tumour_slices": 4, "skewness": 0.5, "kurtosis": None,
+         "branch": "bce_dice", "area_definition": "pixels"}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kurtosis": ...}, "missing key 'kurtosis'"),
+        ({"n_slices": 2.5}, "n_slices is 2.5, not a count"),
+        ({"n_tumour_slices": True}, "n_tumour_slices is True, not a count"),
+        ({"n_tumour_slices": 11}, "n_tumour_slices 11 exceeds n_slices 10"),
+        ({"skewness": "0.5"}, "skewness is '0.5', not a number or null"),
+        ({"branch": None}, "branch is None"),
+        ({"area_definition": "voxels"}, "area_definition is 'voxels', expected pixels or contour"),
+        ({"histogram": {"edges": [0, 1], "counts": [1, 2]}}, "histogram has 2 edges for 2 counts"),
+        ({"histogram": {"edges": "x"}}, "histogram needs numeric lists edges and counts"),
+    ],
+)
+def test_read_profile_errors_name_the_file(tmp_path, change, message):
+    record = {k: v for k, v in {**_GOOD, **change}.items() if v is not ...}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(CalfError, match=f"^{path}: {message}"):
+        read_profile(path)
+    with pytest.raises(CalfError, match=f"^--profile x: {message}"):
+        read_profile(path, name="--profile x")
+
+
+def test_read_profile_unreadable(tmp_path):
+    with pytest.raises(CalfError, match="no such profile file"):
+        read_profile(tmp_path / "none.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(CalfError, match="list.json: not a profile JSON object"):
+        read_profile(tmp_path / "list.json")
+    (tmp_path / "ok.json").write_text(json.dumps(_GOOD))
+    assert read_profile(tmp_path / "ok.json") == _GOOD

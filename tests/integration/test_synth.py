@@ -18,8 +18,15 @@ from calf.datasets import discover
 from calf.errors import CalfError
 from calf.imbalance import imbalance_stats
 from calf.losses import select_branch
-from calf.synth import DATASET_OF, DEFAULT_CASES, DEFAULT_SHAPE, LAYOUTS, PRESETS, write_cohort
-from calf.synth import cohort
+from calf.synth import (
+    DATASET_OF,
+    DEFAULT_CASES,
+    DEFAULT_SHAPE,
+    LAYOUTS,
+    PRESETS,
+    cohort,
+    write_cohort,
+)
 
 TINY = (16, 16, 8)
 
@@ -86,7 +93,7 @@ def test_exact_release_layout(tmp_path, layout, n):
     assert provenance["case_ids"] == ids == sorted(ids)
     assert provenance["dataset"] == DATASET_OF[layout]
     assert [c.case_id for c in discover(DATASET_OF[layout], root)] == ids
-    assert not list(tmp_path.glob("*.tmp-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [layout]  # no staging left
 
 
 def test_nifti_headers(tmp_path):
@@ -217,7 +224,7 @@ def test_readme_preset_table_is_what_the_presets_give():
 
     import scipy.stats
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| (\d+) % \| ([+-][\d.]+) \| ([+-][\d.]+) \| `(\w+)` \|$",
                       readme, flags=re.M)
     assert {r[0] for r in rows} == set(PRESETS)
@@ -255,12 +262,18 @@ def test_refuses_a_non_empty_root(tmp_path):
     root = tmp_path / "mine"
     root.mkdir()
     (root / "notes.txt").write_text("keep me")
-    with pytest.raises(CalfError, match="already exists and is not empty; refusing"):
+    with pytest.raises(CalfError, match="already exists .no calf_synth.json.*--force"):
         write_cohort("folder", root, "sparse", 1, TINY)
     assert _files(root) == {"notes.txt"} and (root / "notes.txt").read_text() == "keep me"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert write_cohort("folder", empty, "sparse", 1, TINY) == ["case-001"]
+    # an earlier cohort (it holds calf_synth.json) is replaced whole; --force replaces any
+    assert write_cohort("folder", empty, "sparse", 2, TINY) == ["case-001", "case-002"]
+    assert json.loads((empty / "calf_synth.json").read_text())["n_cases"] == 2
+    assert write_cohort("folder", root, "sparse", 1, TINY, force=True) == ["case-001"]
+    assert "notes.txt" not in _files(root)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "mine"]
 
 
 def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -359,7 +372,8 @@ def test_cli_refuses_non_empty_out(tmp_path):
     result = _calf("--layout", "folder", "--out", str(tmp_path / "taken"))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"calf synth: error: {tmp_path / 'taken'} already exists and is not empty; refusing to write a cohort into it"
+        f"calf synth: error: {tmp_path / 'taken'}: already exists (no calf_synth.json, so not "
+        "written by this step; pass --force to replace it)"
     )
     assert (tmp_path / "taken" / "data.nii.gz").read_bytes() == b"user data"
 

@@ -55,7 +55,8 @@ def write_case(
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("store"))
+    """``store`` and anything a build left beside it (staging folders are hidden)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.lstrip(".").startswith("store"))
 
 
 def test_volume_and_slice_scaling_known_values(tmp_path):
@@ -171,9 +172,17 @@ def test_refuses_to_overwrite_foreign_directory(tmp_path):
     out = tmp_path / "store"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(CalfError, match="not a slice store"):
+    with pytest.raises(CalfError, match="not a slice store.*--force"):
         preprocess([case], out, progress=False)
     assert (out / "notes.txt").read_text() == "mine"
+    assert leftovers(tmp_path) == ["store"]
+    # --force replaces it; an empty folder needs none
+    assert preprocess([case], out, progress=False, force=True).built
+    assert not (out / "notes.txt").exists() and len(SliceStore(out)) > 0
+    empty = tmp_path / "store-empty"
+    empty.mkdir()
+    assert preprocess([case], empty, progress=False).built
+    assert leftovers(tmp_path) == ["store", "store-empty"]
 
 
 def _truncate(path: Path, keep: int) -> None:

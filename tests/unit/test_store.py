@@ -13,7 +13,7 @@ from calf.datasets.base import Case
 from calf.errors import CalfError
 from calf.evaluate.conventions import EmptyConventions
 from calf.preprocess import PreprocessSettings, preprocess
-from calf.store import SliceStore
+from calf.store import INDEX_COLUMNS, INDEX_FILE, SliceStore, read_index
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,27 @@ def test_open_and_memmaps(store_path):
     assert isinstance(store.images, np.memmap) and isinstance(store.masks, np.memmap)
     assert store.images.shape == (16, 12, 12) and store.masks.shape == (8, 12, 12)
     np.testing.assert_array_equal(store.areas(), [0, 12, 12, 12] * 2 + [0, 24, 24, 24] * 2)
+
+
+def test_read_index_the_one_reader(store_path, tmp_path):
+    index = read_index(store_path)
+    assert list(index.columns) == list(INDEX_COLUMNS) and len(index) == 16
+    assert list(index.index) == list(range(16))  # row label = position in the store
+    # by hand: case p0 then p1, each t1 then flair, slices 0..3; one mask per (case, slice)
+    assert index["case_id"].tolist() == ["p0"] * 8 + ["p1"] * 8
+    assert index["modality"].tolist() == (["t1"] * 4 + ["flair"] * 4) * 2
+    assert index["mask_row"].tolist() == [0, 1, 2, 3] * 2 + [4, 5, 6, 7] * 2
+    assert SliceStore(store_path).index.equals(index)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with pytest.raises(CalfError, match=f"^{broken / INDEX_FILE}: no slice store index"):
+        read_index(broken)
+    index.drop(columns="mask_row").to_parquet(broken / INDEX_FILE)
+    with pytest.raises(CalfError, match=f"^{broken / INDEX_FILE}: index lacks column.s. mask_row$"):
+        read_index(broken)
+    (broken / INDEX_FILE).write_bytes(b"not parquet")
+    with pytest.raises(CalfError, match=f"^{broken / INDEX_FILE}: damaged slice store index"):
+        read_index(broken)
 
 
 def test_batch_values_order_and_duplicates(store_path):

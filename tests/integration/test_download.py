@@ -476,6 +476,20 @@ def test_links_inside_the_target_are_extracted(tmp_path, fmt):
     assert (target / "data/link").is_symlink() and (target / "data/link").read_bytes() == b"ok"
 
 
+def test_a_fresh_target_gets_the_umask_permissions_and_no_staging_stays(tmp_path):
+    # the staging folder is made private (mkdtemp: 0700); the target it becomes is not
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip_bytes({"data/x.txt": b"x"}))
+    old = os.umask(0o022)
+    try:
+        made = safe_extract(archive, tmp_path / "target")
+    finally:
+        os.umask(old)
+    assert made == [tmp_path / "target" / "data"]
+    assert stat.S_IMODE((tmp_path / "target").stat().st_mode) == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "target"]
+
+
 def test_extract_refuses_clash_with_existing_entry(tmp_path):
     archive = tmp_path / "a.zip"
     archive.write_bytes(_zip_bytes({"data/new.txt": b"new"}))
