@@ -1,8 +1,9 @@
 """Display names and the canonical order of the suite's losses, models and metrics.
 
 One table for the statistics, the comparison tables and the figures: baselines in the
-paper's order, then CALF (batch scope, then dataset scope) and its region-specific variant; names not listed here (a user's
-new loss or model) are shown as they are, after the known ones, sorted.
+paper's order, then CALF (batch scope, then dataset scope) and its region-specific variant;
+names not listed here (a user's new loss or model) are shown as they are, after the known
+ones, sorted.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Baseline losses: the authors' definitions (SPEC.md section 4) and MONAI's standard ones.
+"""Baseline losses: the authors' definitions and MONAI's standard ones
+(README.md, "Losses").
 
 Every loss takes ``(B, 1, *spatial)`` logits and a {0, 1} target, checks both (the target's
 values unless built with ``check_target=False``), and is computed in float32 with autocast
@@ -10,7 +11,7 @@ adds a constant 1 to its loss term (no gradient towards an empty prediction); th
 they collapse on DeepLabV3. The ``monai_*`` losses smooth numerator and denominator
 (1e-5), which changes little at realistic logits: on a 256 x 256 empty mask with logits
 -10, ``monai_dice`` is 0.999997, and at +10 its gradient is below 1e-12 (measured in
-tests/test_losses_empty_mask.py against the README's table).
+tests/unit/test_losses_empty_mask.py against the README's table).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from calf.losses._inputs import no_autocast, prepare
+
+# the authors' denominator smoothing of Dice, IoU, Tversky (and Combo's Dice)
+SMOOTH = 1e-5
 
 
 class BinaryLoss(nn.Module):
@@ -61,7 +65,7 @@ class BCELoss(BinaryLoss):
 class DiceLoss(BinaryLoss):
     """1 - mean over images of 2 sum(p y) / (sum p + sum y + smooth); no numerator smoothing."""
 
-    def __init__(self, smooth: float = 1e-5, check_target: bool = True):
+    def __init__(self, smooth: float = SMOOTH, check_target: bool = True):
         super().__init__(check_target)
         self.smooth = smooth
 
@@ -73,7 +77,7 @@ class DiceLoss(BinaryLoss):
 class IoULoss(BinaryLoss):
     """1 - mean over images of sum(p y) / (sum p + sum y - sum(p y) + smooth)."""
 
-    def __init__(self, smooth: float = 1e-5, check_target: bool = True):
+    def __init__(self, smooth: float = SMOOTH, check_target: bool = True):
         super().__init__(check_target)
         self.smooth = smooth
 
@@ -86,7 +90,8 @@ class TverskyLoss(BinaryLoss):
     """1 - mean over images of TP / (TP + alpha FP + beta FN + smooth); alpha 0.7, beta 0.3."""
 
     def __init__(
-        self, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1e-5, check_target: bool = True
+        self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH,
+        check_target: bool = True,
     ):
         super().__init__(check_target)
         self.alpha, self.beta, self.smooth = alpha, beta, smooth
@@ -117,7 +122,7 @@ class FocalLoss(BinaryLoss):
 class ComboLoss(BinaryLoss):
     """BCE with logits + the authors' Dice loss."""
 
-    def __init__(self, smooth: float = 1e-5, check_target: bool = True):
+    def __init__(self, smooth: float = SMOOTH, check_target: bool = True):
         super().__init__(check_target)
         self.bce = BCELoss()
         self.dice = DiceLoss(smooth)

@@ -1,4 +1,4 @@
-"""CALF's decision rule and the six per-branch losses (SPEC.md section 2)."""
+"""CALF's decision rule and the six per-branch losses (README.md, "The method")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CALF and its region-specific variant (SPEC.md sections 2 and 3)."""
+"""CALF and its region-specific variant (README.md, "The method" and "Losses")."""
 
 from __future__ import annotations
 

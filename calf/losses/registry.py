@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable
 
 from torch import nn
 
-from calf._imports import import_object
+from calf._imports import constructor_parameters, import_object
 from calf.losses import baselines
 from calf.losses.calf_loss import CALFLoss, CALFRegionLoss
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {
-    # CALF (SPEC.md sections 2-3)
+    # CALF and its region-specific variant (README.md, "The method" and "Losses")
     "calf": CALFLoss,
     "calf_region": CALFRegionLoss,
-    # the authors' baselines (SPEC.md section 4)
+    # the authors' baselines (README.md, "Losses")
     "bce": baselines.BCELoss,
     "dice": baselines.DiceLoss,
     "iou": baselines.IoULoss,
@@ -44,12 +43,9 @@ def _from_import_path(path: str, kwargs: dict) -> nn.Module:
         raise ValueError(f"loss {path!r} is not a class or factory")
     # the suite's networks emit logits: a loss that can apply the sigmoid itself does so
     # unless the caller chose an activation
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        params = {}
+    names, _ = constructor_parameters(cls)
     activation_keys = {"sigmoid", "softmax", "other_act"}
-    if "sigmoid" in params and not activation_keys & set(kwargs):
+    if "sigmoid" in names and not activation_keys & set(kwargs):
         kwargs = {"sigmoid": True, **kwargs}
     module = cls(**kwargs)
     if not callable(module):

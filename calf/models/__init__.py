@@ -1,4 +1,5 @@
-"""The authors' three networks (U-Net, DeepLabV3, FPN; SPEC.md section 5) and a registry.
+"""The authors' three networks (U-Net, DeepLabV3, FPN; README.md, "Models and
+training") and a registry.
 
 ``build_model(name, in_channels=1, out_channels=1, width=1.0, **kwargs)`` builds ``unet``,
 ``deeplabv3`` or ``fpn`` (one logit map of the input's size, H and W divisible by 32, from

@@ -1,4 +1,4 @@
-"""The authors' DeepLabV3 (SPEC.md section 5), from MONAI blocks.
+"""The authors' DeepLabV3, from MONAI blocks.
 
 Backbone: a Conv7x7/2-BN-ReLU stem and a 3x3/2 max pool, then four plain stages (no residual
 connections) of 3, 4, 6 and 3 Conv3x3-BN-ReLU layers with 64, 128, 256 and 512 channels, the

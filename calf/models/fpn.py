@@ -1,4 +1,4 @@
-"""The authors' FPN (SPEC.md section 5): a MONAI ResNet bottleneck backbone and a P2 head.
+"""The authors' FPN: a MONAI ResNet bottleneck backbone and a P2 head.
 
 Backbone: MONAI's ``ResNet`` with bottleneck blocks, two per stage (64-128-256-512 planes,
 256-512-1024-2048 output channels), a Conv7x7/2 stem and a max pool: C2..C5 at strides

@@ -5,31 +5,20 @@ Torch and MONAI are imported only when a model is built.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING
 
-from calf._imports import import_object
+from calf._imports import constructor_parameters, import_object
 from calf._lazy import import_monai
 
 if TYPE_CHECKING:
     from torch import nn
 
-# name -> (module, class): the authors' three networks (SPEC.md section 5)
+# name -> (module, class): the authors' three networks (README.md, "Models and training")
 MODELS: dict[str, tuple[str, str]] = {
     "unet": ("calf.models.unet", "UNet"),
     "deeplabv3": ("calf.models.deeplabv3", "DeepLabV3"),
     "fpn": ("calf.models.fpn", "FPN"),
 }
-
-
-def _constructor_parameters(cls) -> tuple[set[str], bool]:
-    """Names a constructor takes, and whether it also takes ``**kwargs``."""
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return set(), True
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    return set(params), var_kw
 
 
 def _from_import_path(path: str, in_channels: int, out_channels: int, kwargs: dict) -> nn.Module:
@@ -38,7 +27,7 @@ def _from_import_path(path: str, in_channels: int, out_channels: int, kwargs: di
     cls = import_object(path, "model")
     if not callable(cls):
         raise ValueError(f"model {path!r} is not a class or factory")
-    names, var_kw = _constructor_parameters(cls)
+    names, var_kw = constructor_parameters(cls)
     kwargs = dict(kwargs)
     if "spatial_dims" in names and "spatial_dims" not in kwargs:
         kwargs["spatial_dims"] = 2

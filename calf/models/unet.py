@@ -1,4 +1,4 @@
-"""The authors' U-Net (SPEC.md section 5), from MONAI blocks.
+"""The authors' U-Net, from MONAI blocks.
 
 Four encoder levels of 64-128-256-512 channels and a 1024-channel bottleneck, each a
 (Conv3x3-BN-ReLU) x 2 block (convolutions with bias, as the authors wrote them), 2x2 max

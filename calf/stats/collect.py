@@ -1,7 +1,7 @@
 """Read the per-case metric CSVs of a study into one table, and reduce its rows to patients.
 
 A metrics file sits at ``<root>/<study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK.csv``
-(the evaluate step's contract). The path is the source of the run's identity: ``dataset``
+(``calf.layout.RunKey.metrics_csv``). The path is the source of the run's identity: ``dataset``
 is the study's dataset, or the pool's name for a pooled study (whose CSV column
 ``dataset`` names each case's member dataset, kept here as ``member_dataset``).
 
@@ -19,7 +19,6 @@ seeds, in that order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
 from calf.evaluate.metrics import LOWER_IS_BETTER, METRICS
+from calf.layout import METRICS_SUFFIX, NATURAL, RunKey, ratio_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,47 +49,35 @@ STATS_GROUP_KEYS = (*GROUP_KEYS, "modality")
 POOLED = "all"
 # a subject (a patient, or patients of several releases linked as one person), unique
 # within a pooled study: the CSV's subject_id, else "<member_dataset>/<patient_id>"
-UNIT_KEYS = ("subject_id",)
 SUBJECT_COLUMN = "subject_id"  # optional in a per-case CSV
+UNIT_KEYS = (SUBJECT_COLUMN,)
 # one row of a loss: a case (exam), modality and seed (NO_SEED when the study has none)
 ROW_KEYS = (*UNIT_KEYS, "case_id", "modality", "seed")
 NO_SEED = -1
 
-# a run below a results root (runs/, metrics/): study/dataset/model/loss/[ratio-R/][seed-N/]foldK
-RUN_LAYOUT = (
-    r"(?P<study>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<loss>[^/]+)/"
-    r"(?:ratio-(?P<ratio>[0-9.]+)/)?(?:seed-(?P<seed>[0-9]+)/)?fold(?P<fold>[0-9]+)"
-)
-_PATH_RE = re.compile(RUN_LAYOUT + r"\.csv")
 
+def _read_metrics_csv(path: str | Path) -> "pd.DataFrame":
+    """One per-case metrics CSV as text and float columns, its metrics and counts in
+    ``REQUIRED_COLUMNS``' order then the optional ones (NaN where an older file lacks them);
+    a CalfError names a missing or unreadable file and missing columns."""
+    import numpy as np
+    import pandas as pd
 
-def parse_metrics_path(path: str | Path, root: str | Path) -> dict[str, object]:
-    """study, dataset, model, loss, ratio ('natural' or a number's text), seed, fold of a path."""
     try:
-        rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        raise CalfError(f"{path}: not under the metrics root {root}") from None
-    match = _PATH_RE.fullmatch(rel)
-    if match is None:
-        raise CalfError(
-            f"{path}: not a per-case metrics path "
-            "(<root>/<study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK.csv)"
-        )
-    parts = match.groupdict()
-    if parts["ratio"] is not None:
-        try:
-            float(parts["ratio"])
-        except ValueError:
-            raise CalfError(f"{path}: ratio-{parts['ratio']} is not a number") from None
-    return {
-        "study": parts["study"],
-        "dataset": parts["dataset"],
-        "model": parts["model"],
-        "loss": parts["loss"],
-        "ratio": f"{float(parts['ratio']):g}" if parts["ratio"] else "natural",
-        "seed": int(parts["seed"]) if parts["seed"] else None,
-        "fold": int(parts["fold"]),
-    }
+        frame = pd.read_csv(path, dtype={c: str for c in (*TEXT_COLUMNS, SUBJECT_COLUMN)},
+                            keep_default_na=False, na_values={m: [""] for m in METRIC_COLUMNS})
+    except FileNotFoundError:
+        raise CalfError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CalfError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
+    for metric in (*OPTIONAL_METRICS, *OPTIONAL_COUNTS):
+        if metric not in frame.columns:
+            frame[metric] = np.nan
+    optional = [SUBJECT_COLUMN] if SUBJECT_COLUMN in frame.columns else []
+    return frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *OPTIONAL_COUNTS, *optional]]
 
 
 def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.DataFrame":
@@ -107,24 +95,9 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
 
     if not paths:
         raise CalfError("no per-case metrics files given")
-    idents = [parse_metrics_path(path, root) for path in paths]
-    frames = []
-    for path in paths:
-        try:
-            frame = pd.read_csv(path, dtype={c: str for c in (*TEXT_COLUMNS, SUBJECT_COLUMN)},
-                                keep_default_na=False, na_values={m: [""] for m in METRIC_COLUMNS})
-        except FileNotFoundError:
-            raise CalfError(f"{path}: no such file") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise CalfError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
-        for metric in (*OPTIONAL_METRICS, *OPTIONAL_COUNTS):
-            if metric not in frame.columns:
-                frame[metric] = np.nan
-        optional = [SUBJECT_COLUMN] if SUBJECT_COLUMN in frame.columns else []
-        frames.append(frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *OPTIONAL_COUNTS, *optional]])
+    # study, dataset, model, loss, ratio (calf.layout.ratio_text), seed, fold
+    idents = [RunKey.from_path(path, METRICS_SUFFIX, root).as_dict() for path in paths]
+    frames = [_read_metrics_csv(path) for path in paths]
     # checks and identities on the whole table at once (per file they cost 7x the reading)
     cases = pd.concat(frames, ignore_index=True)
     if SUBJECT_COLUMN not in cases.columns:
@@ -136,6 +109,30 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     def where(row: int, column: str) -> str:
         return f"{paths[file_of[row]]}: column {column}, row {row - starts[file_of[row]] + 2}"
 
+    path_loss = np.array([i["loss"] for i in idents], dtype=object)[file_of]
+    _check_cells(cases, path_loss, where)
+    cases = cases.drop(columns=["fold", "loss"]).rename(columns={"dataset": "member_dataset"})
+    # the unit: the CSV's subject, else the patient within its member dataset
+    own = cases["member_dataset"] + "/" + cases["patient_id"]
+    cases[SUBJECT_COLUMN] = cases[SUBJECT_COLUMN].where(cases[SUBJECT_COLUMN].notna(), own)
+    for key in idents[0]:
+        cases[key] = np.array([i[key] for i in idents], dtype=object)[file_of]
+    cases["source"] = np.array([str(p) for p in paths], dtype=object)[file_of]
+    cases = cases[[*idents[0], "case_id", "patient_id", "modality", "member_dataset",
+                   SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS,
+                   "source"]]
+    cases["seed"] = cases["seed"].astype("Int64")
+    _check_unique(cases)
+    return cases
+
+
+def _check_cells(cases: "pd.DataFrame", path_loss, where) -> None:
+    """Make the metric and count columns of the read CSVs float, in place; a CalfError
+    (``where(row, column)`` names the file, column and row) for a cell that is not a number,
+    a loss other than its path's (``path_loss``, per row), an empty ID or modality, and the
+    reserved modality ``POOLED``."""
+    import pandas as pd
+
     for column in (*METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS):
         values = pd.to_numeric(cases[column], errors="coerce")
         bad = (values.isna() & cases[column].notna()).to_numpy().nonzero()[0]
@@ -143,7 +140,6 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
             raise CalfError(f"{where(bad[0], column)}: not a number: "
                             f"{cases[column].iloc[bad[0]]!r}")
         cases[column] = values.astype(float)
-    path_loss = np.array([i["loss"] for i in idents], dtype=object)[file_of]
     wrong = (cases["loss"].to_numpy(dtype=object) != path_loss).nonzero()[0]
     if wrong.size:
         raise CalfError(f"{where(wrong[0], 'loss')} holds {cases['loss'].iloc[wrong[0]]}, "
@@ -156,33 +152,26 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     if reserved.size:
         raise CalfError(f"{where(reserved[0], 'modality')}: {POOLED!r} is reserved for the "
                         "statistics' pooled-modality groups")
-    cases = cases.drop(columns=["fold", "loss"]).rename(columns={"dataset": "member_dataset"})
-    # the unit: the CSV's subject, else the patient within its member dataset
-    own = cases["member_dataset"] + "/" + cases["patient_id"]
-    cases[SUBJECT_COLUMN] = cases[SUBJECT_COLUMN].where(cases[SUBJECT_COLUMN].notna(), own)
-    for key in idents[0]:
-        cases[key] = np.array([i[key] for i in idents], dtype=object)[file_of]
-    cases["source"] = np.array([str(p) for p in paths], dtype=object)[file_of]
-    cases = cases[[*idents[0], "case_id", "patient_id", "modality", "member_dataset",
-                   SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS,
-                   "source"]]
-    cases["seed"] = cases["seed"].astype("Int64")
+
+
+def _check_unique(cases: "pd.DataFrame") -> None:
+    """A CalfError naming the files when a case (and modality) appears twice for one run."""
     duplicated = cases.duplicated(subset=[*GROUP_KEYS, "seed", "loss", *CASE_KEYS], keep=False)
     if duplicated.any():
         row = cases[duplicated].iloc[0]
-        same = (cases[["study", "dataset", "model", "ratio", "loss", *CASE_KEYS]]
-                == row[["study", "dataset", "model", "ratio", "loss", *CASE_KEYS]]).all(axis=1)
+        keys = [*GROUP_KEYS, "loss", *CASE_KEYS]
+        same = (cases[keys] == row[keys]).all(axis=1)
         files = sorted(set(cases[duplicated & same]["source"]))
         raise CalfError(
             f"case {row['case_id']} ({row['modality']}) appears more than once for loss "
             f"{row['loss']} of {row['dataset']}/{row['model']}: {', '.join(files)}"
         )
-    return cases
 
 
 def group_label(group: dict[str, object]) -> str:
     text = f"{group['study']}/{group['dataset']}/{group['model']}"
-    return text if group.get("ratio", "natural") == "natural" else f"{text}/ratio-{group['ratio']}"
+    ratio = ratio_text(group.get("ratio"))
+    return text if ratio == NATURAL else f"{text}/ratio-{ratio}"
 
 
 def check_complete(cases: "pd.DataFrame", losses: Sequence[str], missing: str) -> "pd.DataFrame":
@@ -213,7 +202,8 @@ def check_complete(cases: "pd.DataFrame", losses: Sequence[str], missing: str) -
         have = set(zip(mine["loss"], mine["seed"]))
         lacking = next((loss, seed) for loss, seed in runs.itertuples(index=False)
                        if (loss, seed) not in have)
-        holder = cases[(cases["case_id"] == case_id) & (cases["modality"] == modality)]["source"].iloc[0]
+        same_case = (cases["case_id"] == case_id) & (cases["modality"] == modality)
+        holder = cases.loc[same_case, "source"].iloc[0]
         seed_text = "" if lacking[1] == NO_SEED else f" (seed {lacking[1]})"
         raise CalfError(
             f"{label}: case {case_id} ({modality}) is in {holder} but missing for loss "

@@ -25,11 +25,7 @@ everything, on every case), recorded in ``stats.json`` as ``runs_collapsed`` for
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +33,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf._fs import atomic_dir, check_replaceable, json_text
 from calf._json import json_safe
+from calf.defaults import ALPHA, SEED
 from calf.errors import CalfError
 from calf.naming import CALF_LOSSES, LOSS_NAMES, ordered
 from calf.stats.collect import (
@@ -58,9 +56,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMAT = 1
+# the choices of the options, each default first
 FAMILIES = ("group", "study")
 MISSING = ("error", "drop")
-DEFAULT_CALF_LOSSES = CALF_LOSSES
+DEFAULT_METRICS = ("dice", "hd95")
+RESAMPLES = 2000  # bootstrap resamples of a median-difference CI
 
 # n_patients: the test's N; n_rows: the (case, modality, seed) rows averaged into them;
 # n_dropped_missing: (case, modality) left out as incomplete; n_dropped_nan: rows left out
@@ -79,7 +79,8 @@ NEMENYI_COLUMNS = (*STATS_GROUP_KEYS, "metric", "loss_a", "loss_b", "p_value", "
                    "significant")
 TABLES = {"paired": PAIRED_COLUMNS, "friedman": FRIEDMAN_COLUMNS, "ranks": RANKS_COLUMNS,
           "nemenyi": NEMENYI_COLUMNS}
-OUTPUT_FILES = (*(f"{name}.csv" for name in TABLES), "stats.json")
+STATS_JSON = "stats.json"  # written into every --out-dir: the step's marker
+OUTPUT_FILES = (*(f"{name}.csv" for name in TABLES), STATS_JSON)
 # a run (one metrics file) and what identifies it in runs_collapsed
 RUN_KEYS = ("dataset", "model", "loss", "ratio", "seed", "fold")
 # "nearly everything": at most this share of each case's background left unpredicted
@@ -179,12 +180,12 @@ def _order_losses(losses) -> list[str]:
     return ordered(losses, LOSS_NAMES)
 
 
-def _check_metrics(metrics: Sequence[str], option: str) -> list[str]:
+def _check_metrics(metrics: Sequence[str], option: str) -> tuple[str, ...]:
     for metric in metrics:
         if metric not in METRIC_COLUMNS:
             raise CalfError(f"{option} {metric!r}: unknown metric, expected one of "
                             f"{', '.join(METRIC_COLUMNS)}")
-    return list(dict.fromkeys(metrics))
+    return tuple(dict.fromkeys(metrics))
 
 
 def _test_rng(seed: int, identity: Sequence[object]):
@@ -275,139 +276,228 @@ def _family_name(family: str, label: str, study: str, modality: str) -> str:
     return study if modality == POOLED else f"{study}/modality-{modality}"
 
 
+@dataclass(frozen=True)
+class StatsOptions:
+    """The choices of ``compute_stats`` that shape the numbers; checked when made (a
+    CalfError names the option and the value).
+
+    ``metrics``: of the paired tests; ``friedman_metrics``: of the Friedman test, ranks and
+    Nemenyi test; ``family``: the Holm family (``FAMILIES``); ``missing``: a case some loss
+    lacks stops the step or is left out (``MISSING``); ``zero_method``: scipy's treatment of
+    zero differences; ``resamples`` and ``seed``: the bootstrap's; ``by_modality``: also one
+    group per modality."""
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    friedman_metrics: tuple[str, ...] = DEFAULT_METRICS
+    alpha: float = ALPHA
+    family: str = FAMILIES[0]
+    missing: str = MISSING[0]
+    zero_method: str = ZERO_METHODS[0]
+    resamples: int = RESAMPLES
+    seed: int = SEED
+    by_modality: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", _check_metrics(self.metrics, "metric"))
+        object.__setattr__(self, "friedman_metrics",
+                           _check_metrics(self.friedman_metrics, "friedman metric"))
+        for name, allowed in (("family", FAMILIES), ("missing", MISSING),
+                              ("zero_method", ZERO_METHODS)):
+            if getattr(self, name) not in allowed:
+                raise CalfError(f"{name} {getattr(self, name)!r}: expected one of "
+                                f"{', '.join(allowed)}")
+        if not 0 < self.alpha < 1:
+            raise CalfError(f"alpha {self.alpha!r}: expected a number in (0, 1)")
+        if self.resamples < 1:
+            raise CalfError(f"resamples {self.resamples!r}: expected a positive number")
+
+    @property
+    def all_metrics(self) -> list[str]:
+        """Every metric tested, each once, paired tests' first."""
+        return list(dict.fromkeys([*self.metrics, *self.friedman_metrics]))
+
+    def settings(self) -> dict[str, object]:
+        """The options as ``stats.json`` records them."""
+        return {"metrics": list(self.metrics), "friedman_metrics": list(self.friedman_metrics),
+                "alpha": self.alpha, "family": self.family, "missing": self.missing,
+                "zero_method": self.zero_method, "resamples": self.resamples,
+                "seed": self.seed, "by_modality": self.by_modality}
+
+    def handling(self) -> dict[str, str]:
+        return handling_text(missing=self.missing, zero_method=self.zero_method,
+                             family=self.family, alpha=self.alpha, resamples=self.resamples,
+                             seed=self.seed, by_modality=self.by_modality)
+
+
+# how every test is computed, recorded in stats.json's settings
+METHOD_SETTINGS = {
+    "unit": "subject_id (else member_dataset/patient_id)",
+    "averaging": ["modality", "case_id", "seed"],
+    "bootstrap_method": "percentile",
+    "confidence_level": 0.95, "wilcoxon_alternative": "two-sided",
+    "nemenyi": "scikit_posthocs.posthoc_nemenyi_friedman",
+    "holm": "statsmodels.stats.multitest.multipletests(method='holm')",
+}
+
+
+def study_rows(cases: "pd.DataFrame", study: str) -> "pd.DataFrame":
+    """The rows of ``study``; CalfError naming the studies the rows hold when it has none."""
+    rows = cases[cases["study"] == study]
+    if rows.empty:
+        studies = ", ".join(sorted(set(cases["study"]))) or "none"
+        raise CalfError(f"study {study!r}: no per-case rows (the files hold study {studies})")
+    return rows
+
+
+@dataclass
+class _Comparison:
+    """The losses of a study: those tested (its CALF losses) and the baselines."""
+
+    losses: list[str]
+    tested: list[str]
+    baselines: list[str]
+
+    @classmethod
+    def of(cls, rows: "pd.DataFrame", calf_losses: Sequence[str]) -> _Comparison:
+        losses = _order_losses(rows["loss"].unique())
+        tested = [loss for loss in _order_losses(calf_losses) if loss in losses]
+        return cls(losses, tested, [loss for loss in losses if loss not in tested])
+
+
+@dataclass
+class _Tables:
+    """The rows of the four tables and the notes, gathered group by group."""
+
+    study: str
+    options: StatsOptions
+    comparison: _Comparison
+    paired: list[dict] = field(default_factory=list)
+    friedman: list[dict] = field(default_factory=list)
+    ranks: list[dict] = field(default_factory=list)
+    nemenyi: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add_group(self, key: tuple, modality: str, group: "pd.DataFrame") -> None:
+        """Every test of one statistics group (``key``: the ``GROUP_KEYS`` values)."""
+        ident = {**dict(zip(GROUP_KEYS, key)), "modality": modality}
+        losses, options = self.comparison.losses, self.options
+        for metric in options.all_metrics:
+            # one row table per metric: every test of a group starts from the same rows
+            wide, dropped_missing = row_table(group, metric, losses, options.missing)
+            pairs = ([(c, b) for c in self.comparison.tested for b in self.comparison.baselines]
+                     if metric in options.metrics else [])
+            tables = patient_tables(wide, [*pairs, losses])
+            identity = (*key, *([] if modality == POOLED else [modality]), metric)
+            for pair, table in zip(pairs, tables):
+                self._add_paired(ident, identity, metric, pair, table, dropped_missing)
+            if metric in options.friedman_metrics:
+                self._add_friedman(ident, metric, tables[-1], dropped_missing)
+
+    def _add_paired(self, ident: dict, identity: tuple, metric: str, pair: tuple[str, str],
+                    table, dropped_missing) -> None:
+        """The Wilcoxon test of one CALF loss against one baseline (Holm comes later)."""
+        from calf.stats.paired import paired_test
+
+        calf, baseline = pair
+        options, label = self.options, stats_label(ident)
+        result = paired_test(table.values[calf].to_numpy(), table.values[baseline].to_numpy(),
+                             zero_method=options.zero_method, resamples=options.resamples,
+                             rng=_test_rng(options.seed, (*identity, calf, baseline)))
+        if math.isnan(result.p_value):
+            self.notes.append(f"{label} {metric} {calf} vs {baseline}: {result.method}")
+        numbers = result.as_dict()
+        numbers.pop("n_pairs")  # = n_patients
+        self.paired.append({
+            **ident, "metric": metric, "calf_loss": calf, "baseline": baseline,
+            **_unit_counts(table, dropped_missing), **numbers,
+            "favours": _favours(result.rank_biserial, HIGHER_IS_BETTER[metric], calf, baseline),
+            "family": _family_name(options.family, label, self.study, ident["modality"]),
+        })
+
+    def _add_friedman(self, ident: dict, metric: str, table, dropped_missing) -> None:
+        """The Friedman test, mean ranks and Nemenyi test over all of the study's losses."""
+        values = table.values.to_numpy(dtype=float)
+        losses, alpha = self.comparison.losses, self.options.alpha
+        higher = HIGHER_IS_BETTER[metric]
+        self.friedman.append({**ident, "metric": metric, **_unit_counts(table, dropped_missing),
+                              **_friedman_row(values, alpha, stats_label(ident), metric,
+                                              self.notes)})
+        self.ranks += [{**ident, "metric": metric, **row}
+                       for row in _rank_rows(values, losses, higher)]
+        self.nemenyi += [{**ident, "metric": metric, **row}
+                         for row in _nemenyi_rows(values, losses, higher, alpha)]
+
+
+def with_holm(paired: "pd.DataFrame", alpha: float) -> "pd.DataFrame":
+    """``paired`` with ``p_holm``, ``family_size`` (its tests with a p-value) and
+    ``significant`` (``p_holm < alpha``), Holm's correction run per ``family``."""
+    import numpy as np
+
+    from calf.stats.paired import holm
+
+    if paired.empty:
+        return paired
+    paired = paired.assign(p_holm=np.nan, family_size=0)
+    for _, index in paired.groupby(paired["family"], sort=False).groups.items():
+        p = paired.loc[index, "p_value"].to_numpy(dtype=float)
+        paired.loc[index, "p_holm"] = holm(p)
+        paired.loc[index, "family_size"] = int((~np.isnan(p)).sum())
+    paired["significant"] = (paired["p_holm"] < alpha).astype(bool)
+    paired["family_size"] = paired["family_size"].astype(int)
+    return paired
+
+
 def compute_stats(
     cases: "pd.DataFrame",
     *,
     study: str,
-    calf_losses: Sequence[str] = DEFAULT_CALF_LOSSES,
-    metrics: Sequence[str] = ("dice", "hd95"),
-    friedman_metrics: Sequence[str] = ("dice", "hd95"),
-    alpha: float = 0.05,
-    family: str = "group",
-    missing: str = "error",
-    zero_method: str = "wilcox",
-    resamples: int = 2000,
-    seed: int = 12345,
-    by_modality: bool = False,
+    calf_losses: Sequence[str] = CALF_LOSSES,
     scoring: str | None = None,
+    **options,
 ) -> StudyStats:
     """The four tables of ``study`` from its per-case rows (see the module docstring).
 
     ``calf_losses``: those the study has are tested against every other loss; with none
     present there are no paired tests (a note says so) and the Friedman test still runs.
-    ``by_modality``: also one group per modality (patients again the unit).
     ``scoring``: where and how the metrics were computed (``scoring_summary`` of the
-    metrics files' companions), recorded in the settings.
+    metrics files' companions), recorded in the settings. ``options``: the fields of
+    ``StatsOptions`` (``metrics``, ``friedman_metrics``, ``alpha``, ``family``, ``missing``,
+    ``zero_method``, ``resamples``, ``seed``, ``by_modality``).
     Raises ``CalfError`` for an unknown metric or option, a study without rows, a case
     assigned to two patients, and (``missing="error"``) a case some loss lacks.
     """
-    import numpy as np
     import pandas as pd
 
-    from calf.stats.paired import holm, paired_test
-
-    metrics = _check_metrics(metrics, "metric")
-    friedman_metrics = _check_metrics(friedman_metrics, "friedman metric")
-    if family not in FAMILIES:
-        raise CalfError(f"family {family!r}: expected one of {', '.join(FAMILIES)}")
-    if missing not in MISSING:
-        raise CalfError(f"missing {missing!r}: expected one of {', '.join(MISSING)}")
-    if zero_method not in ZERO_METHODS:
-        raise CalfError(f"zero_method {zero_method!r}: expected one of {', '.join(ZERO_METHODS)}")
-    if not 0 < alpha < 1:
-        raise CalfError(f"alpha {alpha!r}: expected a number in (0, 1)")
-    if resamples < 1:
-        raise CalfError(f"resamples {resamples!r}: expected a positive number")
-
-    rows = cases[cases["study"] == study]
-    if rows.empty:
-        studies = ", ".join(sorted(set(cases["study"]))) or "none"
-        raise CalfError(f"study {study!r}: no per-case rows (the files hold study {studies})")
-    losses = _order_losses(rows["loss"].unique())
-    tested = [loss for loss in _order_losses(calf_losses) if loss in losses]
-    paired_rows, friedman_rows, rank_rows, nemenyi_rows, notes = [], [], [], [], []
-    if not tested:
+    unknown = sorted(set(options) - set(StatsOptions.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"compute_stats: unknown option(s) {', '.join(unknown)}")
+    opts = StatsOptions(**options)
+    rows = study_rows(cases, study)
+    comparison = _Comparison.of(rows, calf_losses)
+    tables = _Tables(study, opts, comparison)
+    if not comparison.tested:
         # e.g. a study of new baselines only: nothing to pair, the Friedman test still runs
         asked = ", ".join(calf_losses) or "none asked for"
-        notes.append(f"study {study!r} has no CALF loss ({asked}); "
-                     f"its losses: {', '.join(losses)}: no paired tests")
-    baselines = [loss for loss in losses if loss not in tested]
-    settings = {"calf_losses": tested, "baselines": baselines, "losses": losses,
-                "metrics": metrics, "friedman_metrics": friedman_metrics, "alpha": alpha,
-                "family": family, "missing": missing, "zero_method": zero_method,
-                "resamples": resamples, "seed": seed, "by_modality": by_modality,
-                "unit": "subject_id (else member_dataset/patient_id)",
-                "scoring": scoring,
-                "averaging": ["modality", "case_id", "seed"],
-                "bootstrap_method": "percentile",
-                "confidence_level": 0.95, "wilcoxon_alternative": "two-sided",
-                "nemenyi": "scikit_posthocs.posthoc_nemenyi_friedman",
-                "holm": "statsmodels.stats.multitest.multipletests(method='holm')"}
-
+        tables.notes.append(f"study {study!r} has no CALF loss ({asked}); "
+                            f"its losses: {', '.join(comparison.losses)}: no paired tests")
     for key, whole in rows.groupby(list(GROUP_KEYS), sort=True):
         # every loss of the study must have run in every group; with missing="error" a
         # case some loss lacks stops here, before any test
-        check_complete(whole, losses, missing)
-        for modality, group in modality_groups(whole, by_modality):
-            ident = {**dict(zip(GROUP_KEYS, key)), "modality": modality}
-            label = stats_label(ident)
-            for metric in dict.fromkeys([*metrics, *friedman_metrics]):
-                # one row table per metric: every test of a group starts from the same rows
-                wide, dropped_missing = row_table(group, metric, losses, missing)
-                pairs = [(c, b) for c in tested for b in baselines] if metric in metrics else []
-                tables = patient_tables(wide, [*pairs, losses])
-                for (calf, baseline), table in zip(pairs, tables):
-                    identity = (*key, *([] if modality == POOLED else [modality]),
-                                metric, calf, baseline)
-                    result = paired_test(
-                        table.values[calf].to_numpy(), table.values[baseline].to_numpy(),
-                        zero_method=zero_method, resamples=resamples,
-                        rng=_test_rng(seed, identity))
-                    if math.isnan(result.p_value):
-                        notes.append(f"{label} {metric} {calf} vs {baseline}: {result.method}")
-                    numbers = result.as_dict()
-                    numbers.pop("n_pairs")  # = n_patients
-                    paired_rows.append({
-                        **ident, "metric": metric, "calf_loss": calf, "baseline": baseline,
-                        **_unit_counts(table, dropped_missing), **numbers,
-                        "favours": _favours(result.rank_biserial, HIGHER_IS_BETTER[metric],
-                                            calf, baseline),
-                        "family": _family_name(family, label, study, modality),
-                    })
-                if metric in friedman_metrics:
-                    table = tables[-1]
-                    values = table.values.to_numpy(dtype=float)
-                    higher = HIGHER_IS_BETTER[metric]
-                    friedman_rows.append({**ident, "metric": metric,
-                                          **_unit_counts(table, dropped_missing),
-                                          **_friedman_row(values, alpha, label, metric, notes)})
-                    rank_rows += [{**ident, "metric": metric, **row}
-                                  for row in _rank_rows(values, losses, higher)]
-                    nemenyi_rows += [{**ident, "metric": metric, **row}
-                                     for row in _nemenyi_rows(values, losses, higher, alpha)]
-
-    paired = pd.DataFrame(paired_rows, columns=list(PAIRED_COLUMNS))
-    if not paired.empty:
-        family_key = paired["family"]
-        paired["p_holm"] = np.nan
-        paired["family_size"] = 0
-        for _, index in paired.groupby(family_key, sort=False).groups.items():
-            p = paired.loc[index, "p_value"].to_numpy(dtype=float)
-            paired.loc[index, "p_holm"] = holm(p)
-            paired.loc[index, "family_size"] = int((~np.isnan(p)).sum())
-        paired["significant"] = (paired["p_holm"] < alpha).astype(bool)
-        paired["family_size"] = paired["family_size"].astype(int)
+        check_complete(whole, comparison.losses, opts.missing)
+        for modality, group in modality_groups(whole, opts.by_modality):
+            tables.add_group(key, modality, group)
+    settings = {"calf_losses": comparison.tested, "baselines": comparison.baselines,
+                "losses": comparison.losses, **opts.settings(), "scoring": scoring,
+                **METHOD_SETTINGS}
     return StudyStats(
         study=study,
         settings=settings,
-        handling=handling_text(missing=missing, zero_method=zero_method, family=family,
-                               alpha=alpha, resamples=resamples, seed=seed,
-                               by_modality=by_modality),
-        paired=paired,
-        friedman=pd.DataFrame(friedman_rows, columns=list(FRIEDMAN_COLUMNS)),
-        ranks=pd.DataFrame(rank_rows, columns=list(RANKS_COLUMNS)),
-        nemenyi=pd.DataFrame(nemenyi_rows, columns=list(NEMENYI_COLUMNS)),
-        notes=notes,
+        handling=opts.handling(),
+        paired=with_holm(pd.DataFrame(tables.paired, columns=list(PAIRED_COLUMNS)), opts.alpha),
+        friedman=pd.DataFrame(tables.friedman, columns=list(FRIEDMAN_COLUMNS)),
+        ranks=pd.DataFrame(tables.ranks, columns=list(RANKS_COLUMNS)),
+        nemenyi=pd.DataFrame(tables.nemenyi, columns=list(NEMENYI_COLUMNS)),
+        notes=tables.notes,
         runs_collapsed=collapsed_runs(rows),
     )
 
@@ -454,19 +544,10 @@ def collapsed_runs(cases: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
-def check_out_dir(out_dir: str | Path) -> None:
-    """Refuse an ``out_dir`` that is not a directory of stats outputs (or empty): the step
-    replaces it as a whole and must never delete files the user made."""
-    out_dir = Path(out_dir)
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise CalfError(f"--out-dir {out_dir}: exists and is not a directory")
-    if out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir()
-                         if p.name not in OUTPUT_FILES or not p.is_file() or p.is_symlink())
-        if foreign:
-            raise CalfError(f"--out-dir {out_dir}: holds {', '.join(foreign[:3])}"
-                            f"{', ...' if len(foreign) > 3 else ''}, which calf stats did not "
-                            f"write; choose an empty or new directory")
+def check_out_dir(out_dir: str | Path, force: bool = False) -> Path:
+    """``out_dir`` as a Path, if ``write_stats`` may replace it: new, empty, a previous run's
+    (it holds ``stats.json``), or anything with ``force``; else a CalfError naming it."""
+    return check_replaceable(out_dir, owned_by=STATS_JSON, force=force)
 
 
 def stats_record(stats: StudyStats) -> dict[str, object]:
@@ -481,43 +562,17 @@ def stats_record(stats: StudyStats) -> dict[str, object]:
     return json_safe(record)
 
 
-def write_stats(stats: StudyStats, out_dir: str | Path) -> list[Path]:
+def write_stats(stats: StudyStats, out_dir: str | Path, force: bool = False) -> list[Path]:
     """Write the four CSVs and ``stats.json`` into ``out_dir``; returns their paths.
 
-    Everything is written into a temporary directory beside ``out_dir`` first, which then
-    takes ``out_dir``'s place (a previous run's outputs are replaced together); a failure
-    leaves ``out_dir`` as it was and no temporary directory behind. An ``out_dir`` holding
-    anything but stats outputs is refused.
+    Everything is written into a staging folder beside ``out_dir``, which then takes
+    ``out_dir``'s place (a previous run's outputs are replaced together); a failure leaves
+    ``out_dir`` as it was. A folder without ``stats.json`` is replaced only with ``force``
+    (``check_out_dir``).
     """
-    out_dir = Path(out_dir)
-    check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    old = None
-    try:
+    with atomic_dir(out_dir, owned_by=STATS_JSON, force=force) as staging:
         for name, columns in TABLES.items():
-            getattr(stats, name).to_csv(tmp / f"{name}.csv", index=False, columns=list(columns))
-        (tmp / "stats.json").write_text(
-            json.dumps(stats_record(stats), indent=1, allow_nan=False) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
-                                        dir=out_dir.parent))
-            os.rename(out_dir, old / out_dir.name)
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if old is not None:
-                os.rename(old / out_dir.name, out_dir)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return [out_dir / name for name in OUTPUT_FILES]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+            getattr(stats, name).to_csv(staging / f"{name}.csv", index=False,
+                                        columns=list(columns))
+        (staging / STATS_JSON).write_text(json_text(stats_record(stats)))
+    return [Path(out_dir) / name for name in OUTPUT_FILES]

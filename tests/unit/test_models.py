@@ -1,4 +1,4 @@
-"""The authors' U-Net, DeepLabV3 and FPN (SPEC.md section 5) and the model registry."""
+"""The authors' U-Net, DeepLabV3 and FPN and the model registry."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ NAMES = ["unet", "deeplabv3", "fpn"]
 SMALL = 0.125  # width for fast tests
 
 
-# ---- parameter counts by hand, from the architecture as SPEC.md section 5 states it ----
+# ---- parameter counts by hand, from the architecture the models' docstrings state ----
 
 
 def _ch(channels: int, width: float) -> int:
@@ -142,6 +142,7 @@ def test_in_and_out_channels(name):
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_backward_gives_finite_gradient_for_every_parameter(name):
     torch.manual_seed(1)
@@ -156,6 +157,7 @@ def test_backward_gives_finite_gradient_for_every_parameter(name):
     assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_eval_mode_is_deterministic(small_models, name):
     x = torch.randn(2, 1, 64, 64)
@@ -390,6 +392,7 @@ def test_default_init_table_matches_the_networks():
     assert set(DEFAULT_INIT) == set(MODELS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stride, feature", [(32, 2), (16, 4), (8, 8)])
 def test_deeplabv3_output_stride_keeps_the_parameters_and_refines_the_features(stride, feature):
     model = build_model("deeplabv3", width=SMALL, output_stride=stride)

@@ -28,8 +28,9 @@ from calf.stats.friedman import (
     q_alpha,
 )
 from calf.stats.paired import holm, median_ci, paired_test, rank_biserial, signed_rank_sums
-from calf.stats.run import compute_stats, write_stats
-from report_fixtures import write_study
+from calf.stats.run import TABLES, StudyStats, compute_stats, write_stats
+from calf.studies import defined_losses
+from calf.synth.results import write_study
 
 # Demšar (2006), JMLR 7:1-30, Table 6: AUC of C4.5, C4.5+m, C4.5+cf, C4.5+m+cf on 14 data
 # sets (adult (sample), breast cancer, breast cancer wisconsin, cmc, ionosphere, iris, liver
@@ -46,7 +47,7 @@ VOTING = 12
 DEMSAR_RANKS = np.array([44, 28, 40.5, 27.5]) / 14
 
 UNIT = "n_patients n_rows n_dropped_missing n_dropped_nan n_patients_dropped_nan"
-CONTRACT_COLUMNS = {
+OUTPUT_COLUMNS = {
     "paired": f"study dataset model ratio modality metric calf_loss baseline {UNIT} "
               "n_zero_diff mean_calf mean_baseline median_diff ci_low ci_high "
               "statistic p_value p_holm significant rank_biserial favours family family_size "
@@ -266,12 +267,12 @@ def effect_outputs(effect_study, tmp_path_factory):
     assert _stats_cli(paths, root, out) == 0
     return {name: pd.read_csv(out / f"{name}.csv", keep_default_na=False,
                               na_values=[""], dtype={"ratio": str})
-            for name in CONTRACT_COLUMNS} | {"json": json.loads((out / "stats.json").read_text()),
+            for name in OUTPUT_COLUMNS} | {"json": json.loads((out / "stats.json").read_text()),
                                             "dir": out}
 
 
-def test_outputs_have_the_contract_columns(effect_outputs):
-    for name, columns in CONTRACT_COLUMNS.items():
+def test_outputs_have_the_documented_columns(effect_outputs):
+    for name, columns in OUTPUT_COLUMNS.items():
         assert list(effect_outputs[name].columns) == columns.split()
     record = effect_outputs["json"]
     assert record["format"] == 1 and record["study"] == "demo"
@@ -284,7 +285,7 @@ def test_outputs_have_the_contract_columns(effect_outputs):
     # the fixture's companions are of the format before native scoring: said so
     assert record["settings"]["scoring"].startswith("Scoring: not recorded")
     assert (effect_outputs["paired"]["modality"] == "all").all()  # by_modality off
-    for name in CONTRACT_COLUMNS:
+    for name in OUTPUT_COLUMNS:
         assert len(record[name]) == len(effect_outputs[name])
     assert record["settings"]["resamples"] == 300 and record["settings"]["family"] == "group"
     assert sorted(p.name for p in effect_outputs["dir"].iterdir()) == [
@@ -351,7 +352,9 @@ def test_nemenyi_rows_equal_scikit_posthocs(effect_study, effect_outputs):
         assert row.significant == (row.p_value < 0.05)
 
 
-def test_rerun_is_identical_and_refuses_foreign_files(effect_study, effect_outputs, tmp_path):
+@pytest.mark.slow
+def test_rerun_is_identical_and_refuses_foreign_files(effect_study, effect_outputs, tmp_path,
+                                                     capsys):
     root, paths = effect_study
     out = effect_outputs["dir"]
     before = (out / "paired.csv").read_text()
@@ -360,8 +363,20 @@ def test_rerun_is_identical_and_refuses_foreign_files(effect_study, effect_outpu
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
+    capsys.readouterr()
     assert _stats_cli(paths, root, mine) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(mine) in error and "--force" in error
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # a file where the folder should be: refused, even with --force
+    (tmp_path / "file").write_text("x")
+    assert _stats_cli(paths, root, tmp_path / "file", "--force") == 2
+    assert (tmp_path / "file").read_text() == "x"
+    # --force replaces a folder calf stats did not write, as a whole
+    assert _stats_cli(paths, root, mine, "--force") == 0
+    assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in out.iterdir())
+    assert (mine / "paired.csv").read_text() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -466,7 +481,7 @@ def test_seeds_ratio_and_study_family(tmp_path):
     subset = cases[(cases["ratio"] == "0.1") & (cases["loss"] == "calf")]
     assert row["n_patients"] == 10 and row["n_rows"] == 20
     assert row["mean_calf"] == pytest.approx(subset.groupby("case_id")["dice"].mean().mean())
-    with pytest.raises(CalfError, match="not a directory"):
+    with pytest.raises(CalfError, match="exists and is not a folder"):
         (tmp_path / "file").write_text("x")
         write_stats(stats, tmp_path / "file")
 
@@ -477,7 +492,8 @@ def test_no_paired_runs_only_the_friedman_test(small_study, tmp_path):
     assert _stats_cli(paths, root, out, "--no-paired", "--resamples", "200") == 0
     assert pd.read_csv(out / "paired.csv").empty
     assert len(pd.read_csv(out / "friedman.csv")) > 0
-    assert any("no paired tests" in note for note in json.loads((out / "stats.json").read_text())["notes"])
+    notes = json.loads((out / "stats.json").read_text())["notes"]
+    assert any("no paired tests" in note for note in notes)
 
 
 def test_readme_demo_power_figures_follow_from_the_demo_config():
@@ -485,13 +501,12 @@ def test_readme_demo_power_figures_follow_from_the_demo_config():
     Wilcoxon p, its Holm-adjusted value over a group's family, and the minimum detectable
     standardised effect (80 % power, normal approximation with the Wilcoxon test's
     asymptotic relative efficiency 3/pi), from config/config.yaml and the workflow."""
-    import re
 
     import yaml
 
     from calf.synth import layouts
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((root / "config/config.yaml").read_text())
     schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
     patients = {
@@ -503,8 +518,7 @@ def test_readme_demo_power_figures_follow_from_the_demo_config():
     n = patients.popitem()[1]
     stats = schema["properties"]["stats"]["properties"]
     calf_losses = len(stats["calf_losses"]["default"])
-    rules = (root / "workflow/rules/losses.smk").read_text()
-    losses = len(re.findall(r"^use rule train_template as train_\w+ with:", rules, re.M))
+    losses = len(defined_losses(root / "workflow" / "rules"))
     family = calf_losses * (losses - calf_losses) * len(stats["metrics"]["default"])
     # the exact test's smallest p: every patient's difference of one sign
     p = scipy.stats.wilcoxon(np.arange(1.0, n + 1), method="exact").pvalue
@@ -521,3 +535,73 @@ def test_readme_demo_power_figures_follow_from_the_demo_config():
     assert claim in text
     assert f"of about {strictest:.2f} is detected with 80 % power at Holm's strictest step, " \
            f"{loosest:.2f} at its last" in text
+
+
+def test_write_stats_failure_keeps_the_previous_outputs(tmp_path):
+    def study(columns: bool) -> StudyStats:
+        frames = {name: pd.DataFrame(columns=list(cols) if columns else ["x"])
+                  for name, cols in TABLES.items()}
+        return StudyStats(study="s", settings={}, handling={}, **frames)
+
+    out = tmp_path / "stats"
+    paths = write_stats(study(True), out)
+    assert [p.name for p in paths] == ["paired.csv", "friedman.csv", "ranks.csv",
+                                       "nemenyi.csv", "stats.json"]
+    assert json.loads((out / "stats.json").read_text())["study"] == "s"
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    with pytest.raises(KeyError):  # a table without its columns fails half-way
+        write_stats(study(False), out)
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["stats"]  # no staging folder left
+
+
+def test_cli_schema_and_api_share_the_defaults():
+    """calf stats' options, the workflow schema's stats section and StatsOptions state the
+    same defaults (each defined once, in calf.stats.run and calf.defaults)."""
+    import argparse
+    import dataclasses
+
+    import yaml
+
+    from calf.commands.stats import add_arguments
+    from calf.naming import CALF_LOSSES
+    from calf.stats.paired import ZERO_METHODS
+    from calf.stats.run import FAMILIES, MISSING, StatsOptions
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--metrics-root", "r", "--study", "s", "--out-dir", "o", "x.csv"])
+    api = {f.name: f.default for f in dataclasses.fields(StatsOptions)}
+    assert api == {"metrics": ("dice", "hd95"), "friedman_metrics": ("dice", "hd95"),
+                   "alpha": 0.05, "family": "group", "missing": "error",
+                   "zero_method": "wilcox", "resamples": 2000, "seed": 12345,
+                   "by_modality": False}
+    for name in ("alpha", "family", "missing", "zero_method", "resamples", "seed",
+                 "by_modality"):
+        assert getattr(args, name) == api[name], name
+    assert args.force is False
+    schema = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    section = yaml.safe_load(schema.read_text())["properties"]["stats"]["properties"]
+    assert {name: section[name]["default"] for name in api} == {
+        name: list(value) if isinstance(value, tuple) else value for name, value in api.items()}
+    assert section["family"]["enum"] == list(FAMILIES)
+    assert section["missing"]["enum"] == list(MISSING)
+    assert section["zero_method"]["enum"] == list(ZERO_METHODS)
+    assert set(section["calf_losses"]["default"]) == set(CALF_LOSSES)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("alpha", 1.0, "alpha 1.0: expected a number in"),
+    ("family", "all", "family 'all': expected one of group, study"),
+    ("missing", "skip", "missing 'skip': expected one of error, drop"),
+    ("zero_method", "none", "zero_method 'none': expected one of wilcox, pratt, zsplit"),
+    ("resamples", 0, "resamples 0: expected a positive number"),
+    ("metrics", ("dice", "auc"), "metric 'auc': unknown metric"),
+])
+def test_options_name_the_bad_value(option, value, message):
+    from calf.stats.run import StatsOptions
+
+    with pytest.raises(CalfError, match=message):
+        StatsOptions(**{option: value})
+    with pytest.raises(TypeError, match="unknown option.s. alpah"):
+        compute_stats(pd.DataFrame(), study="s", alpah=0.1)

@@ -199,7 +199,8 @@ def test_dataset_scope_needs_statistics():
 
 # ---------------------------------------------------------------- region variant
 def _reference_region_loss(x, y, grid):
-    """SPEC.md section 3 written out region by region in plain Python."""
+    """The region-specific CALF (README.md, "Losses") written out region by region in
+    plain Python."""
     b, _, h, w = x.shape
     rh, rw = h // grid, w // grid
     num = den = 0.0

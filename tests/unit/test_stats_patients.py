@@ -170,6 +170,7 @@ def test_friedman_ranks_nemenyi_count_patients(tmp_path):
         assert row.p_value == pytest.approx(nemenyi[i, j], rel=1e-12)
 
 
+@pytest.mark.slow
 def test_by_modality_groups_have_patients_as_unit(tmp_path):
     paths = _twelve_patients(tmp_path, losses=("calf", "bce", "dice"))
     pooled = _stats(paths, tmp_path)
@@ -338,6 +339,7 @@ def test_null_simulation_rejects_at_the_nominal_rate():
     assert float(np.mean(by_row)) > 0.3
 
 
+@pytest.mark.slow
 def test_consumers_take_the_pooled_groups(tmp_path):
     from calf.report.figures import build_critical_difference
     from calf.report.tables import write_summary_tables
@@ -378,6 +380,7 @@ def test_consumers_take_the_pooled_groups(tmp_path):
     assert len(details) == len(pooled) and all("| 12 |" in line for line in details)
 
 
+@pytest.mark.slow
 def test_cli_by_modality_writes_the_modality_groups(tmp_path):
     from calf.cli import main
 

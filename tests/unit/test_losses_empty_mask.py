@@ -18,7 +18,7 @@ import torch
 
 from calf.losses import LOSSES, build_loss
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 SIZE = 256  # the training size
 LOGITS = (-10.0, 10.0)
 NO_GRADIENT = 1e-12

@@ -14,7 +14,6 @@ from calf.stats.collect import (
     NO_SEED,
     check_complete,
     load_case_metrics,
-    parse_metrics_path,
     patient_table,
     row_table,
 )
@@ -23,45 +22,52 @@ HEADER = ("case_id,patient_id,modality,dataset,model,loss,fold,dice,iou,hd95,sen
           "specificity,precision,tumour_voxels")
 
 
+IDENTITY = ["study", "dataset", "model", "loss", "ratio", "seed", "fold"]
+
+
 @pytest.mark.parametrize(
     "rel, expected",
     [
-        ("cv/brats/unet/calf/fold0.csv",
-         {"study": "cv", "dataset": "brats", "model": "unet", "loss": "calf",
-          "ratio": "natural", "seed": None, "fold": 0}),
-        ("filt/brats/fpn/dice/ratio-0.10/fold3.csv",
-         {"study": "filt", "dataset": "brats", "model": "fpn", "loss": "dice",
-          "ratio": "0.1", "seed": None, "fold": 3}),
-        ("s/pool/unet/bce/seed-7/fold1.csv",
-         {"study": "s", "dataset": "pool", "model": "unet", "loss": "bce",
-          "ratio": "natural", "seed": 7, "fold": 1}),
+        ("cv/brats/unet/calf/fold0.csv", ["cv", "brats", "unet", "calf", "natural", None, 0]),
+        ("filt/brats/fpn/dice/ratio-0.1/fold3.csv",
+         ["filt", "brats", "fpn", "dice", "0.1", None, 3]),
+        ("s/pool/unet/bce/seed-7/fold1.csv", ["s", "pool", "unet", "bce", "natural", 7, 1]),
         ("s/d/m/calf_region/ratio-0.5/seed-12/fold2.csv",
-         {"study": "s", "dataset": "d", "model": "m", "loss": "calf_region",
-          "ratio": "0.5", "seed": 12, "fold": 2}),
+         ["s", "d", "m", "calf_region", "0.5", 12, 2]),
     ],
 )
-def test_parse_metrics_path(tmp_path, rel, expected):
-    assert parse_metrics_path(tmp_path / rel, tmp_path) == expected
+def test_identity_from_the_path(tmp_path, rel, expected):
+    loss = rel.split("/")[3]
+    path = _write(tmp_path, rel, [_row("c-1", loss)])
+    row = load_case_metrics([path], tmp_path)[IDENTITY].iloc[0].tolist()
+    assert [None if pd.isna(v) else v for v in row] == expected
 
 
 @pytest.mark.parametrize(
     "rel, message",
     [
-        ("s/d/m/fold0.csv", "not a per-case metrics path"),
-        ("s/d/m/l/seed-1/ratio-0.1/fold0.csv", "not a per-case metrics path"),
-        ("s/d/m/l/fold0.json", "not a per-case metrics path"),
-        ("s/d/m/l/ratio-1.2.3/fold0.csv", "ratio-1.2.3 is not a number"),
+        ("s/d/m/fold0.csv", "not a results path"),
+        ("s/d/m/l/seed-1/ratio-0.1/fold0.csv", "not a results path"),
+        ("s/d/m/l/fold0.json", "not a results path"),
+        # the natural training set has no ratio component (calf.layout)
+        ("s/d/m/l/ratio-natural/fold0.csv", "not a results path"),
+        ("s/d/m/l/ratio-1.2.3/fold0.csv", "ratio-1.2.3 is not a ratio"),
+        ("s/d/m/l/ratio-1.5/fold0.csv", "ratio-1.5 is not a ratio"),
+        # one spelling per ratio: 0.10 and 0.1 would be two paths of one run
+        ("s/d/m/l/ratio-0.10/fold0.csv", "ratio-0.10 is spelled ratio-0.1"),
     ],
 )
-def test_parse_metrics_path_errors(tmp_path, rel, message):
+def test_path_errors_name_the_file(tmp_path, rel, message):
+    path = _write(tmp_path, rel, [_row("c-1", "l")])
     with pytest.raises(CalfError, match=message) as err:
-        parse_metrics_path(tmp_path / rel, tmp_path)
-    assert rel.split("/")[-1] in str(err.value)
+        load_case_metrics([path], tmp_path)
+    assert str(path) in str(err.value)
 
 
 def test_path_outside_root(tmp_path):
-    with pytest.raises(CalfError, match="not under the metrics root"):
-        parse_metrics_path(tmp_path / "a" / "x.csv", tmp_path / "b")
+    path = _write(tmp_path, "a/s/d/m/l/fold0.csv", [_row("c-1", "l")])
+    with pytest.raises(CalfError, match="not under"):
+        load_case_metrics([path], tmp_path / "b")
 
 
 def _write(root: Path, rel: str, rows: list[str], header: str = HEADER) -> Path:
