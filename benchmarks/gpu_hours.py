@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import yaml
 
 from calf.report.budget import budget_table, read_rates, study_budget
+from calf.studies import defined_losses
 
 ROOT = Path(__file__).resolve().parents[1]
-LOSS_RULE = re.compile(r"^use rule train_template as train_\w+ with:", re.MULTILINE)
 
 
 def loss_rules(root: Path = ROOT) -> int:
     """The number of losses the workflow trains (its ``train_<loss>`` rules)."""
-    return len(LOSS_RULE.findall((root / "workflow/rules/losses.smk").read_text()))
+    return len(defined_losses(root / "workflow" / "rules"))
 
 
 def table(config_path: Path, gpu_json: Path | None, modes: list[str]) -> str:

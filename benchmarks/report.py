@@ -3,7 +3,7 @@
 Writes a synthetic results tree the size of the paper's cross-validation study (4 datasets x
 3 models x 8 losses x 5 folds, ``--cases`` test cases per fold, each a patient with
 ``--modalities`` rows (T1, T2, FLAIR by default) as the paper's data have; the fixture of
-tests/report_fixtures.py, its FLAIR row copied to the other modalities with seeded noise),
+``calf.synth.results.write_study``, its FLAIR row copied to the other modalities with seeded noise),
 then times, in one run, against a baseline measured in the same run (no asserts):
 
 - baseline: reading every per-case CSV with pandas, nothing else (the floor of any step
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,21 +27,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from report_fixtures import write_study  # noqa: E402
-
-from calf.report.figures import (  # noqa: E402
+from calf.defaults import ALPHA
+from calf.layout import RunKey
+from calf.report.figures import (
     plot_branch_shares,
     plot_critical_difference,
     plot_dice,
     plot_imbalance,
     plot_overlays,
 )
-from calf.report.tables import write_summary_tables  # noqa: E402
-from calf.stats.collect import load_case_metrics  # noqa: E402
-from calf.stats.run import compute_stats  # noqa: E402
-
+from calf.report.tables import write_summary_tables
+from calf.stats.collect import load_case_metrics
+from calf.stats.run import compute_stats
+from calf.synth.results import CALF_VARIANTS, write_study
 
 METRICS = ("dice", "iou", "hd95", "sensitivity", "specificity", "precision")
 
@@ -105,10 +102,10 @@ def main() -> None:
         out = Path(tmp) / "out"
         out.mkdir()
         t, _ = timed(lambda: write_summary_tables(cases, stats.paired, out / "summary",
-                                                  calf_losses=["calf", "calf_region"], alpha=0.05))
+                                                  calf_losses=list(CALF_VARIANTS), alpha=ALPHA))
         rows.append(("summary tables (CSV, MD, TeX, HTML)", t))
         profiles = sorted((results / "profiles").rglob("*.json"))
-        runs = [results / "runs" / p.relative_to(root).with_suffix("") for p in paths]
+        runs = [RunKey.from_path(p, ".csv", root).run_dir(results / "runs") for p in paths]
         figures = {
             "figure: Dice": lambda: plot_dice(cases, out / "dice"),
             "figure: critical difference": lambda: plot_critical_difference(

@@ -10,25 +10,33 @@ Five actions; all but ``cost`` read the per-case metric CSVs they are given (pat
   overlays), PNG and SVG;
 - ``cost``: what a study's training runs cost per dataset, model and loss (device-seconds
   per epoch, device-hours, peak memory, energy, CALF's overhead over BCE), CSV/Markdown/HTML,
-  from the run folders' ``run.json`` (``calf.report.tables_cost``);
+  from the run folders' ``run.json`` (``calf.report.tables.cost``);
 - ``readme``: ``results/report/README.md``, each study's answer first, then linking them
   all; with ``--front-page`` and ``--description`` also the HTML report's front page (the
   answers in reStructuredText, then the description), both files or neither.
+
+Every action writes all its files or none. An existing file is replaced only with
+``--force``; ``figures`` replaces its ``--out-dir`` whole when the folder holds figures it
+wrote (``FIGURES_MARKER``), else only with ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from pathlib import Path
 
+from calf.defaults import ALPHA
 from calf.errors import CalfError
+from calf.evaluate.companion import read_companion
 from calf.naming import CALF_LOSSES
+
+# the file every figures folder holds: a folder with it was written by calf report figures
+FIGURES_MARKER = "dice.png"
 
 
 def _metrics_arguments(parser: argparse.ArgumentParser, study: bool = True) -> None:
-    parser.add_argument("--metrics-root", required=True, help="root of the per-case CSVs (results/metrics)")
+    parser.add_argument("--metrics-root", required=True,
+                        help="root of the per-case CSVs (results/metrics)")
     if study:
         parser.add_argument("--study", required=True, help="the study the CSVs belong to")
     parser.add_argument("metrics", nargs="*", metavar="CSV", help="per-case metrics files")
@@ -37,13 +45,16 @@ def _metrics_arguments(parser: argparse.ArgumentParser, study: bool = True) -> N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    tables = actions.add_parser("tables", help="a study's metrics per loss (CSV, Markdown, LaTeX, HTML)")
+    tables = actions.add_parser("tables",
+                                help="a study's metrics per loss (CSV, Markdown, LaTeX, HTML)")
     _metrics_arguments(tables)
-    tables.add_argument("--paired", default=None, help="paired.csv of calf stats (significance markers)")
+    tables.add_argument("--paired", default=None,
+                        help="paired.csv of calf stats (significance markers)")
     tables.add_argument("--out-prefix", required=True, help="writes PREFIX.csv, .md, .tex, .html")
     tables.add_argument("--calf-loss", action="append", default=None,
                         help="a CALF loss whose significant differences are marked (repeatable)")
-    tables.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    tables.add_argument("--alpha", type=float, default=ALPHA,
+                        help=f"significance level (default {ALPHA:g})")
     tables.add_argument("--metric", action="append", default=None,
                         help="a metric to show, in this order (repeatable; default: every "
                         "global metric with a value, the lesion metrics on request)")
@@ -54,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     figures = actions.add_parser("figures", help="a study's figures (PNG and SVG)")
     _metrics_arguments(figures)
-    figures.add_argument("--runs-root", required=True, help="root of the training runs (results/runs)")
+    figures.add_argument("--runs-root", required=True,
+                         help="root of the training runs (results/runs)")
     figures.add_argument("--stats-dir", required=True, help="the study's calf stats output folder")
     figures.add_argument("--profile", action="append", default=[], metavar="JSON",
                          help="a training set's imbalance profile (repeatable)")
@@ -70,11 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "default: every CALF loss)")
     cost.add_argument("runs", nargs="*", metavar="RUN_DIR", help="training run folders")
 
-    readme = actions.add_parser("readme", help="results/report/README.md linking every table and figure")
+    readme = actions.add_parser("readme",
+                                help="results/report/README.md linking every table and figure")
     readme.add_argument("--report-dir", required=True, help="the report folder (results/report)")
-    readme.add_argument("--stats-root", required=True, help="root of calf stats outputs (results/stats)")
+    readme.add_argument("--stats-root", required=True,
+                        help="root of calf stats outputs (results/stats)")
     readme.add_argument("--study", action="append", required=True, metavar="STUDY[:DATASET,...]",
-                        help="a study and its dataset names (overlay grids), e.g. demo:sparse,bulky")
+                        help="a study and its dataset names (overlay grids), "
+                        "e.g. demo:sparse,bulky")
     readme.add_argument("--out", required=True, help="the README to write")
     readme.add_argument("--front-page", default=None, metavar="OUT.rst",
                         help="also write the HTML report's front page: every study's answer "
@@ -84,6 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     readme.add_argument("--cost", action="store_true",
                         help="also show each study's cost table (STUDY/cost.md, written by "
                         "calf report cost)")
+    for action in (tables, paper, figures, cost, readme):
+        action.add_argument("--force", action="store_true",
+                            help="replace existing output files (figures: an --out-dir "
+                            f"without {FIGURES_MARKER})")
 
 
 def _cases(args: argparse.Namespace):
@@ -108,20 +127,10 @@ def _tables(args: argparse.Namespace) -> list[Path]:
         paired = pd.read_csv(args.paired, dtype={"ratio": str})
     calf_losses = args.calf_loss or list(CALF_LOSSES)
     cases = _cases(args)  # checks every path first
-    protocols = {str(path): companion(path) for path in args.metrics}
+    protocols = {str(path): read_companion(path) for path in args.metrics}
     return write_summary_tables(cases, paired, Path(args.out_prefix),
                                 calf_losses=calf_losses, alpha=args.alpha, protocols=protocols,
-                                metrics=args.metric)
-
-
-def companion(path: str | Path) -> dict:
-    """The companion JSON of a per-case metrics CSV (written by calf evaluate)."""
-    from calf._json import read_json_object
-
-    json_path = Path(path).with_suffix(".json")
-    if not json_path.is_file():
-        raise CalfError(f"{json_path}: no such file (the companion JSON of {path})")
-    return read_json_object(json_path, "metrics companion")
+                                metrics=args.metric, force=args.force)
 
 
 def pooled_runs(metrics: list[str], root: str, records: list | None = None):
@@ -129,20 +138,21 @@ def pooled_runs(metrics: list[str], root: str, records: list | None = None):
     each companion is also appended to ``records`` when given."""
     import pandas as pd
 
-    from calf.evaluate.pooled import ORDER
-    from calf.stats.collect import parse_metrics_path
+    from calf.evaluate.companion import companion_path
+    from calf.evaluate.pooled import ORDER, POOLED_SUMMARY_KEY
+    from calf.layout import RunKey
 
     rows = []
     for path in metrics:
-        ident = parse_metrics_path(path, root)
-        record = companion(path)
+        ident = RunKey.from_path(path, ".csv", root).as_dict()
+        record = read_companion(path)
         if records is not None:
             records.append(record)
-        where = Path(path).with_suffix(".json")
+        where = companion_path(path)
         try:
-            value = record["summary"]["batch_pooled_dice_32"]
+            value = record["summary"][POOLED_SUMMARY_KEY]
         except (KeyError, TypeError):
-            raise CalfError(f"{where}: no summary.batch_pooled_dice_32") from None
+            raise CalfError(f"{where}: no summary.{POOLED_SUMMARY_KEY}") from None
         order = (record.get("batch_pooled_dice") or {}).get("order")
         if order != ORDER:
             # written before the authors' sampler order (format 1: consecutive slices)
@@ -155,14 +165,13 @@ def pooled_runs(metrics: list[str], root: str, records: list | None = None):
 
 
 def _paper(args: argparse.Namespace) -> list[Path]:
-    from calf.report.tables import write_paper_table
-
     from calf.protocol import protocol_summary
+    from calf.report.tables import write_paper_table
 
     records: list = []
     runs = pooled_runs(args.metrics, args.metrics_root, records)
     protocol = protocol_summary(records) if records else None
-    return write_paper_table(runs, Path(args.out_prefix), protocol)
+    return write_paper_table(runs, Path(args.out_prefix), protocol, force=args.force)
 
 
 def _read_stats(stats_dir: Path):
@@ -178,6 +187,9 @@ def _read_stats(stats_dir: Path):
 
 
 def _figures(args: argparse.Namespace) -> list[Path]:
+    from calf._fs import atomic_dir, check_replaceable
+    from calf.evaluate.pipeline import scoring_summary
+    from calf.layout import RunKey
     from calf.report.figures import (
         plot_branch_shares,
         plot_critical_difference,
@@ -185,25 +197,19 @@ def _figures(args: argparse.Namespace) -> list[Path]:
         plot_imbalance,
         plot_overlays,
     )
-    from calf.stats.collect import parse_metrics_path
-
-    from calf.evaluate.pipeline import scoring_summary
 
     cases = _cases(args)
-    scoring = scoring_summary([companion(path) for path in args.metrics])
+    scoring = scoring_summary([read_companion(path) for path in args.metrics])
     stats = _read_stats(Path(args.stats_dir))
-    run_dirs = []
-    for path in args.metrics:
-        parse_metrics_path(path, args.metrics_root)
-        rel = Path(path).resolve().relative_to(Path(args.metrics_root).resolve())
-        run_dirs.append(Path(args.runs_root) / rel.with_suffix(""))
+    run_dirs = [RunKey.from_path(path, ".csv", args.metrics_root).run_dir(args.runs_root)
+                for path in args.metrics]
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CalfError(f"--out-dir {out_dir}: not a folder")
-    # every figure goes into a temporary folder first: a failure leaves nothing half-written
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
     try:
+        check_replaceable(out_dir, FIGURES_MARKER, args.force)
+    except CalfError as err:
+        raise CalfError(f"--out-dir {err}") from None
+    # every figure goes into a staging folder that replaces --out-dir only when all are drawn
+    with atomic_dir(out_dir, owned_by=FIGURES_MARKER, force=args.force) as tmp:
         written = [
             *plot_dice(cases, tmp / "dice", "dice", scoring),
             *plot_dice(cases, tmp / "hd95", "hd95", scoring),
@@ -213,26 +219,18 @@ def _figures(args: argparse.Namespace) -> list[Path]:
             *plot_branch_shares(run_dirs, tmp / "branches", runs_root=args.runs_root),
             *plot_overlays(args.metrics, tmp, metrics_root=args.metrics_root),
         ]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        final = []
-        for path in written:
-            target = out_dir / Path(path).name
-            os.replace(path, target)
-            final.append(target)
-        return final
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return [out_dir / Path(path).name for path in written]
 
 
 def _cost(args: argparse.Namespace) -> list[Path]:
-    from calf.report.tables_cost import collect_costs, write_cost_table
+    from calf.report.tables import collect_costs, write_cost_table
 
     runs = collect_costs(args.runs, args.runs_root)  # checks every run first
     others = sorted(set(runs["study"]) - {args.study})
     if others:
         raise CalfError(f"--study {args.study}: run folders of study {others[0]!r} given")
     return write_cost_table(runs, Path(args.out_prefix),
-                            calf_losses=args.calf_loss or list(CALF_LOSSES))
+                            calf_losses=args.calf_loss or list(CALF_LOSSES), force=args.force)
 
 
 def _readme(args: argparse.Namespace) -> list[Path]:
@@ -246,7 +244,7 @@ def _readme(args: argparse.Namespace) -> list[Path]:
         studies[name] = [d for d in datasets.split(",") if d]
     return write_readme(args.report_dir, args.stats_root, studies, args.out,
                         front_page=args.front_page, description=args.description,
-                        cost=args.cost)
+                        cost=args.cost, force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:

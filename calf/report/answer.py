@@ -28,11 +28,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calf._json import read_json_object
+from calf.defaults import ALPHA
 from calf.errors import CalfError
+from calf.layout import NATURAL, ratio_sort_key
 from calf.naming import LOSS_NAMES, METRIC_NAMES, MODEL_NAMES, display, ordered
-from calf.report.tables_layout import METRIC_DECIMALS, ratio_sort_key
-from calf.report.tables_render import markdown_escape
+from calf.report.tables.document import METRIC_DECIMALS
+from calf.report.tables.render import markdown_escape
 from calf.stats.collect import pooled_groups
+from calf.stats.run import STATS_JSON
 
 ANSWER_METRIC = "dice"
 FRONT_PAGE_TITLE = "CALF benchmark: the answer"
@@ -68,7 +72,7 @@ class GroupAnswer:
     @property
     def label(self) -> str:
         text = f"{self.dataset}, {display(self.model, MODEL_NAMES)}"
-        return text if self.ratio == "natural" else f"{text}, ratio {self.ratio}"
+        return text if self.ratio == NATURAL else f"{text}, ratio {self.ratio}"
 
 
 @dataclass
@@ -84,7 +88,7 @@ class StudyAnswer:
 
     @property
     def has_ratios(self) -> bool:
-        return any(g.ratio != "natural" for g in self.groups)
+        return any(g.ratio != NATURAL for g in self.groups)
 
 
 def min_attainable_p(n_patients: int, family_size: int) -> float:
@@ -94,6 +98,15 @@ def min_attainable_p(n_patients: int, family_size: int) -> float:
     if n_patients < 1 or family_size < 1:
         return math.nan
     return min(1.0, family_size * 2.0 / 2.0 ** n_patients)
+
+
+def read_stats_record(stats_dir: str | Path) -> dict:
+    """A study's ``stats.json`` (written by ``calf stats``): a JSON object, or a CalfError
+    naming the file (missing: run calf stats first)."""
+    path = Path(stats_dir) / STATS_JSON
+    if not path.is_file():
+        raise CalfError(f"{path}: no such file (run calf stats first)")
+    return read_json_object(path, "calf stats")
 
 
 def _read_csv(path: Path):
@@ -149,10 +162,8 @@ def study_answer(stats_dir: str | Path, metric: str = ANSWER_METRIC,
                  study: str | None = None) -> StudyAnswer:
     """The answer of the study whose ``calf stats`` outputs are in ``stats_dir``; ``study``
     names it (default: the name stats.json records, else the folder's)."""
-    from calf._json import read_json_object
-
     stats_dir = Path(stats_dir)
-    record = read_json_object(stats_dir / "stats.json", "calf stats")
+    record = read_stats_record(stats_dir)
     paired_path, ranks_path = stats_dir / "paired.csv", stats_dir / "ranks.csv"
     paired = pooled_groups(_read_csv(paired_path), str(paired_path)).copy()
     ranks = pooled_groups(_read_csv(ranks_path), str(ranks_path)).copy()
@@ -160,10 +171,10 @@ def study_answer(stats_dir: str | Path, metric: str = ANSWER_METRIC,
                    "p_holm", "significant", "favours", "family_size"), paired_path)
     _need(ranks, ("dataset", "model", "ratio", "metric", "loss", "mean_rank", "mean"), ranks_path)
     settings = record.get("settings") or {}
-    alpha = float(settings.get("alpha", 0.05))
+    alpha = float(settings.get("alpha", ALPHA))
     calf_losses = [str(c) for c in settings.get("calf_losses") or []]
     for frame in (paired, ranks):
-        frame["ratio"] = frame["ratio"].fillna("natural").astype(str)
+        frame["ratio"] = frame["ratio"].fillna(NATURAL).astype(str)
         for key in ("dataset", "model"):
             frame[key] = frame[key].astype(str)
     keys = ["dataset", "model", "ratio"]
@@ -203,7 +214,7 @@ def _names(names: Sequence[str]) -> str:
 def _run_label(run: dict) -> str:
     text = (f"{run['dataset']}, {display(str(run['model']), MODEL_NAMES)}, "
             f"{display(str(run['loss']), LOSS_NAMES)}, fold {run['fold']}")
-    extra = [f"ratio {run['ratio']}" if run.get("ratio") not in (None, "natural") else "",
+    extra = [f"ratio {run['ratio']}" if run.get("ratio") not in (None, NATURAL) else "",
              f"seed {run['seed']}" if run.get("seed") is not None else ""]
     extra = [e for e in extra if e]
     return text + (f" ({', '.join(extra)})" if extra else "")
@@ -215,7 +226,8 @@ def lead(answer: StudyAnswer) -> list[str]:
     n = len(answer.groups)
     if not n:
         return ["No statistics groups: calf stats found nothing to compare."]
-    groups = f"{n} group{'s' if n != 1 else ''} (dataset × model{' × ratio' if answer.has_ratios else ''})"
+    axes = "dataset × model" + (" × ratio" if answer.has_ratios else "")
+    groups = f"{n} group{'s' if n != 1 else ''} ({axes})"
     text = []
     tallies = []
     for calf in answer.calf_losses:

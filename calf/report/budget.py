@@ -5,7 +5,7 @@ A run's cost is proportional to the slices it trains on times its epochs. The au
 times are for their pooled training set (``reference.TRAIN_SLICES`` slices, 20 epochs), so a
 run on ``n`` slices for ``e`` epochs costs ``n * e / (TRAIN_SLICES * 20)`` of their per-run
 time; a measured rate (slices per second) gives ``n * e / rate`` seconds. The paper-scale
-training sets follow from the authors' figures (SPEC.md sections 5 and 7):
+training sets follow from the authors' figures (the paper's data and results sections):
 
 - the four datasets hold ``TRAIN_SLICES + TEST_SLICES`` slices together, shared out by
   patients x series x slices per volume (155 axial slices on the BraTS grid; the
@@ -30,7 +30,7 @@ from typing import Any
 from calf.report.reference import EPOCHS, RUN_HOURS, TEST_SLICES, TRAIN_SLICES
 
 NATURAL_TUMOUR_FRACTION = 0.41
-# patients, series the authors used, axial slices per volume (SPEC.md section 5)
+# patients, series the authors used, axial slices per volume (the paper's data section)
 PAPER_DATASETS = {
     "upenn_gbm": (611, 3, 155),
     "ucsf_pdgm": (495, 3, 155),

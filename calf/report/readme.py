@@ -15,16 +15,17 @@ report's front page (``calf.report.answer.front_page``) together with the README
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf.defaults import ALPHA
 from calf.errors import CalfError
-from calf.report.tables_layout import METRIC_DECIMALS
+from calf.report.tables.document import METRIC_DECIMALS
 from calf.stats.collect import GROUP_KEYS, POOLED, pooled_groups
+from calf.stats.run import STATS_JSON
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +40,7 @@ FIGURE_TITLES = {
     "branches": "Share of each CALF branch over training (batch scope)",
 }
 TABLE_FORMATS = ("md", "csv", "tex", "html")
-STATS_FILES = ("paired.csv", "friedman.csv", "ranks.csv", "nemenyi.csv", "stats.json")
+STATS_FILES = ("paired.csv", "friedman.csv", "ranks.csv", "nemenyi.csv", STATS_JSON)
 
 
 def _link(target: Path, base: Path) -> str:
@@ -84,13 +85,15 @@ def paired_details(paired: "pd.DataFrame", metric: str) -> list[str]:
     digits = METRIC_DECIMALS.get(metric, 3)
     lines = ["<details><summary>Every test on " + metric + " (median difference CALF − baseline "
              "with its 95% CI, Holm-adjusted p, rank-biserial r)</summary>", "",
-             "| dataset | model | ratio | CALF loss | baseline | patients | median diff [95% CI] | p (Holm) | r | favours |",
+             "| dataset | model | ratio | CALF loss | baseline | patients "
+             "| median diff [95% CI] | p (Holm) | r | favours |",
              "|:---|:---|:---|:---|:---|---:|---:|---:|---:|:---|"]
     for r in rows.itertuples(index=False):
         mark = "**" if bool(r.significant) else ""
         lines.append(
-            f"| {r.dataset} | {r.model} | {r.ratio} | {r.calf_loss} | {r.baseline} | {r.n_patients} | "
-            f"{_fmt(r.median_diff, digits)} [{_fmt(r.ci_low, digits)}, {_fmt(r.ci_high, digits)}] | "
+            f"| {r.dataset} | {r.model} | {r.ratio} | {r.calf_loss} | {r.baseline} "
+            f"| {r.n_patients} | {_fmt(r.median_diff, digits)} "
+            f"[{_fmt(r.ci_low, digits)}, {_fmt(r.ci_high, digits)}] | "
             f"{mark}{_fmt(r.p_holm, 4)}{mark} | {_fmt(r.rank_biserial, 2)} | {r.favours} |")
     return lines + ["", "Bold p: significant after Holm's correction.", "", "</details>", ""]
 
@@ -108,7 +111,7 @@ def _paired_section(stats: dict, every: pd.DataFrame, paired: pd.DataFrame) -> l
         (f"Each CALF loss against every baseline, per dataset, model and filter ratio "
          f"({len(groups)} groups): paired Wilcoxon signed-rank tests over patients (each "
          f"patient's mean over modalities, then exams, then seeds), Holm-corrected over each "
-         f"{settings.get('family', 'group')}, alpha {settings.get('alpha', 0.05)}."),
+         f"{settings.get('family', 'group')}, alpha {settings.get('alpha', ALPHA)}."),
         "",
     ]
     if len(paired):
@@ -139,11 +142,11 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
     ``cost``: the study's cost table last."""
     import pandas as pd
 
-    from calf.report.answer import answer_markdown, study_answer
+    from calf.report.answer import answer_markdown, read_stats_record, study_answer
 
     answer = answer or study_answer(stats_dir, study=study)
 
-    stats = json.loads(_require(stats_dir / "stats.json").read_text())
+    stats = read_stats_record(stats_dir)
     every = pd.read_csv(_require(stats_dir / "paired.csv"), keep_default_na=True,
                         dtype={"ratio": str, "modality": str})
     paired = pooled_groups(every, f"{stats_dir / 'paired.csv'}")
@@ -164,7 +167,8 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
     stats_links = ", ".join(f"[{name}]({_link(_require(stats_dir / name), report_dir)})"
                             for name in STATS_FILES)
     lines += [f"Statistics files: {stats_links}", "", "### How the statistics treat the data", ""]
-    lines += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in stats.get("handling", {}).items()]
+    lines += [f"- **{key.replace('_', ' ')}**: {text}"
+              for key, text in stats.get("handling", {}).items()]
     if cost:
         lines += ["", *_cost_section(study, report_dir)]
     return lines + [""]
@@ -174,7 +178,7 @@ def _paper_section(report_dir: Path) -> list[str]:
     """The paper-vs-suite table, or one line when no study ran the pooled protocol."""
     import pandas as pd
 
-    from calf.report.tables_paper import all_not_run, not_run_line
+    from calf.report.tables.paper import all_not_run, not_run_line
 
     paper = _require(report_dir / "paper_vs_suite.md")
     csv = _require(paper.with_suffix(".csv"))
@@ -220,15 +224,17 @@ def readme_text(report_dir: str | Path, stats_root: str | Path,
 
 def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[str, Sequence[str]],
                  out: str | Path, front_page: str | Path | None = None,
-                 description: str | Path | None = None, cost: bool = False) -> list[Path]:
+                 description: str | Path | None = None, cost: bool = False,
+                 force: bool = False) -> list[Path]:
     """Write the README (``studies`` maps each study to its dataset names: overlay grids;
     ``cost``: with each study's cost table)
     and, with ``front_page``, the HTML report's front page: the answer of every study in
     reStructuredText, then the text of ``description`` unchanged. Both files are written
-    together or neither (``calf.report.tables_io.publish``); returns their paths."""
+    together or neither (``calf.report.tables.io.publish``), existing files only with
+    ``force``; returns their paths."""
     from calf.report.answer import check_target, read_description, study_answer
     from calf.report.answer import front_page as front_page_text
-    from calf.report.tables_io import publish
+    from calf.report.tables.io import publish
 
     if (front_page is None) != (description is None):
         raise CalfError("--front-page and --description go together: give both or neither")
@@ -241,4 +247,4 @@ def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[s
         if front_page.resolve() == out.resolve():
             raise CalfError(f"--front-page {front_page}: the same file as --out")
         texts[front_page] = front_page_text(list(answers.values()), read_description(description))
-    return publish(texts)
+    return publish(texts, force=force)

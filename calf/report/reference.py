@@ -1,4 +1,4 @@
-"""The authors' published Dice values (SPEC.md section 7) as data, with their source.
+"""The authors' published Dice values (the paper's results tables) as data, with their source.
 
 Every value is the batch-pooled Dice of one training run under the authors' protocol: the
 four datasets pooled, one patient-level split of about 90/10, the model after the last
@@ -22,7 +22,7 @@ SOURCE = (
 TEST_SLICES = 57_090
 
 # the authors' training time per run on the full pooled training set, low and high, in hours
-# (SPEC.md section 7; GPU type and count not stated), for TRAIN_SLICES slices x EPOCHS
+# (the paper's results section; GPU type and count not stated), for TRAIN_SLICES slices x EPOCHS
 RUN_HOURS = {"unet": (12.0, 13.6), "deeplabv3": (1.8, 3.5), "fpn": (3.5, 4.9)}
 TRAIN_SLICES = 532_748
 EPOCHS = 20

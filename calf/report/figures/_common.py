@@ -9,17 +9,15 @@ element ids, so the same input gives the same bytes.
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from calf._fs import atomic_files
 from calf.errors import CalfError
+from calf.layout import NATURAL
 from calf.naming import CALF_LOSSES, LOSS_NAMES, MODEL_NAMES, display, ordered
-from calf.stats.collect import RUN_LAYOUT
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -27,8 +25,8 @@ if TYPE_CHECKING:
 
 CALF_COLOUR = "#cc3311"
 BASELINE_COLOUR = "#4477aa"
-# SPEC section 2's branches in the order of calf.losses.BRANCHES (a test checks it), each
-# with a fixed colour (Paul Tol's "bright" scheme) in every figure
+# CALF's branches (README.md, "The method") in the order of calf.losses.BRANCHES (a test
+# checks it), each with a fixed colour (Paul Tol's "bright" scheme) in every figure
 BRANCH_COLOURS = {
     "fisher": "#4477aa",
     "logit": "#66ccee",
@@ -54,7 +52,7 @@ def loss_colour(loss: str) -> str:
 
 
 def loss_order(losses: Iterable[str]) -> list[str]:
-    """Baselines, then CALF and its region variant (the contract's order); others after."""
+    """Baselines, then CALF and its region variant (``calf.naming.LOSS_NAMES``); others after."""
     return ordered(losses, LOSS_NAMES)
 
 
@@ -62,56 +60,10 @@ def model_order(models: Iterable[str]) -> list[str]:
     return ordered(models, MODEL_NAMES)
 
 
-def ratio_text(value: object) -> str:
-    """A filter ratio as the stats tables write it: "natural" or the number's text."""
-    if value is None or value == "natural" or (isinstance(value, float) and math.isnan(value)):
-        return "natural"
-    try:
-        return f"{float(value):g}"
-    except (TypeError, ValueError):
-        raise CalfError(f"ratio {value!r}: expected 'natural' or a number") from None
-
-
-def ratio_key(text: str) -> tuple[int, float]:
-    """Sort key: the natural training set first, then filter ratios ascending."""
-    return (0, 0.0) if text == "natural" else (1, float(text))
-
-
 def row_label(dataset: str, ratio: str, study: str | None = None) -> str:
-    text = dataset if ratio == "natural" else f"{dataset}, ratio {ratio}"
+    """A panel row's label: the dataset, with its ratio unless natural, after the study."""
+    text = dataset if ratio == NATURAL else f"{dataset}, ratio {ratio}"
     return text if study is None else f"{study}: {text}"
-
-
-def parse_layout(path: str | Path, suffix: str, root: str | Path | None = None) -> dict:
-    """study, dataset, model, loss, ratio (text), seed (int or None), fold of a results path.
-
-    With ``root`` the whole path below it must follow the layout; without, its last parts
-    must (``suffix``: ``".csv"`` for a per-case metrics file, ``""`` for a run folder).
-    """
-    pattern = RUN_LAYOUT + re.escape(suffix)
-    if root is not None:
-        try:
-            rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            raise CalfError(f"{path}: not under {root}") from None
-        match = re.fullmatch(pattern, rel)
-    else:
-        match = re.search(r"(?:^|/)" + pattern + "$", Path(path).as_posix())
-    if match is None:
-        raise CalfError(
-            f"{path}: not a results path "
-            f"(<study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK{suffix})"
-        )
-    parts = match.groupdict()
-    return {
-        "study": parts["study"],
-        "dataset": parts["dataset"],
-        "model": parts["model"],
-        "loss": parts["loss"],
-        "ratio": ratio_text(parts["ratio"]),
-        "seed": None if parts["seed"] is None else int(parts["seed"]),
-        "fold": int(parts["fold"]),
-    }
 
 
 @contextmanager
@@ -161,28 +113,24 @@ def note(ax: "Axes", text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", color="0.35", transform=ax.transAxes)
 
 
-def save_figure(fig: "Figure", out_prefix: str | Path) -> list[Path]:
-    """Write ``{out_prefix}.png`` and ``{out_prefix}.svg`` atomically; return both paths."""
+def save_figure(fig: "Figure", out_prefix: str | Path, force: bool = False) -> list[Path]:
+    """Write ``{out_prefix}.png`` and ``{out_prefix}.svg`` together (``calf._fs.atomic_files``:
+    both or neither); return both paths. Existing files are replaced only with ``force``;
+    folders made for them are removed again when the save fails."""
     prefix = Path(out_prefix)
     targets = [prefix.with_name(prefix.name + ".png"), prefix.with_name(prefix.name + ".svg")]
     for target in targets:
         if target.is_dir():
             raise CalfError(f"{target}: is a directory, expected a file path")
     created = [p for p in (prefix.parent, *prefix.parent.parents) if not p.exists()]
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    temps = [t.with_name(f".{t.name}.tmp-{os.getpid()}") for t in targets]
     done = False
     try:
-        with style():
-            fig.savefig(temps[0], format="png", dpi=DPI)
+        with style(), atomic_files(targets, force=force) as (png, svg):
+            fig.savefig(png, format="png", dpi=DPI)
             fig.set_layout_engine("none")  # keep the layout the PNG computed: same, and faster
-            fig.savefig(temps[1], format="svg", dpi=DPI, metadata={"Date": None})
-        for temp, target in zip(temps, targets):
-            os.replace(temp, target)
+            fig.savefig(svg, format="svg", dpi=DPI, metadata={"Date": None})
         done = True
     finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
         if not done:
             for folder in created:  # deepest first: only the folders made here, if empty
                 if folder.exists() and not any(folder.iterdir()):

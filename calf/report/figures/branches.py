@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from calf._json import read_json_object
-from calf.errors import CalfError
+from calf.layout import RunKey, ratio_sort_key
 from calf.report.figures._common import (
     BRANCH_COLOURS,
     loss_name,
@@ -26,12 +25,11 @@ from calf.report.figures._common import (
     model_name,
     model_order,
     new_figure,
-    parse_layout,
-    ratio_key,
     row_label,
     save_figure,
     style,
 )
+from calf.train.rundir import read_epochs, read_run_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,11 +38,6 @@ if TYPE_CHECKING:
 BRANCH_COLUMNS = tuple(f"branch_{b}" for b in BRANCH_COLOURS)
 PANEL_KEYS = ("study", "dataset", "model", "loss", "ratio")
 NO_RUNS = "no batch-scope CALF runs in this study"
-
-
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """A run folder's ``run.json``."""
-    return read_json_object(Path(run_dir) / "run.json", "run record")
 
 
 def is_batch_calf(record: dict[str, Any]) -> bool:
@@ -57,31 +50,10 @@ def is_batch_calf(record: dict[str, Any]) -> bool:
     return loss == "calf_region" or (loss == "calf" and kwargs.get("scope", "batch") == "batch")
 
 
-def read_branch_counts(path: str | Path) -> "pd.DataFrame":
-    """``epoch`` and the ``branch_*`` counts of an ``epochs.csv``, checked."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise CalfError(f"{path}: no such file") from None
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CalfError(f"{path}: not a readable CSV ({first})") from None
-    missing = [c for c in ("epoch", *BRANCH_COLUMNS) if c not in table.columns]
-    if missing:
-        raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
-    table = table[["epoch", *BRANCH_COLUMNS]]
-    for column in table.columns:
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = values.isna() | (values < 0)
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise CalfError(
-                f"{path}: column {column}, row {row + 2}: not a count: {table[column].iloc[row]!r}"
-            )
-        table[column] = values
-    return table
+def read_branch_counts(run_dir: str | Path) -> "pd.DataFrame":
+    """``epoch`` and the ``branch_*`` counts of a run folder's ``epochs.csv``, read and
+    checked by ``calf.train.rundir.read_epochs``."""
+    return read_epochs(run_dir, columns=BRANCH_COLUMNS)[["epoch", *BRANCH_COLUMNS]]
 
 
 def branch_shares(
@@ -97,10 +69,10 @@ def branch_shares(
 
     frames = []
     for run_dir in run_dirs:
-        ident = parse_layout(run_dir, "", runs_root)
-        if not is_batch_calf(read_run(run_dir)):
+        ident = RunKey.from_path(run_dir, root=runs_root).as_dict()
+        if not is_batch_calf(read_run_record(run_dir)):
             continue
-        counts = read_branch_counts(Path(run_dir) / "epochs.csv")
+        counts = read_branch_counts(run_dir)
         totals = counts[list(BRANCH_COLUMNS)].sum(axis=1)
         counted = counts[totals > 0]
         shares = counted[list(BRANCH_COLUMNS)].div(totals[totals > 0], axis=0)
@@ -132,7 +104,7 @@ def build_branch_shares(
         return message_figure(NO_RUNS)
     several_studies = shares["study"].nunique() > 1
     rows = sorted({(r.study, r.dataset, r.ratio) for r in shares.itertuples()},
-                  key=lambda r: (r[0], r[1], ratio_key(r[2])))
+                  key=lambda r: (r[0], r[1], ratio_sort_key(r[2])))
     models = model_order(shares["model"].unique())
     losses = loss_order(shares["loss"].unique())
     columns = [(m, x) for m in models for x in losses
@@ -184,11 +156,12 @@ def build_branch_shares(
 
 
 def plot_branch_shares(
-    run_dirs: Sequence[str | Path], out_prefix: str | Path, *, runs_root: str | Path | None = None
+    run_dirs: Sequence[str | Path], out_prefix: str | Path, *,
+    runs_root: str | Path | None = None, force: bool = False,
 ) -> list[Path]:
     """Write ``{out_prefix}.png`` and ``.svg``: the branch shares of batch-scope CALF runs.
 
     ``run_dirs``: run folders ``.../<study>/<dataset>/<model>/<loss>/[ratio-R/][seed-N/]foldK``
     (below ``runs_root`` when given, which then checks the whole layout).
     """
-    return save_figure(build_branch_shares(run_dirs, runs_root), out_prefix)
+    return save_figure(build_branch_shares(run_dirs, runs_root), out_prefix, force)

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.naming import METRIC_NAMES
+from calf.layout import ratio_sort_key, ratio_text
+from calf.naming import CALF_LOSSES, METRIC_NAMES
 from calf.report.figures._common import (
     BASELINE_COLOUR,
     CALF_COLOUR,
-    CALF_LOSSES,
     loss_name,
     loss_order,
     message_figure,
@@ -29,8 +29,6 @@ from calf.report.figures._common import (
     model_order,
     new_figure,
     note,
-    ratio_key,
-    ratio_text,
     row_label,
     save_figure,
     style,
@@ -79,7 +77,8 @@ def build_critical_difference(
     if not groups:
         return message_figure(f"no Friedman test results for metric {metric}")
     several_studies = len({g[0] for g in groups}) > 1
-    rows = sorted({(g[0], g[1], g[3]) for g in groups}, key=lambda r: (r[0], r[1], ratio_key(r[2])))
+    rows = sorted({(g[0], g[1], g[3]) for g in groups},
+                  key=lambda r: (r[0], r[1], ratio_sort_key(r[2])))
     models = model_order({g[2] for g in groups})
     k_max = max(int(ranks.groupby(list(GROUP_KEYS)).size().max()) if not ranks.empty else 2, 2)
     panel_height = 0.9 + 0.22 * (k_max + 1) / 2 + 0.25 * math.ceil(k_max / 3)
@@ -176,6 +175,8 @@ def plot_critical_difference(
     friedman: "pd.DataFrame",
     out_prefix: str | Path,
     metric: str = "dice",
+    force: bool = False,
 ) -> list[Path]:
     """Write ``{out_prefix}.png`` and ``.svg``: the metric's CD diagram of every group."""
-    return save_figure(build_critical_difference(ranks, nemenyi, friedman, metric), out_prefix)
+    return save_figure(build_critical_difference(ranks, nemenyi, friedman, metric), out_prefix,
+                       force)

@@ -4,7 +4,8 @@ One panel per (dataset, ratio) row and model column. A patient's value is its me
 modalities, then exams, then seeds (``calf.stats.collect.patient_means``, NaN values left
 out), so each point is one patient, the unit the tests pair. Boxes show the quartiles and
 1.5 IQR whiskers without fliers (the points show every patient); CALF and its region
-variant are drawn in red, the baselines in blue. The jitter is seeded: the same input draws the same figure.
+variant are drawn in red, the baselines in blue. The jitter is seeded: the same input draws
+the same figure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.evaluate.metrics import LOWER_IS_BETTER
+from calf.layout import ratio_sort_key, ratio_text
 from calf.naming import METRIC_NAMES
 from calf.report.figures._common import (
     loss_colour,
@@ -22,13 +25,10 @@ from calf.report.figures._common import (
     model_order,
     new_figure,
     note,
-    ratio_key,
-    ratio_text,
     row_label,
     save_figure,
     style,
 )
-from calf.evaluate.metrics import LOWER_IS_BETTER
 from calf.stats.collect import ROW_KEYS, indexed_rows, patient_means
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def build_dice(cases: "pd.DataFrame", metric: str = "dice",
     several_studies = values["study"].nunique() > 1
     rows = sorted(
         values[["study", "dataset", "ratio"]].drop_duplicates().itertuples(index=False),
-        key=lambda r: (r.study, r.dataset, ratio_key(r.ratio)),
+        key=lambda r: (r.study, r.dataset, ratio_sort_key(r.ratio)),
     )
     models = model_order(values["model"].unique())
     losses = loss_order(values["loss"].unique())
@@ -138,7 +138,7 @@ def _draw_panel(ax, part, metric, losses, positions, seed: int) -> None:
 
 
 def plot_dice(cases: "pd.DataFrame", out_prefix: str | Path, metric: str = "dice",
-              subtitle: str | None = None) -> list[Path]:
+              subtitle: str | None = None, force: bool = False) -> list[Path]:
     """Write ``{out_prefix}.png`` and ``.svg``: the metric's distribution per loss;
     ``subtitle`` (e.g. where the cases were scored, units and preset) goes under the title."""
-    return save_figure(build_dice(cases, metric, subtitle), out_prefix)
+    return save_figure(build_dice(cases, metric, subtitle), out_prefix, force)

@@ -2,8 +2,8 @@
 
 One row per (dataset, ratio). Left: the histogram of tumour area per slice that ``calf
 profile`` stores in each profile JSON (``histogram``), one step line per fold on a log count
-axis. Right: the skewness axis split into SPEC section 2's branch regions (thresholds at
--1, -0.5, 0, 0.5 and 1; for 0 < S < 0.5 the kurtosis decides: log10 if K < 0, else
+axis. Right: the skewness axis split into CALF's branch regions (README.md, "The method";
+thresholds at -1, -0.5, 0, 0.5 and 1; for 0 < S < 0.5 the kurtosis decides: log10 if K < 0, else
 bce_dice), with each fold's S, K and the branch its profile records. The S axis spans at
 least [-1.75, 1.75] and widens to the folds' values up to +-4; an S beyond (12 is not rare
 when most slices have no tumour) sits at the edge with an arrow and its value. Profiles
@@ -17,14 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from calf._json import read_json_object
 from calf.errors import CalfError
+from calf.layout import ratio_sort_key, ratio_text
+from calf.profile import read_profile
 from calf.report.figures._common import (
     BRANCH_COLOURS,
     new_figure,
     note,
-    ratio_key,
-    ratio_text,
     row_label,
     save_figure,
     style,
@@ -46,6 +45,8 @@ _REGIONS = (
     (0.5, 1.0, "ln", "ln"),
     (1.0, math.inf, "log10", "log10"),
 )
+# what the figure needs of a profile given as a dict (a JSON path is read and checked by
+# calf.profile.read_profile, which also checks any histogram)
 _REQUIRED = ("dataset", "fold", "skewness", "kurtosis", "branch")
 
 
@@ -58,29 +59,14 @@ def load_profiles(profiles: Sequence[Mapping[str, Any] | str | Path]) -> list[di
             source = f"profile {i + 1} ({item.get('dataset')}, fold {item.get('fold')})"
         else:
             source = str(item)
-            record = read_json_object(item, "profile")
+            record = read_profile(item)
         missing = [k for k in _REQUIRED if k not in record]
         if missing:
             raise CalfError(f"{source}: missing key(s) {', '.join(missing)}")
-        histogram = record.get("histogram")
-        if histogram is not None:
-            _check_histogram(histogram, source)
         record["ratio"] = ratio_text(record.get("ratio"))
         record["source"] = source
         records.append(record)
     return records
-
-
-def _check_histogram(histogram: Any, source: str) -> None:
-    try:
-        edges = [float(x) for x in histogram["edges"]]
-        counts = [float(x) for x in histogram["counts"]]
-    except (TypeError, KeyError, ValueError):
-        raise CalfError(f"{source}: histogram needs numeric lists edges and counts") from None
-    if len(edges) != len(counts) + 1 or not counts:
-        raise CalfError(
-            f"{source}: histogram has {len(edges)} edges for {len(counts)} counts (need one more)"
-        )
 
 
 def build_imbalance(profiles: Sequence[Mapping[str, Any] | str | Path]) -> "Figure":
@@ -91,7 +77,7 @@ def build_imbalance(profiles: Sequence[Mapping[str, Any] | str | Path]) -> "Figu
     rows: dict[tuple[str, str], list[dict]] = {}
     for record in records:
         rows.setdefault((str(record["dataset"]), record["ratio"]), []).append(record)
-    keys = sorted(rows, key=lambda r: (r[0], ratio_key(r[1])))
+    keys = sorted(rows, key=lambda r: (r[0], ratio_sort_key(r[1])))
     most_folds = max(len(v) for v in rows.values())
     row_height = max(1.9, 0.32 * most_folds + 1.2)
 
@@ -207,7 +193,8 @@ def _mark_fold(ax: "Axes", y: int, record: dict, limits: tuple[float, float]) ->
 
 
 def plot_imbalance(
-    profiles: Sequence[Mapping[str, Any] | str | Path], out_prefix: str | Path
+    profiles: Sequence[Mapping[str, Any] | str | Path], out_prefix: str | Path,
+    force: bool = False,
 ) -> list[Path]:
     """Write ``{out_prefix}.png`` and ``.svg``: histograms and S per (dataset, ratio) and fold."""
-    return save_figure(build_imbalance(profiles), out_prefix)
+    return save_figure(build_imbalance(profiles), out_prefix, force)

@@ -12,12 +12,13 @@ are not read); a path outside the metrics layout is an error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calf.errors import CalfError
+from calf.evaluate.companion import read_companion
+from calf.layout import NATURAL, RunKey, ratio_sort_key
 from calf.report.figures._common import (
     loss_name,
     loss_order,
@@ -25,8 +26,6 @@ from calf.report.figures._common import (
     model_order,
     new_figure,
     note,
-    parse_layout,
-    ratio_key,
     save_figure,
     style,
 )
@@ -39,15 +38,16 @@ TILE_FONT = 6  # points: one tile's title line
 _CASE_CHARS = 18  # longer case IDs keep their end (the distinguishing part)
 
 
-def _variant_key(ident: dict[str, Any]) -> tuple:
-    seed = -1 if ident["seed"] is None else ident["seed"]
-    return (ratio_key(ident["ratio"]), seed, ident["fold"])
+def _variant_order(key: RunKey) -> tuple:
+    """The natural ratio first, then ratios ascending; then seed, then fold."""
+    return (ratio_sort_key(key.ratio), -1 if key.seed is None else key.seed, key.fold)
 
 
-def _variant_text(ident: dict[str, Any]) -> str:
-    parts = [] if ident["ratio"] == "natural" else [f"ratio {ident['ratio']}"]
-    parts += [] if ident["seed"] is None else [f"seed {ident['seed']}"]
-    return ", ".join([*parts, f"fold {ident['fold']}"])
+def _variant_title(key: RunKey) -> str:
+    """The variant in words: "ratio 0.25, seed 1, fold 0"."""
+    parts = [] if key.ratio == NATURAL else [f"ratio {key.ratio}"]
+    parts += [] if key.seed is None else [f"seed {key.seed}"]
+    return ", ".join([*parts, f"fold {key.fold}"])
 
 
 def short_case(case_id: str) -> str:
@@ -69,16 +69,10 @@ def _tiles(csv: Path) -> dict[str, dict[str, Any]]:
     from calf.evaluate.overlays import read_overlay_arrays
 
     stem = csv.with_suffix("")
-    companion = csv.with_suffix(".json")
     missing = {rank: {"arrays": None, "title": None} for rank in RANKS}
-    if not companion.exists():
+    record = read_companion(csv, missing_ok=True)
+    if not record:
         return missing
-    try:
-        record = json.loads(companion.read_text())
-    except (OSError, ValueError) as err:
-        raise CalfError(f"{companion}: not a readable metrics JSON ({err})") from None
-    if not isinstance(record, dict):
-        raise CalfError(f"{companion}: not a JSON object")
     folder = csv.parent / ((record.get("files") or {}).get("overlays") or f"{stem.name}_overlays")
     shown = record.get("overlays") or {}
     tiles = {}
@@ -101,20 +95,20 @@ def collect_overlays(
     """Per dataset, per (model, loss): the first variant's ``variant`` text and ``tiles``."""
     if not metrics_files:
         raise CalfError("no per-case metrics files given")
-    first: dict[tuple[str, str, str], tuple[tuple, dict, Path]] = {}
+    first: dict[tuple[str, str, str], tuple[tuple, RunKey, Path]] = {}
     studies = set()
     for path in metrics_files:
-        ident = parse_layout(path, ".csv", metrics_root)
-        studies.add(ident["study"])
-        key = (ident["dataset"], ident["model"], ident["loss"])
-        if key not in first or _variant_key(ident) < first[key][0]:
-            first[key] = (_variant_key(ident), ident, Path(path))
+        run = RunKey.from_path(path, ".csv", metrics_root)
+        studies.add(run.study)
+        key = (run.dataset, run.model, run.loss)
+        if key not in first or _variant_order(run) < first[key][0]:
+            first[key] = (_variant_order(run), run, Path(path))
     if len(studies) > 1:
         raise CalfError(f"overlay grids take one study's files, got {', '.join(sorted(studies))}")
     grids: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
-    for (dataset, model, loss), (_, ident, path) in first.items():
+    for (dataset, model, loss), (_, run, path) in first.items():
         grids.setdefault(dataset, {})[(model, loss)] = {
-            "variant": _variant_text(ident), "tiles": _tiles(path)}
+            "variant": _variant_title(run), "tiles": _tiles(path)}
     return grids
 
 
@@ -177,7 +171,7 @@ def build_overlays(entries: dict[tuple[str, str], dict[str, Any]], dataset: str)
 
 def plot_overlays(
     metrics_files: Sequence[str | Path], out_dir: str | Path, *,
-    metrics_root: str | Path | None = None,
+    metrics_root: str | Path | None = None, force: bool = False,
 ) -> list[Path]:
     """Write ``{out_dir}/overlays_{dataset}.png`` and ``.svg`` per dataset; return the paths.
 
@@ -189,5 +183,5 @@ def plot_overlays(
     written: list[Path] = []
     for dataset in sorted(grids):
         figure = build_overlays(grids[dataset], dataset)
-        written += save_figure(figure, Path(out_dir) / f"overlays_{dataset}")
+        written += save_figure(figure, Path(out_dir) / f"overlays_{dataset}", force)
     return written

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
-from calf.naming import LOSS_NAMES, MODEL_NAMES, display
 from calf.evaluate.pooled import ORDER, POOLED_BATCH, POOLED_SEED
+from calf.layout import ratio_text, ratio_value
+from calf.naming import LOSS_NAMES, MODEL_NAMES, display
 from calf.report.reference import (
     FILTERING_TABLE,
     MAIN_TABLE,
@@ -28,9 +29,9 @@ from calf.report.reference import (
     TEST_SLICES,
     PaperValue,
 )
-from calf.report.tables_io import output_paths, publish
-from calf.report.tables_layout import MISSING, Block, Cell, Column, Document, fmt
-from calf.report.tables_render import latex_escape, to_html, to_latex, to_markdown
+from calf.report.tables.document import MISSING, Block, Cell, Column, Document, fmt
+from calf.report.tables.io import output_paths, publish
+from calf.report.tables.render import latex_escape, to_html, to_latex, to_markdown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,15 +73,14 @@ def _not_run_texts() -> list[str]:
 
 
 def _ratio_value(value: object) -> float | None:
-    """None for the natural ratio ('natural', empty, null), else the ratio as a float."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, str) and value.strip() in ("", "natural"):
+    """None for the natural ratio ('natural', empty, null), else the ratio as a float
+    (``calf.layout.ratio_value``)."""
+    if isinstance(value, str) and not value.strip():
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise CalfError(f"runs: ratio {value!r} is neither 'natural' nor a number") from None
+        return ratio_value(value.strip() if isinstance(value, str) else value)
+    except CalfError as err:
+        raise CalfError(f"runs: {err}") from None
 
 
 def _check_runs(runs: "pd.DataFrame") -> "pd.DataFrame":
@@ -106,7 +106,7 @@ def _check_runs(runs: "pd.DataFrame") -> "pd.DataFrame":
     duplicated = identity.duplicated()
     if duplicated.any():
         row = runs[duplicated].iloc[0]
-        ratio = "natural" if math.isnan(row["ratio"]) else f"{row['ratio']:g}"
+        ratio = ratio_text(row["ratio"])
         raise CalfError(f"runs: {row['study']}/{row['model']}/{row['loss']} ratio {ratio} "
                         f"seed {row['seed']} is listed twice")
     return runs
@@ -126,7 +126,7 @@ def paper_rows(runs: "pd.DataFrame") -> list[dict[str, object]]:
     rows = []
     for ref in PAPER_VALUES:
         base = {"table": ref.table, "model": ref.model, "loss": ref.loss,
-                "ratio": "natural" if ref.ratio is None else f"{ref.ratio:g}", "paper": ref.dice}
+                "ratio": ratio_text(ref.ratio), "paper": ref.dice}
         matched = _matches(runs, ref)
         if matched.empty:
             rows.append({**base, "study": "", "suite": math.nan, "difference": math.nan,
@@ -182,7 +182,7 @@ def _document(rows: list[dict[str, object]], protocol: str | None = None) -> Doc
 
 
 def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
-                      protocol: str | None = None) -> list[Path]:
+                      protocol: str | None = None, *, force: bool = False) -> list[Path]:
     """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
 
     ``runs``: one row per holdout run of a pooled study, columns study, model, loss, ratio
@@ -192,7 +192,7 @@ def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
     n_seeds, status (run / not run / no value: runs without a batch-pooled Dice). When
     every status is 'not run', the other three files hold ``not_run_line`` alone.
     ``protocol``: the protocol switches of those runs (``calf.protocol.protocol_summary``),
-    added to the caption.
+    added to the caption. Existing files are replaced only with ``force``.
     """
     import pandas as pd
 
@@ -204,4 +204,5 @@ def write_paper_table(runs: "pd.DataFrame", out_prefix: str | Path,
     else:
         doc = _document(rows, protocol)
         texts = [to_markdown(doc), to_latex(doc), to_html(doc)]
-    return publish(dict(zip(paths, [table.to_csv(index=False), *texts], strict=True)))
+    return publish(dict(zip(paths, [table.to_csv(index=False), *texts], strict=True)),
+                   force=force)

@@ -1,4 +1,4 @@
-"""Write a ``Document`` (``calf.report.tables_layout``) as Markdown, LaTeX or HTML text.
+"""Write a ``Document`` (``calf.report.tables.document``) as Markdown, LaTeX or HTML text.
 
 - Markdown: GitHub tables, a heading per block, bold as ``**x**``, notes as paragraphs.
 - LaTeX: a fragment to ``\\input``, one ``table`` float per block in booktabs style (needs
@@ -14,7 +14,7 @@ import html
 import re
 from itertools import groupby
 
-from calf.report.tables_layout import Block, Cell, Document
+from calf.report.tables.document import Block, Cell, Document
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

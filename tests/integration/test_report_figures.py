@@ -20,7 +20,6 @@ import scikit_posthocs
 import scipy.stats
 from matplotlib.collections import PathCollection
 from matplotlib.patches import StepPatch
-from report_fixtures import write_study
 
 from calf.errors import CalfError
 from calf.report.figures import (
@@ -40,6 +39,7 @@ from calf.report.figures import (
 from calf.report.figures._common import BRANCH_COLOURS, CALF_COLOUR, message_figure, save_figure
 from calf.report.figures.imbalance import S_MAX, THRESHOLDS
 from calf.stats.collect import load_case_metrics
+from calf.synth.results import write_study
 
 LOSSES = ("bce", "dice", "calf", "calf_region")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,7 +56,7 @@ def study(tmp_path_factory):
 
 
 def stats_tables(cases: pd.DataFrame, metric: str = "dice", alpha: float = 0.05):
-    """ranks, nemenyi, friedman as the stats contract lays them out, from scipy directly
+    """ranks, nemenyi, friedman as calf stats lays them out, from scipy directly
     (the fixture's cases are one patient each, one modality: the pooled-modality groups)."""
     ranks, pairs, friedman = [], [], []
     for key, part in cases.groupby(["study", "dataset", "model", "ratio"]):
@@ -265,7 +265,8 @@ def test_imbalance_bad_profile_names_the_file(tmp_path, content, message):
 def _run(root: Path, loss: str, fold: int, counts: list[list[int]], scope: str | None) -> Path:
     run = root / "demo" / "sparse" / "unet" / loss / f"fold{fold}"
     run.mkdir(parents=True)
-    record = {"params": {"loss": loss, "loss_kwargs": {}}, "imbalance": None}
+    record = {"status": "complete", "params": {"loss": loss, "loss_kwargs": {}},
+              "imbalance": None}
     if scope is not None:
         record["imbalance"] = {"scope": scope}
     (run / "run.json").write_text(json.dumps(record))
@@ -317,13 +318,13 @@ def test_branch_shares_without_calf(study, tmp_path):
     "damage, message",
     [
         (lambda run: (run / "epochs.csv").unlink(), "epochs.csv: no such file"),
-        (lambda run: (run / "run.json").unlink(), "run.json: no such run record file"),
+        (lambda run: (run / "run.json").unlink(), "run.json: not found"),
         (lambda run: (run / "run.json").write_text("{"), "run.json: not a readable run record"),
         (lambda run: (run / "epochs.csv").write_text("epoch,branch_fisher\n1,2\n"),
          "epochs.csv: missing column.*branch_logit"),
         (lambda run: (run / "epochs.csv").write_text(
             "epoch," + ",".join(f"branch_{b}" for b in BRANCH_COLOURS) + "\n1,x,0,0,0,0,0\n"),
-         "epochs.csv: column branch_fisher, row 2: not a count"),
+         "epochs.csv: column branch_fisher, row 2: not a number"),
     ],
 )
 def test_branch_shares_bad_run_names_the_file(tmp_path, damage, message):
@@ -460,8 +461,10 @@ def test_failed_save_leaves_the_old_outputs(tmp_path):
     old = [p.read_bytes() for p in save_figure(good, prefix)]
     bad = message_figure("new")
     bad.text(0.5, 0.2, r"$\notacommand$", parse_math=True)  # fails when drawn
+    with pytest.raises(CalfError, match=r"figure\.png: already exists \(pass --force"):
+        save_figure(good, prefix)  # files it did not replace are refused without force
     with pytest.raises(ValueError):
-        save_figure(bad, prefix)
+        save_figure(bad, prefix, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "figure.svg"]
     assert [p.read_bytes() for p in (tmp_path / "figure.png", tmp_path / "figure.svg")] == old
     with pytest.raises(ValueError):

@@ -1,9 +1,9 @@
 """calf.report.answer: the answer of a study, from hand-built statistics whose answer is known.
 
 ``paired.csv``, ``ranks.csv`` and ``stats.json`` are written here by hand following the
-``calf stats`` contract (``calf.stats.run``'s columns), so that each sentence and table cell
+``calf stats`` outputs (``calf.stats.run``'s columns), so that each sentence and table cell
 can be checked against what was put in; the collapse check runs on real per-case CSVs
-(``report_fixtures.write_study``) through ``calf stats``.
+(``calf.synth.results.write_study``) through ``calf stats``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import docutils.core
 import docutils.utils
 import pandas as pd
 import pytest
-from report_fixtures import write_study
 
 from calf.cli import main
 from calf.errors import CalfError
@@ -28,6 +27,7 @@ from calf.report.answer import (
 )
 from calf.stats.collect import load_case_metrics
 from calf.stats.run import PAIRED_COLUMNS, RANKS_COLUMNS, collapsed_runs
+from calf.synth.results import write_study
 
 BASELINES = ("bce", "dice", "iou", "tversky", "focal", "combo")
 HEADER = "| dataset | model | best by mean rank (mean Dice) | CALF beats | ties | loses to |"
@@ -225,7 +225,7 @@ def test_front_page_renders_without_warnings_and_keeps_the_description(tmp_path)
                                     _ranks("sparse", "unet", best="calf", best_mean=0.9)))
     two.study = "paper_*study*"
     # Snakemake appends its categories' targets to the description
-    description = (Path(__file__).parents[1] / "workflow/report/workflow.rst").read_text()
+    description = (Path(__file__).parents[2] / "workflow/report/workflow.rst").read_text()
     description += "\n.. _Workflow: #workflow\n.. _Statistics: #statistics\n\nSee Statistics_.\n"
     text = front_page([one, two], description)
     assert text.startswith("==========================\nCALF benchmark: the answer\n")

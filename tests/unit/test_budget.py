@@ -12,7 +12,7 @@ import pytest
 from calf.report import budget
 from calf.report.reference import RUN_HOURS, TEST_SLICES, TRAIN_SLICES, implied_rate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOUR = ["upenn_gbm", "ucsf_pdgm", "brats", "lgg_1p19q"]
 
 

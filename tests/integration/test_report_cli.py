@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from calf.cli import main
-from report_fixtures import write_study
+from calf.synth.results import write_study
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +129,12 @@ def test_readme_front_page_and_the_not_run_paper_line(built, tmp_path, capsys):
     mine = tmp_path / "report"
     shutil.copytree(report, mine)
     assert _report(results, "paper", "--metrics-root", str(results / "metrics"),
-                   "--out-prefix", str(mine / "paper_vs_suite")) == 0
+                   "--out-prefix", str(mine / "paper_vs_suite"), "--force") == 0
     description = tmp_path / "workflow.rst"
     description.write_text("The workflow, *described*.\n")
     args = ["readme", "--report-dir", str(mine), "--stats-root", str(results / "stats"),
             "--study", "demo:sparse,bulky", "--study", "pooled:pool",
-            "--out", str(mine / "README.md")]
+            "--out", str(mine / "README.md"), "--force"]
     assert _report(results, *args, "--front-page", str(tmp_path / "front.rst"),
                    "--description", str(description)) == 0
     readme = (mine / "README.md").read_text()
@@ -169,6 +169,46 @@ def test_readme_front_page_and_the_not_run_paper_line(built, tmp_path, capsys):
     assert (mine / "README.md").read_text() == "old" and not (tmp_path / "new.rst").exists()
 
 
+def test_existing_outputs_are_replaced_only_with_force(built, tmp_path, capsys):
+    """A table's files are replaced only with --force (nothing changes without it); a
+    figures folder is replaced whole when it holds calf's figures, a foreign one only with
+    --force."""
+    results, report = built
+    paths = sorted((results / "metrics" / "demo").rglob("fold*.csv"))
+    prefix = tmp_path / "t" / "summary"
+    tables = ["tables", "--metrics-root", str(results / "metrics"), "--study", "demo",
+              "--out-prefix", str(prefix), *map(str, paths)]
+    assert _report(results, *tables) == 0
+    (tmp_path / "t" / "summary.md").write_text("mine")
+    assert _report(results, *tables) == 2
+    err = capsys.readouterr().err
+    assert f"{prefix}.csv: already exists (pass --force to replace it)" in err
+    assert (tmp_path / "t" / "summary.md").read_text() == "mine"
+    assert _report(results, *tables, "--force") == 0
+    assert (tmp_path / "t" / "summary.md").read_text().startswith("# Summary of study demo")
+
+    out = tmp_path / "figures"
+    shutil.copytree(report / "demo" / "figures", out)
+    (out / "stale.png").write_text("from an earlier run")
+    figures = ["figures", "--metrics-root", str(results / "metrics"), "--study", "demo",
+               "--runs-root", str(results / "runs"), "--stats-dir",
+               str(results / "stats" / "demo"), "--out-dir", str(out), *map(str, paths)]
+    figures += [a for p in sorted((results / "profiles" / "demo").rglob("*.json"))
+                for a in ("--profile", str(p))]
+    assert _report(results, *figures) == 0  # its own folder: replaced whole
+    assert (out / "dice.png").is_file() and not (out / "stale.png").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    figures[figures.index(str(out))] = str(foreign)
+    assert _report(results, *figures) == 2
+    assert (f"--out-dir {foreign}: already exists (no dice.png, so not written by this step; "
+            "pass --force to replace it)") in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    assert _report(results, *figures, "--force") == 0
+    assert (foreign / "dice.png").is_file() and not (foreign / "notes.txt").exists()
+
+
 def test_figures_need_the_stats_and_leave_nothing_when_they_fail(tree, tmp_path, capsys):
     results, paths, _ = tree
     out = tmp_path / "figures"
@@ -183,7 +223,7 @@ def test_figures_need_the_stats_and_leave_nothing_when_they_fail(tree, tmp_path,
 @pytest.mark.parametrize("case, message", [
     ("other-study", "metrics files of study 'pooled' given"),
     ("no-paired-file", "--paired"),
-    ("bad-path", "not a per-case metrics path"),
+    ("bad-path", "stray.csv: not a results path"),
 ])
 def test_tables_errors_name_the_problem(tree, tmp_path, capsys, case, message):
     results, paths, pooled = tree

@@ -19,7 +19,7 @@ def _run(root: Path, key: str, cost: dict | None = None, *, epoch_seconds=(1.0, 
          seconds: float = 100.0, device: str = "cuda:0", status: str = "complete",
          record: str | None = None) -> Path:
     """A run folder as calf train leaves it: run.json (with ``cost`` when given, the schema
-    of calf/train/loop.py) and epochs.csv."""
+    of calf/train/cost.py) and epochs.csv."""
     run_dir = root / key
     run_dir.mkdir(parents=True)
     name = f"{device} (NVIDIA H200)" if device.startswith("cuda") else "cpu (2 threads)"
@@ -157,10 +157,10 @@ def test_cpu_runs_name_cpu_seconds_and_unlike_devices_get_no_ratio(tmp_path):
         ("s/focal/unet/dice/fold0", {"cost": {"device_s_per_epoch": 1.0}},
          "s/focal/unet/dice/fold0/run.json: cost has no device_s"),
         ("s/focal/unet/dice/fold0", {"status": "running"},
-         "s/focal/unet/dice/fold0/run.json: status 'running', not a complete run"),
+         "s/focal/unet/dice/fold0/run.json: run status is 'running', not 'complete'"),
         ("s/focal/unet/dice/fold0", {"epoch_seconds": ("x",)},
-         "s/focal/unet/dice/fold0/epochs.csv: column seconds, row 2: not a number of seconds"),
-        ("s/focal/unet/dice/run0", {}, "s/focal/unet/dice/run0: path below"),
+         "s/focal/unet/dice/fold0/epochs.csv: column seconds, row 2: not a number"),
+        ("s/focal/unet/dice/run0", {}, "s/focal/unet/dice/run0: not a results path"),
         ("t/focal/unet/dice/fold0", {}, "run folders of several studies (s, t)"),
     ],
 )

@@ -1,10 +1,11 @@
-"""A small but real results tree for the statistics and report tests.
+"""A small but real synthetic results tree: what the train and evaluate steps write for a study.
 
-``write_study`` writes what the evaluate and train steps write for one study: per-case CSVs
-with their companion JSONs and overlays (a PNG and an ``.npz`` per rank), run folders with
-``run.json`` and ``epochs.csv``, and the training sets' profile JSONs. Values are drawn from
-a seeded generator; ``effects`` shifts a loss's Dice so that tests can ask for a real
-difference.
+``write_study`` writes, in the suite's results layout (``calf.layout``), per-case metrics
+CSVs with their companion JSONs and overlays (a PNG and an ``.npz`` per rank), run folders
+with ``run.json`` and ``epochs.csv``, and the training sets' imbalance profiles. Values are
+drawn from one seeded generator, so a seed gives the same tree; ``effects`` shifts a loss's
+Dice, so that a study can hold a real difference. The statistics and report tests and
+``benchmarks/report.py`` run on it; it needs no data, no GPU and no training.
 """
 
 from __future__ import annotations
@@ -13,22 +14,30 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from calf.layout import (
+    EPOCHS_FILE,
+    NATURAL,
+    RUN_FILE,
+    TRAIN_DONE,
+    RunKey,
+    Variant,
+    metrics_companions,
+    ratio_text,
+    training_file,
+)
 
-from calf.evaluate.pooled import pooled_settings
-
-BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
+# every loss of the suite's paper benchmark (calf.naming.LOSS_NAMES's order)
 LOSSES = ("bce", "dice", "iou", "tversky", "focal", "combo", "calf", "calf_region")
-
-
-def _variant(ratio, seed, fold) -> str:
-    parts = [f"ratio-{ratio:g}" if ratio is not None else None,
-             f"seed-{seed}" if seed is not None else None, f"fold{fold}"]
-    return "/".join(p for p in parts if p)
+CALF_VARIANTS = ("calf", "calf_region")
+RANKS = ("best", "median", "worst")
+# branch probabilities of a synthetic batch-scope CALF step, in calf.losses.BRANCHES's order
+BRANCH_SHARES = (0.05, 0.05, 0.1, 0.5, 0.1, 0.2)
 
 
 def _case_rows(rng, cases, dataset, model, loss, fold, effect, ratio, seed):
+    import numpy as np
+    import pandas as pd
+
     n = len(cases)
     tumour = rng.integers(0, 400, size=n)
     base = np.clip(rng.normal(0.6, 0.15, size=n) + effect, 0.0, 1.0)
@@ -62,18 +71,18 @@ def _case_rows(rng, cases, dataset, model, loss, fold, effect, ratio, seed):
 
 
 def _write_overlays(folder: Path, rng) -> None:
-    """What evaluate writes per rank: a PNG (noise: the grid does not read it) and the
-    shown slice's arrays (its image from the same noise, a 10 x 10 square of truth and the
-    prediction shifted by 2 rows). One draw per rank, as before the arrays were added, so
-    the rest of the study's values stay the same."""
+    """What evaluate writes per rank: a PNG (noise: the report's grid does not read it) and
+    the shown slice's arrays (its image from the same noise, a 10 x 10 square of truth and
+    the prediction shifted by 2 rows)."""
     import matplotlib.image
+    import numpy as np
 
     from calf.evaluate.overlays import write_overlay_arrays
 
     folder.mkdir(parents=True, exist_ok=True)
     truth = np.zeros((32, 32), dtype=bool)
     truth[10:20, 12:22] = True
-    for rank in ("best", "median", "worst"):
+    for rank in RANKS:
         noise = rng.uniform(0, 1, size=(32, 32, 3))
         matplotlib.image.imsave(folder / f"{rank}.png", noise)
         image = np.rint(noise[..., 0] * 255).astype(np.uint8)
@@ -81,42 +90,70 @@ def _write_overlays(folder: Path, rng) -> None:
 
 
 def _write_run(run_dir: Path, rng, loss: str, epochs: int) -> None:
+    """A complete run folder: ``run.json`` and ``epochs.csv`` with branch counts for CALF."""
+    import pandas as pd
+
+    from calf.losses import BRANCHES
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    calf = loss in ("calf", "calf_region")
+    calf = loss in CALF_VARIANTS
     kwargs = {"scope": "batch", "area": "pixels"} if loss == "calf" else (
         {"grid": 4} if loss == "calf_region" else {})
     record = {"status": "complete", "params": {"loss": loss, "loss_kwargs": kwargs}}
     if calf:
         record["imbalance"] = {"scope": "batch", "skewness": None, "kurtosis": None, "branch": None}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
     steps = 5 * (16 if loss == "calf_region" else 1)
     rows = []
     for epoch in range(1, epochs + 1):
-        counts = rng.multinomial(steps, [0.05, 0.05, 0.1, 0.5, 0.1, 0.2]) if calf else [0] * 6
+        counts = rng.multinomial(steps, BRANCH_SHARES) if calf else [0] * len(BRANCHES)
         rows.append({"epoch": epoch, "train_loss": float(rng.uniform(0.1, 1)), "steps": 5,
                      "seconds": 1.0, "slices_per_second": 80.0,
-                     **{f"branch_{b}": int(c) for b, c in zip(BRANCHES, counts)},
+                     **{f"branch_{b}": int(c) for b, c in zip(BRANCHES, counts, strict=True)},
                      "val_dice": ""})
-    pd.DataFrame(rows).to_csv(run_dir / "epochs.csv", index=False)
-    (run_dir / "train.done").touch()
+    pd.DataFrame(rows).to_csv(run_dir / EPOCHS_FILE, index=False)
+    (run_dir / TRAIN_DONE).touch()
 
 
 def _write_profile(path: Path, rng, dataset: str, fold: int, ratio) -> None:
-    areas = np.concatenate([np.zeros(60), rng.gamma(1.5, 40, size=20)])
-    counts, edges = np.histogram(areas, bins=50, range=(0.0, float(areas.max())))
+    """An imbalance profile as ``calf profile`` writes it, from 60 empty and 20 tumour slices."""
+    import numpy as np
     from scipy.stats import kurtosis, skew
 
     from calf.losses import select_branch
 
+    areas = np.concatenate([np.zeros(60), rng.gamma(1.5, 40, size=20)])
+    counts, edges = np.histogram(areas, bins=50, range=(0.0, float(areas.max())))
     s, k = float(skew(areas)), float(kurtosis(areas))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "n_slices": int(areas.size), "n_tumour_slices": int((areas > 0).sum()),
         "tumour_fraction": float((areas > 0).mean()), "skewness": s, "kurtosis": k,
         "branch": select_branch(s, k), "area_definition": "pixels", "dataset": dataset,
-        "fold": fold, "ratio": "natural" if ratio is None else ratio,
+        "fold": fold, "ratio": NATURAL if ratio is None else ratio,
         "histogram": {"edges": edges.tolist(), "counts": counts.astype(int).tolist()},
     }, indent=2))
+
+
+def _companion(frame, rng, key: RunKey, ratio, cases) -> dict:
+    """The companion JSON of one run's metrics (an older format's fields: no native space)."""
+    from calf.evaluate.pooled import POOLED_SUMMARY_KEY, pooled_settings
+
+    return {
+        "format": 2, "dataset": key.dataset, "model": key.model, "loss": key.loss,
+        "fold": key.fold, "ratio": ratio, "seed": key.seed, "hd95_units": "voxels",
+        "batch_pooled_dice": pooled_settings(),
+        "protocol": {"scaling": "volume", "modalities": {key.dataset: "flair"},
+                     "area": "pixels" if key.loss == "calf" else None,
+                     "scope": "batch" if key.loss == "calf" else None,
+                     "precision": "bf16", "deterministic": False, "init": "pytorch"},
+        "execution": {"precision": "fp32"},
+        "summary": {"mean_dice": float(frame["dice"].mean()),
+                    POOLED_SUMMARY_KEY: float(rng.uniform(0.5, 0.95))},
+        "overlays": {r: {"file": f"{r}.png", "arrays": f"{r}.npz", "case_id": cases[i],
+                         "modality": "flair", "slice": 3, "dice": float(frame["dice"].iloc[i])}
+                     for i, r in enumerate(RANKS)},
+    }
 
 
 def write_study(
@@ -133,11 +170,15 @@ def write_study(
     epochs: int = 3,
     seed: int = 0,
 ) -> list[Path]:
-    """Write a study's results under ``results``; returns its per-case CSV paths.
+    """Write a study's results under ``results`` (``metrics/``, ``runs/``, ``profiles/``);
+    returns its per-case CSV paths.
 
     Every loss sees the same cases of a fold (paired). ``effects`` maps a loss to a Dice
     shift; ``ratios``/``seeds`` add the ratio-R / seed-N path parts and columns.
     """
+    import numpy as np
+
+    results = Path(results)
     rng = np.random.default_rng(seed)
     effects = effects or {}
     written = []
@@ -147,40 +188,21 @@ def write_study(
             for ratio in ratios or [None]:
                 for run_seed in seeds or [None]:
                     if run_seed is None or run_seed == (seeds or [None])[0]:
-                        _write_profile(
-                            results / "profiles" / study / dataset / (_variant(ratio, None, fold) + ".json"),
-                            rng, dataset, fold, ratio)
+                        profile = training_file(results / "profiles", study, dataset,
+                                                Variant(fold, ratio_text(ratio)), ".json")
+                        _write_profile(profile, rng, dataset, fold, ratio)
                     for model in models:
                         for loss in losses:
-                            variant = _variant(ratio, run_seed, fold)
-                            base = results / "metrics" / study / dataset / model / loss / variant
+                            key = RunKey(study, dataset, model, loss, fold, ratio, run_seed)
+                            csv, companion, _, overlays = metrics_companions(
+                                key.metrics_csv(results / "metrics"))
                             frame = _case_rows(rng, cases, dataset, model, loss, fold,
                                                effects.get(loss, 0.0), ratio, run_seed)
-                            base.parent.mkdir(parents=True, exist_ok=True)
-                            frame.to_csv(f"{base}.csv", index=False)
-                            companion = {
-                                "format": 2, "dataset": dataset, "model": model, "loss": loss,
-                                "fold": fold, "ratio": ratio, "seed": run_seed,
-                                "hd95_units": "voxels",
-                                "batch_pooled_dice": pooled_settings(),
-                                "protocol": {"scaling": "volume",
-                                             "modalities": {dataset: "flair"},
-                                             "area": "pixels" if loss == "calf" else None,
-                                             "scope": "batch" if loss == "calf" else None,
-                                             "precision": "bf16", "deterministic": False,
-                                             "init": "pytorch"},
-                                "execution": {"precision": "fp32"},
-                                "summary": {"mean_dice": float(frame["dice"].mean()),
-                                            "batch_pooled_dice_32": float(rng.uniform(0.5, 0.95))},
-                                "overlays": {r: {"file": f"{r}.png", "arrays": f"{r}.npz",
-                                                 "case_id": cases[i],
-                                                 "modality": "flair", "slice": 3,
-                                                 "dice": float(frame["dice"].iloc[i])}
-                                             for i, r in enumerate(("best", "median", "worst"))},
-                            }
-                            Path(f"{base}.json").write_text(json.dumps(companion, indent=2))
-                            _write_overlays(Path(f"{base}_overlays"), rng)
-                            _write_run(results / "runs" / study / dataset / model / loss / variant,
-                                       rng, loss, epochs)
-                            written.append(Path(f"{base}.csv"))
+                            csv.parent.mkdir(parents=True, exist_ok=True)
+                            frame.to_csv(csv, index=False)
+                            companion.write_text(json.dumps(
+                                _companion(frame, rng, key, ratio, cases), indent=2))
+                            _write_overlays(overlays, rng)
+                            _write_run(key.run_dir(results / "runs"), rng, loss, epochs)
+                            written.append(csv)
     return written

@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from calf._json import read_json_object
 from calf.errors import CalfError
+from calf.layout import EPOCHS_FILE, RUN_FILE, RunKey
 from calf.naming import LOSS_NAMES, MODEL_NAMES, display, ordered
-from calf.report.tables_io import output_paths, publish
-from calf.report.tables_layout import MISSING, Block, Cell, Column, Document, fmt
-from calf.report.tables_render import to_html, to_markdown
-from calf.tracking import RunKey
+from calf.report.tables.document import MISSING, Block, Cell, Column, Document, fmt
+from calf.report.tables.io import output_paths, publish
+from calf.report.tables.render import to_html, to_markdown
+from calf.train.rundir import read_epochs, read_run_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ def _text(value: Any, where: str, key: str, *, nullable: bool = False) -> str | 
 
 
 def _recorded(cost: Any, where: str) -> dict[str, Any]:
-    """The figures of a run.json ``cost`` object (schema: calf/train/loop.py), checked."""
+    """The figures of a run.json ``cost`` object (schema: calf/train/cost.py), checked."""
     if not isinstance(cost, dict):
         raise CalfError(f"{where}: cost is not an object")
     for key in ("device", "device_s", "device_s_per_epoch"):
@@ -97,33 +97,20 @@ def _recorded(cost: Any, where: str) -> dict[str, Any]:
     }
 
 
-def _epoch_seconds(path: Path) -> pd.Series:
-    """``epochs.csv``'s ``seconds`` column (seconds inside training steps per epoch), checked."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise CalfError(f"{path}: no such file (needed for a run.json without cost)") from None
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CalfError(f"{path}: not a readable CSV ({first})") from None
-    if "seconds" not in table.columns:
-        raise CalfError(f"{path}: missing column seconds")
-    seconds = pd.to_numeric(table["seconds"], errors="coerce")
-    bad = seconds.isna() | (seconds < 0)
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise CalfError(f"{path}: column seconds, row {row + 2}: not a number of seconds: "
-                        f"{table['seconds'].iloc[row]!r}")
-    return seconds
+def _epoch_seconds(run_dir: Path) -> pd.Series:
+    """``epochs.csv``'s ``seconds`` column (seconds inside training steps per epoch), read
+    and checked by ``calf.train.rundir.read_epochs``."""
+    if not (run_dir / EPOCHS_FILE).is_file():
+        raise CalfError(f"{run_dir / EPOCHS_FILE}: no such file (needed for a run.json "
+                        "without cost)")
+    return read_epochs(run_dir, columns=("seconds",))["seconds"]
 
 
 def _fallback(record: dict[str, Any], run_dir: Path, where: str) -> dict[str, Any]:
     """A run without ``cost``: epochs.csv's mean seconds, run.json's seconds and device."""
     device = (record.get("execution") or {}).get("device") or record.get("device")
     device = _text(device, where, "execution.device")
-    seconds = _epoch_seconds(run_dir / "epochs.csv")
+    seconds = _epoch_seconds(run_dir)
     name = _text(record.get("device"), where, "device", nullable=True) or device
     gpu = _CUDA_NAME.fullmatch(name)
     return {
@@ -137,14 +124,11 @@ def _fallback(record: dict[str, Any], run_dir: Path, where: str) -> dict[str, An
 
 
 def run_cost(run_dir: str | Path, runs_root: str | Path) -> dict[str, Any]:
-    """One run's identity (from its path, ``calf.tracking.RunKey``) and cost figures."""
+    """One run's identity (from its path, ``calf.layout.RunKey``) and cost figures."""
     run_dir = Path(run_dir)
-    key = RunKey.from_run_dir(run_dir, runs_root)
-    run_file = run_dir / "run.json"
-    record = read_json_object(run_file, "run record")
-    status = record.get("status")
-    if status != "complete":
-        raise CalfError(f"{run_file}: status {status!r}, not a complete run")
+    key = RunKey.from_path(run_dir, root=runs_root)
+    run_file = run_dir / RUN_FILE
+    record = read_run_record(run_dir, complete=True)
     cost = (_recorded(record["cost"], str(run_file)) if record.get("cost") is not None
             else _fallback(record, run_dir, str(run_file)))
     return {"study": key.study, "dataset": key.dataset, "model": key.model, "loss": key.loss,
@@ -281,12 +265,13 @@ def _block(mine: pd.DataFrame, group: tuple, losses: list[str], calf_losses: Seq
 
 
 def write_cost_table(runs: pd.DataFrame, out_prefix: str | Path, *,
-                     calf_losses: Sequence[str]) -> list[Path]:
+                     calf_losses: Sequence[str], force: bool = False) -> list[Path]:
     """Write ``{out_prefix}.csv/.md/.html`` from one study's runs (``collect_costs``);
     returns their paths. The CSV holds ``CSV_COLUMNS``, one row per (dataset, model, loss):
     mean device-seconds per epoch over the runs, total device-hours, peak memory in MiB,
     energy in kJ over the ``energy_runs`` that have it, the ratio and difference of seconds
-    per epoch to BCE's (``calf_losses`` only) and the runs without a cost record."""
+    per epoch to BCE's (``calf_losses`` only) and the runs without a cost record. Existing
+    files are replaced only with ``force``."""
     import pandas as pd
 
     paths = output_paths(out_prefix, SUFFIXES)
@@ -318,4 +303,4 @@ def write_cost_table(runs: pd.DataFrame, out_prefix: str | Path, *,
          "ratio of their seconds per epoch and the difference."],
         blocks)
     return publish(dict(zip(paths, [csv.to_csv(index=False), to_markdown(doc), to_html(doc)],
-                            strict=True)))
+                            strict=True)), force=force)

@@ -8,7 +8,7 @@ metric) is summarised over patients: n (patients), mean, sd (ddof 1), median, q1
 (highest; lowest for HD95), compared at the precision shown so that equal-looking values
 are bold together.
 Baselines are listed first, the CALF losses last; significance markers come from
-``calf.report.tables_markers``. The Markdown, LaTeX and HTML tables show what a reader needs
+``calf.report.tables.markers``. The Markdown, LaTeX and HTML tables show what a reader needs
 first (``SHOWN_METRICS``: Dice, HD95, NSD, those with values) unless metrics are asked for;
 the CSV keeps every metric with a value.
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.layout import ratio_sort_key, ratio_text
 from calf.naming import LOSS_NAMES, METRIC_NAMES, MODEL_NAMES, display, ordered
 from calf.protocol import protocol_summary
-from calf.report.tables_io import output_paths, publish
-from calf.report.tables_layout import (
+from calf.report.tables.document import (
     METRIC_DECIMALS,
     MISSING,
     Block,
@@ -31,11 +31,11 @@ from calf.report.tables_layout import (
     Column,
     Document,
     fmt,
-    ratio_sort_key,
     ratio_title,
 )
-from calf.report.tables_markers import check_paired, legend, markers_for, ratio_text, significant_vs
-from calf.report.tables_render import to_html, to_latex, to_markdown
+from calf.report.tables.io import output_paths, publish
+from calf.report.tables.markers import check_paired, legend, markers_for, significant_vs
+from calf.report.tables.render import to_html, to_latex, to_markdown
 from calf.stats.collect import (
     GROUP_KEYS,
     HIGHER_IS_BETTER,
@@ -165,7 +165,8 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
                          out_prefix: str | Path, *, calf_losses: Sequence[str],
                          alpha: float,
                          protocols: "Mapping[str, Mapping] | None" = None,
-                         metrics: Sequence[str] | None = None) -> list[Path]:
+                         metrics: Sequence[str] | None = None,
+                         force: bool = False) -> list[Path]:
     """Write ``{out_prefix}.csv/.md/.tex/.html``; returns their paths.
 
     ``cases``: one study's per-case metrics (``calf.stats.collect.load_case_metrics``).
@@ -180,7 +181,7 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
     The CSV is long and numeric, every metric with at least one value (and those asked
     for) in ``METRIC_COLUMNS`` order: group columns, loss, metric, n (patients), mean, sd,
     median, q1, q3, best (the mean's column), best_median, significant_vs (';'-joined CALF
-    losses).
+    losses). Existing files are replaced only with ``force``.
     """
     import pandas as pd
 
@@ -234,4 +235,4 @@ def write_summary_tables(cases: "pd.DataFrame", paired: "pd.DataFrame | None",
          "scored and which conventions preset filled undefined values."],
         blocks)
     return publish(dict(zip(paths, [table.to_csv(index=False), to_markdown(doc),
-                                    to_latex(doc), to_html(doc)], strict=True)))
+                                    to_latex(doc), to_html(doc)], strict=True)), force=force)

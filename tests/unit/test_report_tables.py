@@ -1,9 +1,9 @@
 """calf.report.tables: the summary table and the paper-vs-suite table, from a real results tree.
 
-The per-case CSVs come from ``report_fixtures.write_study`` and are read by
+The per-case CSVs come from ``calf.synth.results.write_study`` and are read by
 ``calf.stats.collect.load_case_metrics``; expected statistics are computed here with numpy
 from the CSV files themselves; the paired statistics are written by hand following the
-``paired.csv`` contract, so that markers can be asked for exactly where wanted.
+``paired.csv`` columns, so that markers can be asked for exactly where wanted.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import write_study
 
+from calf import _fs
 from calf.errors import CalfError
-from calf.report import reference, tables_io, tables_summary
+from calf.report import reference
+from calf.report.tables import summary as tables_summary
 from calf.report.tables import write_paper_table, write_summary_tables
 from calf.stats.collect import load_case_metrics
+from calf.synth.results import write_study
 
 CALF_LOSSES = ["calf", "calf_region"]
 SUFFIXES = (".csv", ".md", ".tex", ".html")
@@ -72,9 +74,9 @@ def _load(root: Path) -> pd.DataFrame:
 
 
 def _write(cases: pd.DataFrame, out: Path, paired=None, alpha: float = 0.05,
-           metrics=None) -> dict[str, Path]:
+           metrics=None, force: bool = False) -> dict[str, Path]:
     paths = write_summary_tables(cases, paired, out / "summary", calf_losses=CALF_LOSSES,
-                                 alpha=alpha, metrics=metrics)
+                                 alpha=alpha, metrics=metrics, force=force)
     assert [p.suffix for p in paths] == list(SUFFIXES)
     return {p.suffix: p for p in paths}
 
@@ -173,7 +175,7 @@ def test_best_is_bold_with_ties_min_for_hd95_and_none_for_empty(study, tmp_path)
 
 def _paired(rows: dict[tuple[str, str, str, str], bool], models=("unet", "fpn"),
             metrics=("dice", "hd95")) -> pd.DataFrame:
-    """A paired frame per the contract: every CALF loss x baseline x metric of each model;
+    """A paired frame with calf stats' columns: every CALF loss x baseline x metric of each model;
     ``significant`` (and a p_holm that agrees) True where ``rows`` says so."""
     records = []
     for model in models:
@@ -225,6 +227,7 @@ def test_markers_exactly_where_paired_says_significant(cases, tmp_path):
     assert html_text.count("<sup>†‡</sup>") == 2 and html_text.count("<sup>") == 6
 
 
+@pytest.mark.slow
 def test_markers_from_the_real_paired_statistics(cases, tmp_path):
     from calf.stats.run import compute_stats, write_stats
 
@@ -510,14 +513,14 @@ def test_failure_while_renaming_restores_previous_outputs(cases, tmp_path, monke
         (out / f"summary{suffix}").write_text(f"old {suffix}")
     real_replace = os.replace
 
-    def failing(src, dst):
-        if str(dst).endswith("summary.tex") and Path(src).name.startswith("new"):
+    def failing(src, dst):  # the rename of the new .tex over the old one fails
+        if str(dst).endswith("summary.tex") and Path(src).name.endswith(".tmp"):
             raise OSError(28, "No space left on device", str(dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(tables_io.os, "replace", failing)
-    with pytest.raises(CalfError, match=r"summary\.tex: cannot write \(No space left on device\)"):
-        _write(cases, out)
+    monkeypatch.setattr(_fs.os, "replace", failing)
+    with pytest.raises(CalfError, match=r"summary\.tex: cannot write there \(No space left"):
+        _write(cases, out, force=True)
     assert sorted(p.name for p in out.iterdir()) == [f"summary{s}" for s in sorted(SUFFIXES)]
     for suffix in SUFFIXES:
         assert (out / f"summary{suffix}").read_text() == f"old {suffix}"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from calf.errors import CalfError
+from calf.layout import ratio_text
 from calf.naming import LOSS_NAMES, METRIC_NAMES, display, ordered
 from calf.stats.collect import GROUP_KEYS, METRIC_COLUMNS, pooled_groups
 
@@ -42,16 +43,6 @@ def markers_for(calf_losses: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def ratio_text(value: object) -> str:
-    """A ratio as the statistics write it: 'natural' or the number's shortest text."""
-    if isinstance(value, str) and value == "natural":
-        return value
-    try:
-        return f"{float(value):g}"
-    except (TypeError, ValueError):
-        raise CalfError(f"ratio {value!r} is neither 'natural' nor a number") from None
-
-
 def check_paired(paired: "pd.DataFrame", present: set[tuple[str, ...]],
                  calf_losses: Sequence[str], alpha: float) -> "pd.DataFrame":
     """The pooled-modality rows of ``paired`` with text keys and boolean ``significant``, or
@@ -69,7 +60,8 @@ def check_paired(paired: "pd.DataFrame", present: set[tuple[str, ...]],
                                       else (bool(v) if v in (True, False) else None))
     if flags.isna().any():
         bad = paired.loc[flags.isna(), "significant"].iloc[0]
-        raise CalfError(f"paired statistics: column significant holds {str(bad)!r}, expected True/False")
+        raise CalfError(f"paired statistics: column significant holds {str(bad)!r}, "
+                        "expected True/False")
     paired["significant"] = flags.astype(bool)
     for row in paired.itertuples(index=False):
         where = f"{row.study}/{row.dataset}/{row.model}/ratio {row.ratio}"

@@ -2,7 +2,7 @@
 
 A ``Document`` is a title, caption paragraphs and ``Block``s (one table each, with notes
 printed under it). Cells hold their text as shown, whether they are bold, and significance
-markers printed as a superscript; ``calf.report.tables_render`` writes them as Markdown,
+markers printed as a superscript; ``calf.report.tables.render`` writes them as Markdown,
 LaTeX and HTML. Also here: the number formats shared by every table (display names and
 orders: ``calf.naming``).
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from calf.layout import NATURAL, ratio_text
 
 # decimals shown: 3 for metrics in [0, 1], 2 for distances
 METRIC_DECIMALS = {"dice": 3, "iou": 3, "hd95": 2, "nsd": 3, "sensitivity": 3,
@@ -58,13 +60,10 @@ class Document:
     blocks: list[Block]
 
 
-def ratio_sort_key(ratio: str) -> tuple[int, float]:
-    """'natural' first, then the filter ratios in increasing order."""
-    return (0, 0.0) if ratio == "natural" else (1, float(ratio))
-
-
-def ratio_title(ratio: str) -> str:
-    return "natural ratio" if ratio == "natural" else f"ratio {ratio}"
+def ratio_title(ratio: object) -> str:
+    """A block title's ratio: "natural ratio" or "ratio 0.25" (``calf.layout.ratio_text``)."""
+    text = ratio_text(ratio)
+    return f"{NATURAL} ratio" if text == NATURAL else f"ratio {text}"
 
 
 def fmt(value: float, decimals: int, signed: bool = False) -> str:
