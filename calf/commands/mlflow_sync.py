@@ -1,25 +1,25 @@
-"""``calf mlflow-sync``: import a study's finished runs into MLflow (see calf.mlflow_sync)."""
+"""``calf mlflow-sync``: import a study's finished runs into MLflow (see calf.tracking.sync)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
 
-# a light module: it imports mlflow and pandas inside its functions
-from calf.mlflow_sync import DEFAULT_TRACKING_URI
+from calf._fs import check_writable, write_json
+from calf.layout import METRICS_SUFFIX, RUN_FILE, SHAPE
+
+# a light module: the sync (mlflow, pandas) is imported when the command runs
+from calf.tracking.stores import DEFAULT_TRACKING_URI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
-        "Run layout: RUNS_ROOT/STUDY/DATASET/MODEL/LOSS[/ratio-R][/seed-S]/foldN/run.json; "
-        "metrics: METRICS_ROOT/STUDY/DATASET/MODEL/LOSS[/ratio-R][/seed-S]/foldN.csv; "
-        "profiles: PROFILES_ROOT/STUDY/DATASET[/ratio-R]/foldN.json. Only runs "
-        "whose run.json status is 'complete' are imported; syncing again creates nothing twice. "
-        "A run's run.json cost becomes system/ metrics (system/wall_s, system/device_s, ...), "
-        "its training-set CSV (params.train_slices) an MLflow dataset input."
+        f"Run layout: RUNS_ROOT/{SHAPE}/{RUN_FILE}; metrics: METRICS_ROOT/{SHAPE}"
+        f"{METRICS_SUFFIX}; profiles: PROFILES_ROOT/<study>/<dataset>/[ratio-R/]foldK.json. "
+        "Only runs whose run.json status is 'complete' are imported; syncing again creates "
+        "nothing twice. A run's run.json cost becomes system/ metrics (system/wall_s, "
+        "system/device_s, ...), its training-set CSV (params.train_slices) an MLflow dataset "
+        "input."
     )
     parser.add_argument("--study", required=True, help="study name: the folder below the "
                                                         "roots and the MLflow experiment")
@@ -37,21 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also upload each run's checkpoint.pt")
     parser.add_argument("--stamp", default=None, metavar="JSON",
                         help="write a summary of the sync here (a workflow output)")
-
-
-def _write_stamp(path: Path, summary: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --stamp file")
 
 
 def run(args: argparse.Namespace) -> int:
-    from calf.mlflow_sync import sync_study
+    from calf.tracking.sync import sync_study
 
+    if args.stamp:  # refused before anything goes to MLflow
+        check_writable(args.stamp, args.force)
     result = sync_study(args.study, args.runs_root, args.metrics_root, args.profiles_root,
                         args.tracking_uri, args.checkpoints)
     for warning in result.warnings:
@@ -71,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
         f"updated, {len(result.unchanged)} unchanged, {len(result.skipped)} skipped"
     )
     if args.stamp:
-        _write_stamp(Path(args.stamp), result.summary())
+        write_json(args.stamp, result.summary(), force=args.force)
     return 0

@@ -1,10 +1,10 @@
-"""calf.tracking (run keys, LiveLogger) and calf mlflow-sync, against real MLflow stores.
+"""calf.tracking (run tags, LiveLogger) and calf mlflow-sync, against real MLflow stores.
 
 Run records carry the ``cost`` object of the training loop and name their training-set CSV
 (``params.train_slices``), which the fixtures write under ``splits/`` beside the runs: the
 cost becomes ``system/`` metrics, the CSV an MLflow dataset input.
 
-Run directories (contract C) and evaluation outputs (contract D) are written by hand here,
+Run directories and evaluation outputs (``calf.layout``) are written by hand here,
 so these tests do not depend on the training and evaluation code; only the last test runs a
 real ``calf train`` (on a tiny store made with ``calf.preprocess`` and ``calf.split``).
 MLflow servers are real ``mlflow server`` processes (tests/conftest.py); runs are read back
@@ -25,10 +25,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calf._fs import sha256_file
 from calf.cli import main as calf_main
 from calf.errors import CalfError
-from calf.mlflow_sync import sync_study
-from calf.tracking import LiveLogger, RunKey, cost_metrics, cost_tags, flatten_params
+from calf.layout import RunKey
+from calf.tracking.client import flatten_params, key_tags, run_key_of
+from calf.tracking.cost import cost_metrics, cost_tags
+from calf.tracking.inputs import find_run_dirs
+from calf.tracking.live import LiveLogger
+from calf.tracking.sync import sync_study
 
 BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
 EPOCH_COLUMNS = ("epoch", "train_loss", "steps", "seconds", "slices_per_second",
@@ -70,10 +75,9 @@ def epoch_rows(n: int, branch: str | None) -> list[dict]:
 
 
 def training_csv(runs_root: Path, key: RunKey) -> Path:
-    """The run's training-set CSV (contract 3): ``splits/{study}/{dataset}[/ratio-r]/foldN.csv``
-    beside the runs root, written once per selection (every loss and seed shares it)."""
-    folder = runs_root.parent / "splits" / key.study / key.dataset
-    path = (folder / f"ratio-{key.ratio}" if key.ratio else folder) / f"fold{key.fold}.csv"
+    """The run's training-set CSV: ``splits/<study>/<dataset>/[ratio-R/]foldK.csv`` beside the
+    runs root, written once per selection (every loss and seed shares it)."""
+    path = key.training_csv(runs_root.parent / "splits")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
@@ -88,9 +92,7 @@ def training_csv(runs_root: Path, key: RunKey) -> Path:
 def make_run(runs_root: Path, key: RunKey, status: str = "complete", epochs: int = 3,
              scope: str | None = None, profile: Path | None = None,
              cost: dict | None = CUDA_COST, val: Path | None = None) -> Path:
-    """A run directory as ``calf train`` writes it (contract C), with its training CSV."""
-    from calf.download.manifest import sha256_file
-
+    """A run directory as ``calf train`` writes it, with its training CSV."""
     run_dir = runs_root.joinpath(*key.key.split("/"))
     run_dir.mkdir(parents=True, exist_ok=True)
     done = epochs if status == "complete" else epochs - 1
@@ -132,7 +134,7 @@ def make_run(runs_root: Path, key: RunKey, status: str = "complete", epochs: int
 
 
 def make_metrics(metrics_root: Path, key: RunKey) -> Path:
-    """The evaluation outputs of a run (contract D): X.csv, X.json, X_slices.csv, X_overlays/."""
+    """The evaluation outputs of a run: X.csv, X.json, X_slices.csv, X_overlays/."""
     import matplotlib.image
 
     path = key.metrics_csv(metrics_root)
@@ -170,7 +172,7 @@ def study(tmp_path):
     name = f"st-{uuid.uuid4().hex[:8]}"  # its own experiment on the shared server
     roots = {r: tmp_path / r for r in ("runs", "metrics", "profiles", "splits")}
     calf_key = RunKey(name, "synth", "unet", "calf", 0)
-    bce_key = RunKey(name, "synth", "fpn", "bce", 1, ratio="0.25", seed="7")
+    bce_key = RunKey(name, "synth", "fpn", "bce", 1, ratio="0.25", seed=7)
     stopped_key = RunKey(name, "synth", "unet", "dice", 0)
     profile = make_profile(roots["profiles"], calf_key)
     make_profile(roots["profiles"], bce_key)
@@ -217,8 +219,6 @@ def dataset_inputs(client, run_id: str) -> list[tuple[str, str, str, dict, str]]
 
 
 def expected_input(path: Path, name: str, context: str) -> tuple[str, str, str, dict, str]:
-    from calf.download.manifest import sha256_file
-
     return (name, sha256_file(path)[:36], "local", {"uri": str(path.resolve())}, context)
 
 
@@ -232,24 +232,25 @@ def artifacts(client, run_id: str, folder: str = "") -> set[str]:
 # ------------------------------------------------------------------------- run keys
 
 
-@pytest.mark.parametrize("parts, expected", [
-    ("s/d/m/l/fold0", RunKey("s", "d", "m", "l", 0)),
-    ("s/d/m/l/ratio-0.25/fold3", RunKey("s", "d", "m", "l", 3, ratio="0.25")),
-    ("s/d/m/l/seed-7/fold1", RunKey("s", "d", "m", "l", 1, seed="7")),
-    ("s/d/m/l/ratio-natural/seed-7/fold2", RunKey("s", "d", "m", "l", 2, "natural", "7")),
+@pytest.mark.parametrize("variant, extra", [
+    ("fold0", {}),
+    ("ratio-0.25/fold3", {"calf.ratio": "0.25"}),
+    ("seed-7/fold1", {"calf.seed": "7"}),
+    ("ratio-0.1/seed-7/fold2", {"calf.ratio": "0.1", "calf.seed": "7"}),
 ])
-def test_run_key_round_trips_the_layout(tmp_path, parts, expected):
-    key = RunKey.from_run_dir(tmp_path / parts, tmp_path)
-    assert key == expected
-    assert key.key == parts
-    assert RunKey.from_parts(("anything", "above", *parts.split("/"))) == expected
+def test_run_key_of_a_run_folder_and_its_tags(tmp_path, variant, extra):
+    """The live logger's key: the trailing parts of the run folder; its MLflow tags name the
+    ratio and the seed only in a run that has them."""
+    key = run_key_of(tmp_path / "anything" / "above" / "s/d/m/l" / variant)
+    assert key.key == f"s/d/m/l/{variant}" and key.name == f"d/m/l/{variant}"
+    assert key_tags(key) == {"calf.run_key": key.key, "calf.kind": "run", "calf.study": "s",
+                             "calf.dataset": "d", "calf.model": "m", "calf.loss": "l",
+                             "calf.fold": variant[-1], **extra}
 
 
-def test_run_key_paths_of_metrics_and_profile():
-    key = RunKey("s", "d", "m", "l", 2, ratio="0.1", seed="7")
-    assert key.metrics_csv("M") == Path("M/s/d/m/l/ratio-0.1/seed-7/fold2.csv")
-    assert key.profile_json("P") == Path("P/s/d/ratio-0.1/fold2.json")
-    assert key.name == "d/m/l/ratio-0.1/seed-7/fold2"
+@pytest.mark.parametrize("path", ["/s/d/m/fold0", "/s/d/m/l/foldx", "/s/d/m/l/fold0/extra"])
+def test_run_key_of_other_folders_is_none(path):
+    assert run_key_of(path) is None
 
 
 @pytest.mark.parametrize("parts", [
@@ -259,10 +260,14 @@ def test_run_key_paths_of_metrics_and_profile():
     "s/d/m/l/fold0/ratio-0.5",  # ratio after the fold
     "x/s/d/m/l/fold0",  # one level too deep
     "s/d/m/l/seed-1/ratio-0.5/fold0",  # ratio after seed
+    "s/d/m/l/ratio-natural/fold2",  # the natural training set has no ratio folder
+    "s/d/m/l/ratio-0.250/fold2",  # ratios are spelled as {:g} spells them: ratio-0.25
 ])
-def test_run_key_rejects_other_layouts(tmp_path, parts):
+def test_sync_rejects_run_folders_off_the_layout(tmp_path, parts):
+    (tmp_path / parts).mkdir(parents=True)
+    (tmp_path / parts / "run.json").write_text("{}")
     with pytest.raises(CalfError, match=str(tmp_path / parts)):
-        RunKey.from_run_dir(tmp_path / parts, tmp_path)
+        find_run_dirs(parts.split("/")[0], tmp_path)
 
 
 def test_cost_metrics_and_tags():
@@ -467,6 +472,14 @@ def test_sync_to_sqlite_with_the_cli(study, tmp_path, capsys, monkeypatch):
     assert f"skipped {study['keys'][2].key} (status interrupted)" in first
     summary = json.loads(stamp.read_text())
     assert len(summary["created"]) == 2
+    # an existing stamp is replaced only with --force: refused before MLflow is touched
+    before = db.read_bytes()
+    assert calf_main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"calf mlflow-sync: error: {stamp}: already exists (pass --force to replace "
+                   "it)")
+    assert db.read_bytes() == before and json.loads(stamp.read_text()) == summary
+    command.append("--force")
     assert calf_main(command) == 0
     assert "0 created, 0 updated, 2 unchanged, 1 skipped" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["mlflow-artifacts", "mlflow.db",
@@ -524,11 +537,20 @@ def _break_metrics(study):
     return path
 
 
+def _break_profile(study):
+    path = study["keys"][0].profile_json(study["profiles"])  # named in the run's run.json
+    record = json.loads(path.read_text())
+    del record["branch"]
+    path.write_text(json.dumps(record))
+    return path
+
+
 @pytest.mark.parametrize("breaker, message", [
-    (_break_layout, "does not follow the run layout"),
-    (_break_run_json, "unreadable JSON"),
+    (_break_layout, "not a results path"),
+    (_break_run_json, "not a readable run record JSON"),
     (_break_epochs, "2 epochs but"),
-    (_break_metrics, "missing columns dice"),
+    (_break_metrics, "missing column(s) patient_id, dataset, model, loss, fold, dice,"),
+    (_break_profile, "missing key 'branch'"),
 ])
 def test_cli_rejects_bad_input_and_writes_nothing(study, tmp_path, capsys, breaker, message):
     bad = breaker(study)
@@ -582,7 +604,7 @@ def test_live_logger_is_a_no_op_without_a_server(tmp_path, uri):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     if uri is not None:
         env["MLFLOW_TRACKING_URI"] = uri.format(tmp=tmp_path)
-    code = ("import sys; from calf.tracking import LiveLogger; "
+    code = ("import sys; from calf.tracking.live import LiveLogger; "
             "log = LiveLogger.from_env('r', {'lr': 1}, {}); log.log_epoch(1, {'loss': 0.5}); "
             "log.finish('complete'); print(log.active, 'mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
