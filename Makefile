@@ -3,6 +3,7 @@
 #               synthetic cohorts (config/config.yaml): snakemake --cores all, then
 #               snakemake --report results/report.html
 #   make test   install into .venv (with the test extras), then run the test suite
+#   make test-fast   the unit tests that are not marked slow (under a minute): while coding
 #
 # torch is installed first and on its own, so that nothing pulls a multi-GB CUDA build
 # on a CPU machine. GPU users override TORCH, e.g.
@@ -10,11 +11,12 @@
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
-TORCH ?= torch==2.13.0
 CONSTRAINTS := workflow/envs/constraints.txt
+# the one pin of torch is in $(CONSTRAINTS)
+TORCH ?= $(shell grep -m1 '^torch==' $(CONSTRAINTS))
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test test-fast install clean-venv
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +34,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest tests/unit -m "unit and not slow"
 
 clean-venv:
 	rm -rf $(VENV)

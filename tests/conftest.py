@@ -1,4 +1,12 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures, and the markers every test gets from where it is.
+
+The suite is in three folders: ``tests/unit/`` (functions on hand-checked values, fast),
+``tests/integration/`` (the real thing end to end on tiny data: the CLI, NIfTI files,
+Snakemake, an MLflow server) and ``tests/cluster/`` (a real single-node SLURM). Each test
+is marked ``unit``, ``integration`` or ``cluster`` by its folder, ``slurm`` in
+``tests/cluster/`` and ``mlflow`` when it uses one of the MLflow server fixtures below;
+``slow`` is set by hand on tests that take more than a few seconds. ``make test-fast`` runs
+``-m "unit and not slow"``.
 
 MLflow tracking servers (real ``mlflow server`` processes from this interpreter's
 environment, SQLite backend, local artifact root, bound to 127.0.0.1 on a free port):
@@ -122,6 +130,21 @@ class MlflowServer:
             pass
         if self.process.poll() is None:
             self.process.wait(SERVER_STOP_TIMEOUT_S)
+
+
+TESTS = Path(__file__).resolve().parent
+MLFLOW_FIXTURES = {"mlflow_server", "start_mlflow_server"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        folder = Path(item.fspath).resolve().relative_to(TESTS).parts[0]
+        if folder in ("unit", "integration", "cluster"):
+            item.add_marker(folder)
+        if folder == "cluster":
+            item.add_marker("slurm")
+        if MLFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("mlflow")
 
 
 @pytest.fixture
