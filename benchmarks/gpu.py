@@ -424,10 +424,11 @@ def _last_line(log: Path) -> str:
 
 
 def _epochs(out: Path) -> list[float]:
-    import pandas as pd
+    from calf.layout import EPOCHS_FILE
+    from calf.train.rundir import read_epochs
 
-    path = out / "epochs.csv"
-    return pd.read_csv(path)["train_loss"].tolist() if path.exists() else []
+    exists = (out / EPOCHS_FILE).exists()
+    return read_epochs(out, columns=("train_loss",))["train_loss"].tolist() if exists else []
 
 
 def section_resume(s: Settings, device: torch.device, root: Path,
@@ -530,12 +531,12 @@ def section_resume(s: Settings, device: torch.device, root: Path,
 
 def compare(row: dict[str, Any], reference: Path, resumed: Path, cpu: bool) -> None:
     """The resumed run's final model, run.json and losses against the uninterrupted run."""
-    from calf._json import read_json_object
+    from calf.layout import RUN_FILE
+    from calf.train.rundir import read_run_record
 
     ref_ckpt = load_checkpoint(reference / CHECKPOINT_FILE)
     ckpt = load_checkpoint(resumed / CHECKPOINT_FILE)
-    record = read_json_object(resumed / "run.json", "run record") if (
-        resumed / "run.json").exists() else {}
+    record = read_run_record(resumed) if (resumed / RUN_FILE).exists() else {}
     row["status"] = record.get("status")
     row["attempts"] = record.get("attempts")
     row["epochs_completed"] = record.get("epochs_completed")

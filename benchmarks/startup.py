@@ -13,7 +13,6 @@ Prints medians and the ratio measured in the same run (no asserts: timings are n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -72,7 +71,9 @@ def train_job(store: Path, train: Path, out: Path) -> dict[str, float]:
     start = time.perf_counter()
     subprocess.run(argv, check=True, env=env, capture_output=True)
     wall = time.perf_counter() - start
-    timing = json.loads((out / "run.json").read_text())["timing"]
+    from calf.train.rundir import read_run_record
+
+    timing = read_run_record(out)["timing"]
     parts = {"wall": wall, "start-up": timing["process_age_s"], "data": timing["data_s"],
              "model": timing["model_s"], "set-up": timing.get("setup_s", 0.0),
              "steps": timing["steps_s"],

@@ -195,9 +195,9 @@ def suite_run(config: TrainConfig) -> tuple[list[float], list[float]]:
     if result.status != "complete":
         raise RuntimeError(f"training ended {result.status}")
     stamps.append(time.perf_counter())
-    import pandas as pd
+    from calf.train.rundir import read_epochs
 
-    return stamps, pd.read_csv(Path(config.out) / "epochs.csv")["seconds"].tolist()
+    return stamps, read_epochs(config.out, columns=("seconds",))["seconds"].tolist()
 
 
 def epoch_seconds(stamps: list[float]) -> list[float]:

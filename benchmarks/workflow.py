@@ -15,7 +15,6 @@ training job's wall time (argument parsing after the imports, closing) is "other
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -43,8 +42,11 @@ def training_split(root: Path) -> pd.Series | None:
     """Seconds per phase over every training run's last attempt, plus the job wall time."""
     totals = dict.fromkeys(PHASES, 0.0)
     runs = 0
-    for path in sorted((root / "runs").rglob("run.json")):
-        timing = json.loads(path.read_text()).get("timing") or {}
+    from calf.layout import RUN_FILE, RUNS
+    from calf.train.rundir import read_run_record
+
+    for path in sorted((root / RUNS).rglob(RUN_FILE)):
+        timing = read_run_record(path.parent).get("timing") or {}
         if not timing:
             continue
         runs += 1
