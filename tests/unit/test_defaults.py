@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,21 @@ def test_schema_defaults_are_calf_defaults(key, value):
     found = {".".join(p): d for p, d in _walk(yaml.safe_load(SCHEMA.read_text()))}
     assert key in found, f"no default for {key} in {SCHEMA}"
     assert found[key] == value
+
+
+ROOT = SCHEMA.parents[2]
+INSTALL_FILES = ("Makefile", "pyproject.toml", "environment.yml", "workflow/envs/calf.yaml",
+                 ".ci/run", "benchmarks/gpu_wheels.sh")
+
+
+def test_torch_is_pinned_once_and_the_readme_quotes_that_pin():
+    constraints = (ROOT / "workflow/envs/constraints.txt").read_text()
+    pins = re.findall(r"^torch==(\S+)$", constraints, re.M)
+    assert len(pins) == 1, pins
+    for name in INSTALL_FILES:
+        text = (ROOT / name).read_text()
+        # comments may show an example; no install line pins torch
+        lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+        assert not [line for line in lines if re.search(r"torch==[0-9]", line)], name
+    quoted = set(re.findall(r"torch==([0-9][0-9.]*[0-9])", (ROOT / "README.md").read_text()))
+    assert quoted == set(pins), quoted
