@@ -14,7 +14,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from calf import studies
+from calf import layout, studies
 from calf.download.sources import SYNAPSE_TOKEN_ENV
 from calf.layout import SELECTION_PATTERN, SPLITS_FILE, VARIANT_PATTERN
 
@@ -46,11 +46,12 @@ LOSSES = studies.defined_losses(RULES_DIR)
 
 # path patterns of the rules ({variant} is [ratio-R/][seed-N/]foldK, {selection} is
 # [ratio-R/]foldK)
-RUN = f"{RESULTS}/runs/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}"
-METRICS = f"{RESULTS}/metrics/{{study}}/{{dataset}}/{{model}}/{{loss}}/{{variant}}"
-RUN_DONE = f"{RUN}/{studies.TRAIN_DONE}"
-SPLITS = f"{RESULTS}/splits/{{study}}/{{dataset}}"
-PROFILES = f"{RESULTS}/profiles/{{study}}/{{dataset}}"
+KEY = "{study}/{dataset}/{model}/{loss}/{variant}"
+RUN = f"{RESULTS}/{layout.RUNS}/{KEY}"
+METRICS = f"{RESULTS}/{layout.METRICS}/{KEY}"
+RUN_DONE = f"{RUN}/{layout.TRAIN_DONE}"
+SPLITS = f"{RESULTS}/{layout.SPLITS}/{{study}}/{{dataset}}"
+PROFILES = f"{RESULTS}/{layout.PROFILES}/{{study}}/{{dataset}}"
 
 
 def _per_loss(pattern, loss):

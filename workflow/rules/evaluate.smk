@@ -12,7 +12,7 @@ for study in config["studies"]:
             runs=evaluation_runs,
             stores=study_stores,
             splits=f"{SPLITS}/{SPLITS_FILE}",
-            subjects=f"{SPLITS}/{studies.SUBJECTS_FILE}",
+            subjects=f"{SPLITS}/{layout.SUBJECTS_FILE}",
         output:
             csv=evaluation_outputs(study, ".csv"),
             json=evaluation_outputs(study, ".json"),

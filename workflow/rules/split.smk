@@ -8,7 +8,7 @@ rule split_folds:
         crosswalks=crosswalk_files,
     output:
         splits=f"{SPLITS}/{SPLITS_FILE}",
-        subjects=f"{SPLITS}/{studies.SUBJECTS_FILE}",
+        subjects=f"{SPLITS}/{layout.SUBJECTS_FILE}",
     log:
         f"{LOGS}/split/{{study}}/{{dataset}}.log",
     conda:
