@@ -226,6 +226,23 @@ def training_file(root: str | Path, study: str, dataset: str, variant: Variant |
     return Path(root, study, dataset, *v.selection.split("/")).with_suffix(suffix)
 
 
+def training_key(path: str | Path, root: str | Path, suffix: str) -> tuple[str, str, Variant]:
+    """(study, dataset, variant) of a training set or profile ``training_file`` wrote below
+    ``root``: ``<root>/<study>/<dataset>/[ratio-R/]foldK<suffix>``; CalfError otherwise."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        raise CalfError(f"{path}: not under {root}") from None
+    pattern = (rf"(?P<study>{COMPONENT})/(?P<dataset>{COMPONENT})/"
+               rf"(?:ratio-(?P<ratio>[0-9.]+)/)?(?P<seed>(?!))?fold(?P<fold>[0-9]+)"
+               + re.escape(suffix))
+    match = re.fullmatch(pattern, rel)
+    if match is None:
+        raise CalfError(f"{path}: not a training-set path "
+                        f"(<study>/<dataset>/[ratio-R/]foldK{suffix} below {root})")
+    return match["study"], match["dataset"], _variant_of(match, path)  # seed: never
+
+
 def metrics_companions(csv: str | Path) -> tuple[Path, Path, Path, Path]:
     """A metrics CSV ``X.csv`` and its companions: ``X.json`` (conventions, summary),
     ``X_slices.csv`` (per slice), ``X_overlays/`` (figures)."""

@@ -13,7 +13,10 @@
   ``brats-evaluation`` (``calf.evaluate.lesions``).
 
 Where an empty mask leaves a metric undefined the value comes from the conventions preset
-(``EmptyConventions``). ``slice_counts`` gives TP, FP, FN and TN per slice, from which
+(``EmptyConventions``). ``grid_columns`` describes the grid a case was scored on (its
+tumour volume in ml, shape and spacing: the per-case CSV's ``GRID_COLUMNS``, from which
+``calf.analysis`` sizes tumours and re-fills undefined cells under another preset;
+``parse_grid`` reads them back). ``slice_counts`` gives TP, FP, FN and TN per slice, from which
 ``calf.evaluate.pooled.batch_pooled_dice`` computes the authors' batch-pooled Dice.
 """
 
@@ -38,6 +41,10 @@ METRICS = GLOBAL_METRICS + LESION_METRICS
 # metrics where a smaller value is better (distances in mm)
 LOWER_IS_BETTER = frozenset({"hd95", "lesion_hd95", "sq_hd95"})
 COUNT_COLUMNS = ("tumour_voxels", "predicted_voxels", "lesions_tp", "lesions_fp", "lesions_fn")
+# the scored grid: tumour volume (ml), shape (voxels) and spacing (mm), e.g. "240x240x155"
+GRID_COLUMNS = ("tumour_ml", "grid_shape", "spacing_mm")
+GRID_SEPARATOR = "x"
+MM3_PER_ML = 1000.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,44 @@ def metric_settings(
         "dice_both_empty, SQ HD95 hd95_both_empty; no match: SQ HD95 the preset's "
         "one-empty HD95 on the case's grid (panoptica: inf)",
     }
+
+
+def grid_columns(
+    shape: Sequence[int], spacing: Sequence[float] | None, tumour_voxels: int
+) -> dict[str, float | str]:
+    """The ``GRID_COLUMNS`` of a case scored on a ``shape`` grid with ``spacing`` mm per voxel.
+
+    ``tumour_ml`` = tumour voxels x voxel volume (mm^3) / 1000, from the exact spacing;
+    ``grid_shape`` the voxel counts joined by ``x`` (``"240x240x155"``), ``spacing_mm`` each
+    spacing written with ``{:g}`` in the same axis order (``"1x1x1"``). Without a spacing
+    the volume is unknown: ``tumour_ml`` NaN, ``spacing_mm`` empty.
+    """
+    step = _spacing(spacing, len(shape))
+    dims = GRID_SEPARATOR.join(str(int(n)) for n in shape)
+    if step is None:
+        return {"tumour_ml": math.nan, "grid_shape": dims, "spacing_mm": ""}
+    return {
+        "tumour_ml": float(tumour_voxels) * math.prod(step) / MM3_PER_ML,
+        "grid_shape": dims,
+        "spacing_mm": GRID_SEPARATOR.join(f"{s:g}" for s in step),
+    }
+
+
+def parse_grid(
+    grid_shape: Any, spacing_mm: Any
+) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
+    """The shape and spacing that ``grid_columns`` wrote, or None when either cell is
+    missing (an older CSV: empty or NaN) or not of that form (one positive number per axis)."""
+    if not (isinstance(grid_shape, str) and isinstance(spacing_mm, str)):
+        return None
+    try:
+        shape = tuple(int(n) for n in grid_shape.split(GRID_SEPARATOR))
+        step = tuple(float(s) for s in spacing_mm.split(GRID_SEPARATOR))
+    except ValueError:
+        return None
+    valid = len(shape) == len(step) and all(n > 0 for n in shape) and all(
+        math.isfinite(s) and s > 0 for s in step)
+    return (shape, step) if valid else None
 
 
 def _volume(x: Any, name: str) -> torch.Tensor:

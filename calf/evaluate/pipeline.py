@@ -7,12 +7,17 @@ Outputs beside ``--out X.csv`` (the names of ``calf.layout.metrics_companions``;
 "Evaluation: the field's metrics, on the field's grid"):
 
 - ``X.csv``: one row per case and modality (``CASE_COLUMNS``; ``ratio`` and ``seed``
-  columns when given). ``case_id`` is the splits key: the bare case ID with one store,
-  ``<dataset>/<case_id>`` with several (pooled), so rows stay unique. ``subject_id``, the
+  columns when given): its identity, every metric, the counts (truth and predicted voxels,
+  lesions) and the grid it was scored on (``GRID_COLUMNS``: ``tumour_ml``, the truth's
+  volume in ml, ``grid_shape`` in voxels as ``240x240x155`` and ``spacing_mm`` in the same
+  axis order as ``1x1x1``; the native grid, or the training grid with ``--space training``).
+  ``case_id`` is the splits key: the bare case ID with one store, ``<dataset>/<case_id>``
+  with several (pooled), so rows stay unique. ``subject_id``, the
   statistics' unit, is the patient's subject in the split's subjects table (``--subjects``,
   ``calf.split.subject_table``: one ID for a person linked across releases), else
   ``<dataset>/<patient_id>`` with the case's store dataset.
-- ``X.json``: empty-mask conventions, metric settings, HD95 units, inputs, summary.
+- ``X.json``: empty-mask conventions, metric settings, HD95 units, what ``tumour_ml`` is,
+  inputs, summary.
 - ``X_slices.csv``: TP, FP, FN, TN per slice in the order evaluated, the table the authors'
   batch-pooled Dice is drawn from (``calf.evaluate.pooled``; its settings in ``X.json``).
 - ``X_overlays/``: ``best.png``, ``median.png``, ``worst.png`` by Dice (NaN Dice excluded;
@@ -56,9 +61,11 @@ from calf.evaluate.companion import RESULT_FORMAT, companion_text
 from calf.evaluate.conventions import PRESET_NAMES, EmptyConventions, read_conventions
 from calf.evaluate.metrics import (
     COUNT_COLUMNS,
+    GRID_COLUMNS,
     METRICS,
     MetricSettings,
     case_metrics,
+    grid_columns,
     metric_settings,
     slice_counts,
 )
@@ -92,6 +99,7 @@ CASE_COLUMNS = (
     "fold",
     *METRICS,
     *COUNT_COLUMNS,
+    *GRID_COLUMNS,
 )
 SLICE_COLUMNS = ("case_id", "modality", "slice", *CONFUSION_COLUMNS)
 OVERLAY_RANKS = ("best", "median", "worst")
@@ -346,12 +354,15 @@ def _score(
             )
         )
         scored_pred, scored_truth, spacing = _scored_volume(vol, logits, truth, scoring, truths)
+        scored = case_metrics(scored_pred, scored_truth, scoring.conventions, spacing,
+                              scoring.metrics)
         case_rows.append(
             {"case_id": vol.key, "patient_id": vol.patient_id, "subject_id": vol.subject_id}
             | {"modality": vol.modality}
             | {"dataset": columns["dataset"] or vol.dataset}
             | {k: columns[k] for k in ("model", "loss", "fold")}
-            | case_metrics(scored_pred, scored_truth, scoring.conventions, spacing, scoring.metrics)
+            | scored
+            | grid_columns(scored_pred.shape, spacing, scored["tumour_voxels"])
         )
         k = overlay_slice(truth, pred)
         image = np.rint(images[k] * 255).astype(np.uint8)  # the store's own pixels, compact
@@ -548,6 +559,8 @@ def _scoring_settings(plan: _Plan) -> dict[str, Any]:
         "scoring": _scoring_record(plan.scoring),
         "batch_pooled_dice": pooled_settings(POOLED_BATCH, POOLED_SEED),
         "hd95_units": "mm",
+        "tumour_ml": "tumour_voxels x the scored grid's voxel volume (mm^3) / 1000; "
+                     "grid_shape and spacing_mm: that grid, voxels and mm per axis",
         "nsd_units": f"fraction of surface within {metrics.nsd_tolerance_mm:g} mm",
     }
 

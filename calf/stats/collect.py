@@ -42,6 +42,13 @@ REQUIRED_COLUMNS = (*TEXT_COLUMNS, "fold", "dice", "iou", "hd95", "sensitivity",
 OPTIONAL_METRICS = tuple(m for m in METRIC_COLUMNS if m not in REQUIRED_COLUMNS)
 # kept when a file has it (NaN else): the collapse check of calf.stats.run reads it
 OPTIONAL_COUNTS = ("predicted_voxels",)
+# the scored grid (calf.evaluate.metrics.GRID_COLUMNS), kept when a file has it (missing
+# else, and where a cell is empty): tumour_ml a number, grid_shape and spacing_mm text
+OPTIONAL_GRID_NUMBERS = ("tumour_ml",)
+OPTIONAL_GRID_TEXT = ("grid_shape", "spacing_mm")
+OPTIONAL_GRID = (*OPTIONAL_GRID_NUMBERS, *OPTIONAL_GRID_TEXT)
+# the columns checked as numbers (float after reading, NaN where a cell is empty)
+NUMBER_COLUMNS = (*METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS, *OPTIONAL_GRID_NUMBERS)
 GROUP_KEYS = ("study", "dataset", "model", "ratio")
 CASE_KEYS = ("case_id", "modality")
 # the statistics' groups: GROUP_KEYS and a modality, POOLED for all modalities together
@@ -55,6 +62,12 @@ UNIT_KEYS = (SUBJECT_COLUMN,)
 ROW_KEYS = (*UNIT_KEYS, "case_id", "modality", "seed")
 NO_SEED = -1
 
+# the columns of load_case_metrics' table, in its order (the first seven from the path)
+RUN_IDENTITY = ("study", "dataset", "model", "loss", "ratio", "seed", "fold")
+CASE_TABLE_COLUMNS = (*RUN_IDENTITY, "case_id", "patient_id", "modality", "member_dataset",
+                      SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS,
+                      *OPTIONAL_GRID, "source")
+
 
 def _read_metrics_csv(path: str | Path) -> "pd.DataFrame":
     """One per-case metrics CSV as text and float columns, its metrics and counts in
@@ -63,9 +76,11 @@ def _read_metrics_csv(path: str | Path) -> "pd.DataFrame":
     import numpy as np
     import pandas as pd
 
+    text = (*TEXT_COLUMNS, SUBJECT_COLUMN, *OPTIONAL_GRID_TEXT)
+    empty = (*METRIC_COLUMNS, *OPTIONAL_GRID)  # an empty cell: NaN (missing)
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in (*TEXT_COLUMNS, SUBJECT_COLUMN)},
-                            keep_default_na=False, na_values={m: [""] for m in METRIC_COLUMNS})
+        frame = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False,
+                            na_values={c: [""] for c in empty})
     except FileNotFoundError:
         raise CalfError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -73,11 +88,15 @@ def _read_metrics_csv(path: str | Path) -> "pd.DataFrame":
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise CalfError(f"{path}: missing column(s) {', '.join(missing)}")
-    for metric in (*OPTIONAL_METRICS, *OPTIONAL_COUNTS):
-        if metric not in frame.columns:
-            frame[metric] = np.nan
+    for column in (*OPTIONAL_METRICS, *OPTIONAL_COUNTS, *OPTIONAL_GRID_NUMBERS):
+        if column not in frame.columns:
+            frame[column] = np.nan
+    for column in OPTIONAL_GRID_TEXT:
+        if column not in frame.columns:
+            frame[column] = pd.Series(np.nan, index=frame.index, dtype=object)
     optional = [SUBJECT_COLUMN] if SUBJECT_COLUMN in frame.columns else []
-    return frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *OPTIONAL_COUNTS, *optional]]
+    return frame[[*REQUIRED_COLUMNS, *OPTIONAL_METRICS, *OPTIONAL_COUNTS, *OPTIONAL_GRID,
+                  *optional]]
 
 
 def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.DataFrame":
@@ -88,7 +107,9 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     ``"<member_dataset>/<patient_id>"`` for a file without the column), every metric of
     ``METRIC_COLUMNS`` (float, NaN where the CSV cell is empty or, for a file of an older
     format, the column is missing), ``tumour_voxels``, ``predicted_voxels`` (NaN for a file
-    without it) and ``source`` (the file).
+    without it), the scored grid ``tumour_ml`` (float), ``grid_shape`` and ``spacing_mm``
+    (text such as ``"240x240x155"`` and ``"1x1x1"``; all three missing, NaN, for a file
+    without them or an empty cell) and ``source`` (the file).
     """
     import numpy as np
     import pandas as pd
@@ -118,9 +139,7 @@ def load_case_metrics(paths: Sequence[str | Path], root: str | Path) -> "pd.Data
     for key in idents[0]:
         cases[key] = np.array([i[key] for i in idents], dtype=object)[file_of]
     cases["source"] = np.array([str(p) for p in paths], dtype=object)[file_of]
-    cases = cases[[*idents[0], "case_id", "patient_id", "modality", "member_dataset",
-                   SUBJECT_COLUMN, *METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS,
-                   "source"]]
+    cases = cases[list(CASE_TABLE_COLUMNS)]
     cases["seed"] = cases["seed"].astype("Int64")
     _check_unique(cases)
     return cases
@@ -133,7 +152,7 @@ def _check_cells(cases: "pd.DataFrame", path_loss, where) -> None:
     reserved modality ``POOLED``."""
     import pandas as pd
 
-    for column in (*METRIC_COLUMNS, "tumour_voxels", *OPTIONAL_COUNTS):
+    for column in NUMBER_COLUMNS:
         values = pd.to_numeric(cases[column], errors="coerce")
         bad = (values.isna() & cases[column].notna()).to_numpy().nonzero()[0]
         if bad.size:

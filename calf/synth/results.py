@@ -32,14 +32,30 @@ CALF_VARIANTS = ("calf", "calf_region")
 RANKS = ("best", "median", "worst")
 # branch probabilities of a synthetic batch-scope CALF step, in calf.losses.BRANCHES's order
 BRANCH_SHARES = (0.05, 0.05, 0.1, 0.5, 0.1, 0.2)
+# the cases' grid (BraTS's, 1 mm voxels) and tumour sizes (voxels = mm^3)
+GRID_SHAPE, GRID_SPACING = "240x240x155", "1x1x1"
+TUMOUR_VOXELS = (500, 120_000)
+NO_TUMOUR_SHARE = 0.05
+# the training-set area distribution's gamma shape and scale per dataset name (else default):
+# a sparse cohort's areas are more skewed than a bulky one's
+AREA_GAMMA = {"sparse": (0.8, 30.0), "bulky": (4.0, 60.0)}
+DEFAULT_AREA_GAMMA = (1.5, 40.0)
 
 
-def _case_rows(rng, cases, dataset, model, loss, fold, effect, ratio, seed):
+def _case_tumours(rng, n: int):
+    """Each case's tumour in voxels of 1 mm: none for about one case in twenty, else
+    log-uniform over 0.5 to 120 ml; a case keeps its tumour in every run (one truth)."""
+    import numpy as np
+
+    volumes = np.exp(rng.uniform(np.log(TUMOUR_VOXELS[0]), np.log(TUMOUR_VOXELS[1]), size=n))
+    return np.where(rng.random(n) < NO_TUMOUR_SHARE, 0, np.round(volumes)).astype(int)
+
+
+def _case_rows(rng, cases, tumour, dataset, model, loss, fold, effect, ratio, seed):
     import numpy as np
     import pandas as pd
 
     n = len(cases)
-    tumour = rng.integers(0, 400, size=n)
     base = np.clip(rng.normal(0.6, 0.15, size=n) + effect, 0.0, 1.0)
     dice = np.where(tumour == 0, 1.0, base)
     iou = dice / (2 - dice)
@@ -61,6 +77,9 @@ def _case_rows(rng, cases, dataset, model, loss, fold, effect, ratio, seed):
         "precision": precision.round(4),
         "tumour_voxels": tumour,
         "predicted_voxels": predicted,
+        "tumour_ml": tumour / 1000.0,
+        "grid_shape": GRID_SHAPE,
+        "spacing_mm": GRID_SPACING,
     }
     frame = pd.DataFrame(rows)
     if ratio is not None:
@@ -122,7 +141,8 @@ def _write_profile(path: Path, rng, dataset: str, fold: int, ratio) -> None:
 
     from calf.losses import select_branch
 
-    areas = np.concatenate([np.zeros(60), rng.gamma(1.5, 40, size=20)])
+    shape, scale = AREA_GAMMA.get(dataset, DEFAULT_AREA_GAMMA)
+    areas = np.concatenate([np.zeros(60), rng.gamma(shape, scale, size=20)])
     counts, edges = np.histogram(areas, bins=50, range=(0.0, float(areas.max())))
     s, k = float(skew(areas)), float(kurtosis(areas))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +205,7 @@ def write_study(
     for dataset in datasets:
         for fold in range(folds):
             cases = [f"{dataset.upper()}-{fold:02d}{i:03d}-000" for i in range(cases_per_fold)]
+            tumour = _case_tumours(rng, cases_per_fold)
             for ratio in ratios or [None]:
                 for run_seed in seeds or [None]:
                     if run_seed is None or run_seed == (seeds or [None])[0]:
@@ -196,7 +217,7 @@ def write_study(
                             key = RunKey(study, dataset, model, loss, fold, ratio, run_seed)
                             csv, companion, _, overlays = metrics_companions(
                                 key.metrics_csv(results / "metrics"))
-                            frame = _case_rows(rng, cases, dataset, model, loss, fold,
+                            frame = _case_rows(rng, cases, tumour, dataset, model, loss, fold,
                                                effects.get(loss, 0.0), ratio, run_seed)
                             csv.parent.mkdir(parents=True, exist_ok=True)
                             frame.to_csv(csv, index=False)

@@ -787,6 +787,9 @@ def test_evaluate_native_and_training_space(native, runs, tmp_path):
     assert row.hd95 == pytest.approx(expected["hd95"])
     assert row.dice == pytest.approx(expected["dice"])
     assert rec["native"]["scoring"]["space"] == "native"
+    # the grid it was scored on, in the CSV: the release's own
+    assert (row.grid_shape, row.spacing_mm) == ("48x40x6", "0.8x1.1x2.5")
+    assert row.tumour_ml == pytest.approx(native["seg"].sum() * 0.8 * 1.1 * 2.5 / 1000)
     # training grid: 32 x 32 x 6 slices, spacing scaled by the in-plane extent / 32
     store = SliceStore(native["store"])
     truth = np.moveaxis(store.arrays(store.index.sort_values("slice").index.to_numpy())[1], 0, -1)
@@ -794,6 +797,8 @@ def test_evaluate_native_and_training_space(native, runs, tmp_path):
     expected = case_metrics(np.ones_like(truth), truth, spacing=step)
     row = rec["training"]["row"]
     assert row.predicted_voxels == SIZE * SIZE * 6 and row.hd95 == pytest.approx(expected["hd95"])
+    assert (row.grid_shape, row.spacing_mm) == ("32x32x6", "1.2x1.375x2.5")
+    assert row.tumour_ml == pytest.approx(row.tumour_voxels * math.prod(step) / 1000)
     assert rec["training"]["scoring"]["space"] == "training"
 
 

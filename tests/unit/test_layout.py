@@ -113,3 +113,25 @@ def test_metrics_companions():
 def test_a_key_component_is_not_spelled_like_a_variant(name):
     with pytest.raises(CalfError, match="expected a plain path component"):
         RunKey("s", "d", "m", name, 0)
+
+
+@pytest.mark.parametrize("fold, ratio", [(0, None), (3, 0.25), (1, "0.5")])
+def test_training_key_round_trips(tmp_path, fold, ratio):
+    path = layout.training_file(tmp_path, "study", "brats", Variant(fold, layout.ratio_text(ratio)),
+                                ".json")
+    study, dataset, variant = layout.training_key(path, tmp_path, ".json")
+    assert (study, dataset) == ("study", "brats")
+    assert variant == Variant(fold, layout.ratio_text(ratio))
+
+
+@pytest.mark.parametrize("rel, message", [
+    ("study/brats/ratio-0.250/fold1.json", "spelled ratio-0.25"),
+    ("study/brats/seed-1/fold1.json", "not a training-set path"),
+    ("study/brats/fold1.csv", "not a training-set path"),
+    ("study/fold1.json", "not a training-set path"),
+])
+def test_training_key_refuses(tmp_path, rel, message):
+    with pytest.raises(CalfError, match=message):
+        layout.training_key(tmp_path / rel, tmp_path, ".json")
+    with pytest.raises(CalfError, match="not under"):
+        layout.training_key("/elsewhere/study/brats/fold1.json", tmp_path, ".json")

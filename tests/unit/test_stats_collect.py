@@ -231,3 +231,31 @@ def test_missing_seed_and_absent_loss(tmp_path):
         check_complete(cases, ["calf", "bce", "dice"], "drop")
     with pytest.raises(CalfError, match="stats.missing: 'skip'"):
         check_complete(cases, ["calf", "bce"], "skip")
+
+
+GRID_HEADER = HEADER + ",predicted_voxels,tumour_ml,grid_shape,spacing_mm"
+
+
+def test_load_keeps_the_grid_columns(tmp_path):
+    """tumour_ml a number (NaN where empty), grid_shape and spacing_mm text, after
+    predicted_voxels and before source; an older file without them: all missing."""
+    new = _write(tmp_path, "s/d/unet/calf/fold0.csv",
+                 [_row("c-1", "calf") + ",110,0.12,240x240x155,1x1x1",
+                  _row("c-2", "calf") + ",0,,240x240x155,"], header=GRID_HEADER)
+    old = _write(tmp_path, "s/d/unet/bce/fold0.csv", [_row("c-1", "bce")])
+    cases = load_case_metrics([new, old], tmp_path)
+    columns = list(cases.columns)
+    assert columns[columns.index("predicted_voxels"):] == [
+        "predicted_voxels", "tumour_ml", "grid_shape", "spacing_mm", "source"]
+    assert cases["tumour_ml"].dtype == float and cases["tumour_ml"].iloc[0] == 0.12
+    assert list(cases["grid_shape"].iloc[:2]) == ["240x240x155"] * 2
+    assert cases["spacing_mm"].iloc[0] == "1x1x1" and pd.isna(cases["spacing_mm"].iloc[1])
+    assert cases.iloc[1:][["tumour_ml"]].isna().all().all()
+    assert cases.iloc[2][["tumour_ml", "grid_shape", "spacing_mm"]].isna().all()
+
+
+def test_load_checks_tumour_ml_is_a_number(tmp_path):
+    path = _write(tmp_path, "s/d/unet/calf/fold0.csv",
+                  [_row("c-1", "calf") + ",110,big,240x240x155,1x1x1"], header=GRID_HEADER)
+    with pytest.raises(CalfError, match="column tumour_ml, row 2: not a number: 'big'"):
+        load_case_metrics([path], tmp_path)
