@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one model with one loss on one fold"),
     "evaluate": ("evaluate", "per-case metrics of a trained model"),
     "stats": ("stats", "paired significance tests across losses"),
+    "analyse": ("analyse", "where CALF helps: by tumour size and imbalance; rank stability"),
     "report": ("report", "comparison tables and figures"),
     "mlflow-sync": ("mlflow_sync", "import finished runs into MLflow"),
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from calf.commands._metrics import add_metrics_arguments
 from calf.defaults import ALPHA, SEED
 from calf.errors import CalfError
 from calf.naming import CALF_LOSSES
@@ -23,12 +24,7 @@ from calf.stats.run import DEFAULT_METRICS, FAMILIES, MISSING, RESAMPLES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("metrics", nargs="+", metavar="METRICS_CSV",
-                        help="per-case metrics CSVs, <root>/<study>/<dataset>/<model>/<loss>/"
-                             "[ratio-R/][seed-N/]foldK.csv")
-    parser.add_argument("--metrics-root", required=True, metavar="DIR",
-                        help="the directory the CSV paths are relative to")
-    parser.add_argument("--study", required=True, help="the study to test")
+    add_metrics_arguments(parser, "the study to test")
     parser.add_argument("--out-dir", required=True, metavar="DIR",
                         help="directory for paired.csv, friedman.csv, ranks.csv, nemenyi.csv, "
                              "stats.json (new, empty, or a previous run's; else --force)")
