@@ -7,13 +7,15 @@ Five actions; all but ``cost`` read the per-case metric CSVs they are given (pat
   from ``calf stats``'s paired.csv;
 - ``paper``: the authors' numbers beside the suite's batch-pooled Dice of pooled-protocol runs;
 - ``figures``: a study's figures (Dice, critical difference, imbalance, branch shares,
-  overlays), PNG and SVG;
+  overlays; with ``--analysis-dir`` also CALF's advantage by tumour size and by imbalance,
+  the rank blob plot and the significance map), PNG and SVG;
 - ``cost``: what a study's training runs cost per dataset, model and loss (device-seconds
   per epoch, device-hours, peak memory, energy, CALF's overhead over BCE), CSV/Markdown/HTML,
   from the run folders' ``run.json`` (``calf.report.tables.cost``);
 - ``readme``: ``results/report/README.md``, each study's answer first, then linking them
   all; with ``--front-page`` and ``--description`` also the HTML report's front page (the
-  answers in reStructuredText, then the description), both files or neither.
+  answers in reStructuredText, then the description), both files or neither; with
+  ``--analysis-root`` each answer also says where CALF helps (calf analyse's tables).
 
 Every action writes all its files or none. An existing file is replaced only with
 ``--force``; ``figures`` replaces its ``--out-dir`` whole when the folder holds figures it
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from calf.commands._metrics import add_metrics_arguments
 from calf.defaults import ALPHA
 from calf.errors import CalfError
 from calf.evaluate.companion import read_companion
@@ -32,14 +35,14 @@ from calf.naming import CALF_LOSSES
 
 # the file every figures folder holds: a folder with it was written by calf report figures
 FIGURES_MARKER = "dice.png"
+# the figures drawn from calf analyse's tables (--analysis-dir), and the tables they read
+ANALYSIS_FIGURES = ("advantage_volume", "imbalance_advantage", "rank_blobs", "significance_map")
+ANALYSIS_TABLES = ("patient_advantage", "imbalance", "rank_counts", "rank_stability",
+                   "significance_map")
 
 
 def _metrics_arguments(parser: argparse.ArgumentParser, study: bool = True) -> None:
-    parser.add_argument("--metrics-root", required=True,
-                        help="root of the per-case CSVs (results/metrics)")
-    if study:
-        parser.add_argument("--study", required=True, help="the study the CSVs belong to")
-    parser.add_argument("metrics", nargs="*", metavar="CSV", help="per-case metrics files")
+    add_metrics_arguments(parser, "the study the CSVs belong to" if study else None, "*")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     figures.add_argument("--stats-dir", required=True, help="the study's calf stats output folder")
     figures.add_argument("--profile", action="append", default=[], metavar="JSON",
                          help="a training set's imbalance profile (repeatable)")
+    figures.add_argument("--analysis-dir", default=None, metavar="DIR",
+                         help="the study's calf analyse output folder: also draws "
+                         + ", ".join(ANALYSIS_FIGURES))
     figures.add_argument("--out-dir", required=True, help="folder for the figures")
 
     cost = actions.add_parser("cost", help="what a study's training runs cost per loss "
@@ -96,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "in reStructuredText, then --description (give both or neither)")
     readme.add_argument("--description", default=None, metavar="PATH.rst",
                         help="the workflow description appended unchanged to --front-page")
+    readme.add_argument("--analysis-root", default=None, metavar="DIR",
+                        help="root of calf analyse outputs (results/analysis): a paragraph "
+                        "per study on where CALF helps")
     readme.add_argument("--cost", action="store_true",
                         help="also show each study's cost table (STUDY/cost.md, written by "
                         "calf report cost)")
@@ -186,6 +195,32 @@ def _read_stats(stats_dir: Path):
     return frames
 
 
+def _read_analysis(analysis_dir: Path):
+    """calf analyse's tables that the analysis figures read, by name; CalfError naming the
+    first file that is missing or unreadable."""
+    from calf.analysis.run import read_table
+
+    return {name: read_table(analysis_dir, name) for name in ANALYSIS_TABLES}
+
+
+def _analysis_figures(tables: dict, tmp: Path) -> list[Path]:
+    """The figures of calf analyse's tables, into the staging folder ``tmp``."""
+    from calf.report.figures import (
+        plot_advantage_volume,
+        plot_imbalance_advantage,
+        plot_rank_blobs,
+        plot_significance_map,
+    )
+
+    return [
+        *plot_advantage_volume(tables["patient_advantage"], tmp / "advantage_volume"),
+        *plot_imbalance_advantage(tables["imbalance"], tmp / "imbalance_advantage"),
+        *plot_rank_blobs(tables["rank_counts"], tables["rank_stability"], tmp / "rank_blobs"),
+        *plot_significance_map(tables["significance_map"], tables["rank_stability"],
+                               tmp / "significance_map", rank_counts=tables["rank_counts"]),
+    ]
+
+
 def _figures(args: argparse.Namespace) -> list[Path]:
     from calf._fs import atomic_dir, check_replaceable
     from calf.evaluate.pipeline import scoring_summary
@@ -201,6 +236,7 @@ def _figures(args: argparse.Namespace) -> list[Path]:
     cases = _cases(args)
     scoring = scoring_summary([read_companion(path) for path in args.metrics])
     stats = _read_stats(Path(args.stats_dir))
+    analysis = _read_analysis(Path(args.analysis_dir)) if args.analysis_dir else None
     run_dirs = [RunKey.from_path(path, ".csv", args.metrics_root).run_dir(args.runs_root)
                 for path in args.metrics]
     out_dir = Path(args.out_dir)
@@ -219,6 +255,8 @@ def _figures(args: argparse.Namespace) -> list[Path]:
             *plot_branch_shares(run_dirs, tmp / "branches", runs_root=args.runs_root),
             *plot_overlays(args.metrics, tmp, metrics_root=args.metrics_root),
         ]
+        if analysis is not None:
+            written += _analysis_figures(analysis, tmp)
     return [out_dir / Path(path).name for path in written]
 
 
@@ -242,9 +280,11 @@ def _readme(args: argparse.Namespace) -> list[Path]:
         if not name:
             raise CalfError(f"--study {item!r}: expected STUDY[:DATASET,...]")
         studies[name] = [d for d in datasets.split(",") if d]
+    # analysis_root only when given: write_readme without it keeps working
+    extra = {} if args.analysis_root is None else {"analysis_root": args.analysis_root}
     return write_readme(args.report_dir, args.stats_root, studies, args.out,
                         front_page=args.front_page, description=args.description,
-                        cost=args.cost, force=args.force)
+                        cost=args.cost, force=args.force, **extra)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,9 @@ modalities, ``calf.stats.collect.pooled_groups``):
 
 ``answer_markdown`` renders it for the README (under a heading the caller writes),
 ``front_page`` as a reStructuredText document for the HTML report: sections, a list-table
-and bullets, no explicit targets (Snakemake adds its own, e.g. ``.. _Statistics:``).
+and bullets, no explicit targets (Snakemake adds its own, e.g. ``.. _Statistics:``); given
+a study's ``calf analyse`` answer (``calf.report.where``), its "Where CALF helps" paragraphs
+follow the study's answer in a sub-section.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calf._json import read_json_object
 from calf.defaults import ALPHA
@@ -37,6 +40,9 @@ from calf.report.tables.document import METRIC_DECIMALS
 from calf.report.tables.render import markdown_escape
 from calf.stats.collect import pooled_groups
 from calf.stats.run import STATS_JSON
+
+if TYPE_CHECKING:
+    from calf.report.where import WhereAnswer
 
 ANSWER_METRIC = "dice"
 FRONT_PAGE_TITLE = "CALF benchmark: the answer"
@@ -158,6 +164,15 @@ def _best(ranks) -> list[tuple[str, float]]:
     return [(display(loss, LOSS_NAMES), float(means[loss])) for loss in order]
 
 
+def group_order(group: tuple[str, str, str]) -> tuple:
+    """Sort key of a (dataset, model, ratio) group: by dataset, then the models in the
+    canonical order (unknown ones after, by name), then natural first and ratios ascending."""
+    dataset, model, ratio = group
+    known = list(MODEL_NAMES)
+    return (dataset, known.index(model) if model in known else len(known), model,
+            ratio_sort_key(ratio))
+
+
 def study_answer(stats_dir: str | Path, metric: str = ANSWER_METRIC,
                  study: str | None = None) -> StudyAnswer:
     """The answer of the study whose ``calf stats`` outputs are in ``stats_dir``; ``study``
@@ -180,15 +195,8 @@ def study_answer(stats_dir: str | Path, metric: str = ANSWER_METRIC,
     keys = ["dataset", "model", "ratio"]
     groups = set(ranks[keys].itertuples(index=False, name=None)) | set(
         paired[keys].itertuples(index=False, name=None))
-    known = list(MODEL_NAMES)
-
-    def order(group: tuple) -> tuple:
-        dataset, model, ratio = group
-        return (dataset, known.index(model) if model in known else len(known), model,
-                ratio_sort_key(ratio))
-
     answers = []
-    for group in sorted(groups, key=order):
+    for group in sorted(groups, key=group_order):
         tests = paired[(paired[keys] == list(group)).all(axis=1)]
         on_metric = tests[tests["metric"] == metric]
         ranked = ranks[(ranks[keys] == list(group)).all(axis=1) & (ranks["metric"] == metric)]
@@ -345,15 +353,22 @@ def answer_rst(answer: StudyAnswer) -> list[str]:
     return lines
 
 
-def front_page(answers: Sequence[StudyAnswer], description: str = "") -> str:
-    """The HTML report's front page: a title, every study's answer, then ``description``
-    (the workflow's own text) unchanged, in a section of its own."""
+def front_page(answers: Sequence[StudyAnswer], description: str = "",
+               where: Mapping[str, WhereAnswer] | None = None) -> str:
+    """The HTML report's front page: a title, every study's answer (with ``where``, by
+    study, its "Where CALF helps" paragraphs from calf analyse in a sub-section), then
+    ``description`` (the workflow's own text) unchanged, in a section of its own."""
+    from calf.report.where import WHERE_TITLE, where_rst
+
+    where = where or {}
     lines = [*_rst_heading(FRONT_PAGE_TITLE, "=", over=True), "",
              ("Each study's answer from its statistics: per dataset, model and filter ratio, "
               "whom each CALF loss beats, ties and loses to, the best loss by mean rank, and "
               "the caveats."), ""]
     for answer in answers:
         lines += answer_rst(answer)
+        if answer.study in where:
+            lines += [*_rst_heading(WHERE_TITLE, "~"), "", *where_rst(where[answer.study])]
     if description:
         # its own section, so that it does not read as part of the last study's
         lines += [*_rst_heading(DESCRIPTION_TITLE, "-"), "", description]

@@ -2,7 +2,9 @@
 
 The README is the plain-file twin of Snakemake's HTML report. Per study: its answer
 (``calf.report.answer``: whom each CALF loss beats, ties and loses to on Dice, the best loss
-by mean rank, the caveats), the summary table inline, the figures, then a digest of the
+by mean rank, the caveats) and, where ``calf analyse`` ran for it (``analysis_root``), where
+CALF helps (``calf.report.where``: by tumour size class, the change with tumour volume, the
+stability of the top rank), the summary table inline, the figures, then a digest of the
 paired tests (how often each CALF loss beat, lost to or tied with a baseline after Holm's
 correction; patients as the unit; the groups pooling the modalities, and each modality's
 groups in a digest of its own when the statistics have them) with every test in a collapsed
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from calf.report.answer import StudyAnswer
+    from calf.report.where import WhereAnswer
 
 FIGURE_TITLES = {
     "dice": "Dice per patient and loss",
@@ -38,6 +41,14 @@ FIGURE_TITLES = {
     "critical_difference": "Critical-difference diagrams (Dice)",
     "imbalance": "Imbalance of the training sets and CALF's branch thresholds",
     "branches": "Share of each CALF branch over training (batch scope)",
+}
+# drawn from calf analyse's tables (calf report figures --analysis-dir): listed for a study
+# whose analysis the README has
+ANALYSIS_FIGURE_TITLES = {
+    "advantage_volume": "CALF's advantage per patient against tumour volume",
+    "imbalance_advantage": "CALF's median advantage against the training set's imbalance",
+    "rank_blobs": "Bootstrap ranks of the losses (blob plot)",
+    "significance_map": "Significance maps of the pairwise one-sided tests",
 }
 TABLE_FORMATS = ("md", "csv", "tex", "html")
 STATS_FILES = ("paired.csv", "friedman.csv", "ranks.csv", "nemenyi.csv", STATS_JSON)
@@ -137,12 +148,15 @@ def _cost_section(study: str, report_dir: Path) -> list[str]:
 
 
 def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequence[str],
-                   answer: StudyAnswer | None = None, cost: bool = False) -> list[str]:
+                   answer: StudyAnswer | None = None, cost: bool = False,
+                   where: WhereAnswer | None = None) -> list[str]:
     """One study's README section; ``answer`` is read from ``stats_dir`` when not given;
-    ``cost``: the study's cost table last."""
+    ``cost``: the study's cost table last; ``where``: its "Where CALF helps" paragraphs
+    after the answer."""
     import pandas as pd
 
     from calf.report.answer import answer_markdown, read_stats_record, study_answer
+    from calf.report.where import WHERE_TITLE, where_markdown
 
     answer = answer or study_answer(stats_dir, study=study)
 
@@ -154,10 +168,14 @@ def _study_section(study: str, report_dir: Path, stats_dir: Path, datasets: Sequ
     links = ", ".join(f"[{fmt}]({_link(_require(summary.with_suffix('.' + fmt)), report_dir)})"
                       for fmt in TABLE_FORMATS)
     lines = [f"## Study `{study}`", "", "### Answer", "", answer_markdown(answer)]
+    if where is not None:
+        lines += [f"#### {WHERE_TITLE}", "", where_markdown(where)]
     lines += _summary_inline(summary.with_suffix(".md"))
     lines += [f"The metrics per loss also as {links}.", "", "### Figures", ""]
     figures = report_dir / study / "figures"
     names = [(n, t) for n, t in FIGURE_TITLES.items()]
+    if where is not None:
+        names += list(ANALYSIS_FIGURE_TITLES.items())
     names += [(f"overlays_{d}", f"Best, median and worst slices: {d}") for d in datasets]
     for name, title in names:
         png = _link(_require(figures / f"{name}.png"), report_dir)
@@ -197,15 +215,21 @@ def _paper_section(report_dir: Path) -> list[str]:
 
 def readme_text(report_dir: str | Path, stats_root: str | Path,
                 studies: dict[str, Sequence[str]],
-                answers: dict[str, StudyAnswer] | None = None, cost: bool = False) -> str:
+                answers: dict[str, StudyAnswer] | None = None, cost: bool = False,
+                analysis_root: str | Path | None = None,
+                wheres: dict[str, WhereAnswer] | None = None) -> str:
     """The README's Markdown; ``answers`` (by study) are read from the stats when not given;
-    ``cost``: each study's cost table (``STUDY/cost.md``) ends its section."""
+    ``cost``: each study's cost table (``STUDY/cost.md``) ends its section; each study with
+    ``analysis_root/<study>/analysis.json`` gets its "Where CALF helps" paragraphs
+    (``wheres``, by study, when given: read by the caller)."""
     from calf.report.answer import study_answer
+    from calf.report.where import read_wheres
 
     report_dir, stats_root = Path(report_dir), Path(stats_root)
     if not studies:
         raise CalfError("no study given")
     answers = answers or {}
+    wheres = read_wheres(analysis_root, list(studies)) if wheres is None else wheres
     lines = [
         "# CALF benchmark: results",
         "",
@@ -217,7 +241,8 @@ def readme_text(report_dir: str | Path, stats_root: str | Path,
     ]
     for study, datasets in studies.items():
         answer = answers.get(study) or study_answer(stats_root / study, study=study)
-        lines += _study_section(study, report_dir, stats_root / study, datasets, answer, cost)
+        lines += _study_section(study, report_dir, stats_root / study, datasets, answer, cost,
+                                wheres.get(study))
     lines += _paper_section(report_dir)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -225,26 +250,31 @@ def readme_text(report_dir: str | Path, stats_root: str | Path,
 def write_readme(report_dir: str | Path, stats_root: str | Path, studies: dict[str, Sequence[str]],
                  out: str | Path, front_page: str | Path | None = None,
                  description: str | Path | None = None, cost: bool = False,
-                 force: bool = False) -> list[Path]:
+                 force: bool = False, analysis_root: str | Path | None = None) -> list[Path]:
     """Write the README (``studies`` maps each study to its dataset names: overlay grids;
-    ``cost``: with each study's cost table)
+    ``cost``: with each study's cost table; ``analysis_root``: each study analysed there,
+    ``analysis_root/<study>/analysis.json``, with its "Where CALF helps" paragraphs)
     and, with ``front_page``, the HTML report's front page: the answer of every study in
-    reStructuredText, then the text of ``description`` unchanged. Both files are written
+    reStructuredText (and where CALF helps), then the text of ``description`` unchanged.
+    Both files are written
     together or neither (``calf.report.tables.io.publish``), existing files only with
     ``force``; returns their paths."""
     from calf.report.answer import check_target, read_description, study_answer
     from calf.report.answer import front_page as front_page_text
     from calf.report.tables.io import publish
+    from calf.report.where import read_wheres
 
     if (front_page is None) != (description is None):
         raise CalfError("--front-page and --description go together: give both or neither")
     out = check_target(out, "--out")
     texts = {}
     answers = {study: study_answer(Path(stats_root) / study, study=study) for study in studies}
-    texts[out] = readme_text(report_dir, stats_root, studies, answers, cost)
+    wheres = read_wheres(analysis_root, list(studies))
+    texts[out] = readme_text(report_dir, stats_root, studies, answers, cost, wheres=wheres)
     if front_page is not None:
         front_page = check_target(front_page, "--front-page")
         if front_page.resolve() == out.resolve():
             raise CalfError(f"--front-page {front_page}: the same file as --out")
-        texts[front_page] = front_page_text(list(answers.values()), read_description(description))
+        texts[front_page] = front_page_text(list(answers.values()),
+                                            read_description(description), wheres)
     return publish(texts, force=force)
