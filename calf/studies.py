@@ -42,7 +42,8 @@ TEMPLATE_RULE = "train_template"
 # a loss is a rule named train_<loss>: `rule train_x:` or `use rule ... as train_x with:`
 LOSS_RULE = re.compile(r"^(?:use\s+rule\s+\w+\s+as|rule)\s+train_(\w+)\b", re.MULTILINE)
 # the figures of every study (calf report figures), beside one overlay grid per dataset
-FIGURES = ("dice", "hd95", "critical_difference", "imbalance", "branches")
+FIGURES = ("dice", "hd95", "critical_difference", "imbalance", "branches",
+           "advantage_volume", "imbalance_advantage", "rank_blobs", "significance_map")
 # the pools whose BraTS subjects may also be in these releases (config/README.md, crosswalk)
 _LINKED_RELEASES = ("upenn_gbm", "ucsf_pdgm")
 
@@ -481,6 +482,23 @@ def stats_args(config: Config, study: str, losses: Sequence[str]) -> list[str]:
                      for k in ("alpha", "family", "missing", "zero_method", "resamples", "seed"))
     if st["by_modality"]:
         args.append("--by-modality")
+    return args
+
+
+def analysis_args(config: Config, study: str, losses: Sequence[str]) -> list[str]:
+    """``calf analyse``'s options: its own (``analysis:``) and the tests' shared ones
+    (``stats:`` alpha, missing, zero_method, resamples, seed and the CALF losses)."""
+    an, st = config["analysis"], config["stats"]
+    args = _options(("--calf-loss", loss) for loss in study_calf_losses(config, study, losses))
+    args += _options(("--metric", m) for m in an["metrics"])
+    bins = an["size_bins"]
+    args += ["--size-bins", str(bins) if isinstance(bins, int) else
+             ",".join(f"{float(edge):g}" for edge in bins)]
+    args += _options(("--robustness-metric", m) for m in an["robustness_metrics"])
+    args += _options(("--preset", p) for p in an["presets"])
+    args += ["--rank-resamples", str(an["rank_resamples"])]
+    args += _options((f"--{k.replace('_', '-')}", st[k])
+                     for k in ("alpha", "missing", "zero_method", "resamples", "seed"))
     return args
 
 

@@ -396,11 +396,20 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
     assert set(zip(ran["model"], ran["loss"])) == {("unet", "bce"), ("unet", "calf")}
     assert (paper["status"] == "not run").sum() == len(paper) - 2
 
+    # where CALF helps: 4 patients in study t, so the size classes hold one or two each
+    sizes = pd.read_csv(results / "analysis/t/sizes.csv")
+    assert len(sizes) == 4 and set(sizes["size_unit"]) == {"ml"}
+    classes = pd.read_csv(results / "analysis/t/size_classes.csv")
+    assert set(classes["baseline"]) == {"bce", "dice"} and set(classes["metric"]) == {"dice",
+                                                                                       "hd95"}
+    assert len(pd.read_csv(results / "analysis/t/rank_stability.csv")) == 2
     readme = (results / "report/README.md").read_text()
+    assert "Where CALF helps" in readme
     links = re.findall(r"\]\(([^)]+)\)", readme)
     assert links and all((results / "report" / link).is_file() for link in links)
     for study, datasets in (("t", ["tiny"]), ("p", ["pool"])):
-        names = ["dice", "hd95", "critical_difference", "imbalance", "branches"]
+        names = ["dice", "hd95", "critical_difference", "imbalance", "branches",
+                 "advantage_volume", "imbalance_advantage", "rank_blobs", "significance_map"]
         for name in names + [f"overlays_{d}" for d in datasets]:
             for ext in ("png", "svg"):
                 assert (results / f"report/{study}/figures/{name}.{ext}").stat().st_size > 0
@@ -411,7 +420,8 @@ def test_the_benchmark_ends_with_statistics_tables_figures_and_the_report(tmp_pa
     html = (work / "report.html").read_text()
     for name in ("paired.csv", "friedman.csv", "summary.html", "cost.html", "paper_vs_suite.html",
                  "critical_difference.png", "imbalance.png", "branches.png",
-                 "overlays_tiny.png", "overlays_pool.png"):
+                 "overlays_tiny.png", "overlays_pool.png", "size_classes.csv",
+                 "verdict_changes.csv", "advantage_volume.png", "significance_map.png"):
         assert name in html, name
     assert "Paired tests of study" in html  # a caption
 

@@ -100,8 +100,8 @@ def test_snakemake_sdm_conda_runs_a_job(tmp_path):
 
 # every rule that reads the losses first, the loss rules last (after the training template,
 # which `use rule` needs before it)
-SHUFFLED = ("common", "report", "stats", "evaluate", "train_groups", "download", "preprocess",
-            "split", "profile", "train", "losses")
+SHUFFLED = ("common", "report", "analysis", "stats", "evaluate", "train_groups", "download",
+            "preprocess", "split", "profile", "train", "losses")
 
 
 def test_the_includes_work_in_any_order(tmp_path):

@@ -273,6 +273,34 @@ def test_stats_arguments_without_a_calf_loss():
                                                            "0.05"]
 
 
+@pytest.mark.parametrize("analysis, bins", [
+    ({}, ["--size-bins", "4"]),
+    ({"size_bins": 3}, ["--size-bins", "3"]),
+    ({"size_bins": [1, 10.5, 50]}, ["--size-bins", "1,10.5,50"]),
+])
+def test_analysis_arguments(analysis, bins):
+    c = config(s={"datasets": ["a"], "models": ["unet"]})
+    c["analysis"] = analysis
+    validate(c, str(SCHEMA), set_default=True)
+    args = studies.analysis_args(c, "s", ["bce", "calf"])
+    assert args[:6] == ["--calf-loss", "calf", "--metric", "dice", "--metric", "hd95"]
+    assert args[6:8] == bins
+    assert args[8:16] == ["--robustness-metric", "dice", "--robustness-metric", "lesion_dice",
+                          "--robustness-metric", "nsd", "--robustness-metric", "hd95"]
+    assert args[16:22] == ["--preset", "suite", "--preset", "brats", "--preset", "nnunet"]
+    # the tests' shared settings come from stats:
+    assert args[22:] == ["--rank-resamples", "2000", "--alpha", "0.05", "--missing", "error",
+                         "--zero-method", "wilcox", "--resamples", "2000", "--seed", "12345"]
+
+
+@pytest.mark.parametrize("bins", [1, [], [0, 5], "four"])
+def test_analysis_size_bins_the_schema_refuses(bins):
+    c = config(s={"datasets": ["a"], "models": ["unet"]})
+    c["analysis"] = {"size_bins": bins}
+    with pytest.raises(Exception, match="size_bins"):
+        validate(c, str(SCHEMA), set_default=True)
+
+
 def test_a_download_url_goes_to_the_environment_only():
     c = config()
     c["datasets"]["a"] = {"adapter": "folder", "source": "download",

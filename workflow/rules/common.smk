@@ -251,6 +251,10 @@ def stats_args(wildcards):
     return studies.stats_args(config, wildcards.study, study_losses(wildcards.study))
 
 
+def analysis_args(wildcards):
+    return studies.analysis_args(config, wildcards.study, study_losses(wildcards.study))
+
+
 def table_args(wildcards):
     return studies.table_args(config, wildcards.study, study_losses(wildcards.study))
 
@@ -295,6 +299,7 @@ def report_files(wildcards=None):
     for study in config["studies"]:
         files.append(f"{RESULTS}/report/{study}/summary.md")
         files.append(f"{RESULTS}/stats/{study}/stats.json")
+        files.append(f"{RESULTS}/analysis/{study}/analysis.json")
         files += figure_outputs(study, ".png")
     return files
 

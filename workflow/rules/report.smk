@@ -114,6 +114,7 @@ for study in config["studies"]:
             runs=run_paths(study, "runs"),
             profiles=profile_paths(study),
             stats=f"{RESULTS}/stats/{study}/stats.json",
+            analysis=f"{RESULTS}/analysis/{study}/analysis.json",
         output:
             **figure_report_outputs(study),
         log:
@@ -127,6 +128,7 @@ for study in config["studies"]:
             root=lambda wildcards: f"{RESULTS}/metrics",
             runs=lambda wildcards: f"{RESULTS}/runs",
             stats=lambda wildcards, input: Path(input.stats).parent,
+            analysis=lambda wildcards, input: Path(input.analysis).parent,
             out=lambda wildcards, output: Path(output.dice_png).parent,
             profiles=lambda wildcards, input: [
                 word for p in input.profiles for word in ("--profile", p)
@@ -134,6 +136,7 @@ for study in config["studies"]:
         shell:
             "calf report figures --metrics-root {params.root:q} --study {wildcards.study:q}"
             " --runs-root {params.runs:q} --stats-dir {params.stats:q} {params.profiles:q}"
+            " --analysis-dir {params.analysis:q}"
             " --out-dir {params.out:q} {input.metrics:q} > {log:q} 2>&1"
 
 
@@ -153,9 +156,11 @@ rule report_readme:
     params:
         report=lambda wildcards, output: Path(output.readme).parent,
         stats=f"{RESULTS}/stats",
+        analysis=f"{RESULTS}/analysis",
         studies=studies.readme_study_args(config),
     shell:
         "calf report readme --report-dir {params.report:q} --stats-root {params.stats:q}"
+        " --analysis-root {params.analysis:q}"
         " {params.studies:q} --cost --out {output.readme:q}"
         " --front-page {output.front_page:q} --description {input.description:q}"
         " > {log:q} 2>&1"
