@@ -21,9 +21,8 @@ from calf.defaults import ALPHA, SEED
 from calf.errors import CalfError
 from calf.evaluate.conventions import PRESET_NAMES
 from calf.naming import CALF_LOSSES
-from calf.stats.collect import METRIC_COLUMNS
 from calf.stats.paired import ZERO_METHODS
-from calf.stats.run import MISSING, RESAMPLES, study_rows
+from calf.stats.run import MISSING, RESAMPLES, check_metrics, study_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,13 +61,9 @@ def table_columns(name: str) -> tuple[str, ...] | None:
 
 
 def _metrics(metrics: Sequence[str], option: str) -> tuple[str, ...]:
-    for metric in metrics:
-        if metric not in METRIC_COLUMNS:
-            raise CalfError(f"{option} {metric!r}: unknown metric, expected one of "
-                            f"{', '.join(METRIC_COLUMNS)}")
     if not metrics:
         raise CalfError(f"{option}: at least one metric is needed")
-    return tuple(dict.fromkeys(metrics))
+    return check_metrics(metrics, option)
 
 
 @dataclass(frozen=True)

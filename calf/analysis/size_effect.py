@@ -55,11 +55,11 @@ def _class_test(rows: "pd.DataFrame", identity: tuple, *, zero_method: str, resa
                 seed: int) -> dict:
     """The paired test of one class's patients (``calf_value`` against ``baseline_value``)."""
     from calf.stats.paired import paired_test
-    from calf.stats.run import _test_rng
+    from calf.stats.run import seeded_generator
 
     result = paired_test(rows["calf_value"].to_numpy(dtype=float),
                          rows["baseline_value"].to_numpy(dtype=float), zero_method=zero_method,
-                         resamples=resamples, rng=_test_rng(seed, identity))
+                         resamples=resamples, rng=seeded_generator(seed, identity))
     numbers = result.as_dict()
     numbers["n_patients"] = numbers.pop("n_pairs")
     return numbers
@@ -88,7 +88,7 @@ def size_class_tests(advantages: "pd.DataFrame", *, alpha: float = ALPHA,
     """``size_classes.csv``: one row per (group, metric, size class, CALF loss, baseline),
     ``SIZE_CLASS_COLUMNS`` (see the module docstring). ``advantages``: the rows of
     ``calf.analysis.strata.patient_advantages``; each test's resamples are seeded with
-    ``seed`` and the test's identity (``calf.stats.run._test_rng``)."""
+    ``seed`` and the test's identity (``calf.stats.run.seeded_generator``)."""
     import pandas as pd
 
     from calf.stats.run import with_holm

@@ -25,7 +25,6 @@ from calf.naming import LOSS_NAMES, ordered
 from calf.stats.collect import (
     GROUP_KEYS,
     HIGHER_IS_BETTER,
-    METRIC_COLUMNS,
     SUBJECT_COLUMN,
     patient_tables,
     row_table,
@@ -215,14 +214,6 @@ def case_sizes(cases: "pd.DataFrame", sizes: "pd.DataFrame | None" = None,
     return frame[list(CASE_SIZE_COLUMNS)]
 
 
-def _check_metrics(metrics: Sequence[str]) -> list[str]:
-    for metric in metrics:
-        if metric not in METRIC_COLUMNS:
-            raise CalfError(f"analysis.metrics: {metric!r}: unknown metric, expected one of "
-                            f"{', '.join(METRIC_COLUMNS)}")
-    return list(dict.fromkeys(metrics))
-
-
 def _pair_rows(ident: dict, metric: str, pair: tuple[str, str], values: "pd.DataFrame",
                sizes: "pd.DataFrame") -> "pd.DataFrame":
     """The advantage rows of one group, metric and (CALF loss, baseline) pair."""
@@ -255,7 +246,9 @@ def patient_advantages(cases: "pd.DataFrame", sizes: "pd.DataFrame",
     favours CALF (``-diff`` for lower-is-better metrics)."""
     import pandas as pd
 
-    metrics = _check_metrics(metrics)
+    from calf.stats.run import check_metrics
+
+    metrics = list(check_metrics(metrics, "analysis.metrics"))
     parts = []
     for study, rows in cases.groupby("study", sort=True):
         losses = ordered(rows["loss"].unique(), LOSS_NAMES)

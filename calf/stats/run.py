@@ -180,7 +180,8 @@ def _order_losses(losses) -> list[str]:
     return ordered(losses, LOSS_NAMES)
 
 
-def _check_metrics(metrics: Sequence[str], option: str) -> tuple[str, ...]:
+def check_metrics(metrics: Sequence[str], option: str) -> tuple[str, ...]:
+    """``metrics`` without repeats; a CalfError naming ``option`` and an unknown metric."""
     for metric in metrics:
         if metric not in METRIC_COLUMNS:
             raise CalfError(f"{option} {metric!r}: unknown metric, expected one of "
@@ -188,7 +189,7 @@ def _check_metrics(metrics: Sequence[str], option: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(metrics))
 
 
-def _test_rng(seed: int, identity: Sequence[object]):
+def seeded_generator(seed: int, identity: Sequence[object]):
     """A generator for one test's resamples: the seed plus a checksum of the test's
     identity, so a CI does not depend on which other tests were computed."""
     import numpy as np
@@ -298,9 +299,9 @@ class StatsOptions:
     by_modality: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", _check_metrics(self.metrics, "metric"))
+        object.__setattr__(self, "metrics", check_metrics(self.metrics, "metric"))
         object.__setattr__(self, "friedman_metrics",
-                           _check_metrics(self.friedman_metrics, "friedman metric"))
+                           check_metrics(self.friedman_metrics, "friedman metric"))
         for name, allowed in (("family", FAMILIES), ("missing", MISSING),
                               ("zero_method", ZERO_METHODS)):
             if getattr(self, name) not in allowed:
@@ -402,7 +403,7 @@ class _Tables:
         options, label = self.options, stats_label(ident)
         result = paired_test(table.values[calf].to_numpy(), table.values[baseline].to_numpy(),
                              zero_method=options.zero_method, resamples=options.resamples,
-                             rng=_test_rng(options.seed, (*identity, calf, baseline)))
+                             rng=seeded_generator(options.seed, (*identity, calf, baseline)))
         if math.isnan(result.p_value):
             self.notes.append(f"{label} {metric} {calf} vs {baseline}: {result.method}")
         numbers = result.as_dict()

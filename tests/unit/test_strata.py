@@ -188,7 +188,7 @@ def test_patient_advantages_pairs_every_calf_loss_with_every_baseline():
     assert pairs == [("calf", "bce"), ("calf", "dice"), ("calf_region", "bce"),
                      ("calf_region", "dice")]
     assert patient_advantages(rows, sizes, ["absent"], ["dice"]).empty
-    with pytest.raises(CalfError, match="analysis.metrics: 'dsc'"):
+    with pytest.raises(CalfError, match="analysis.metrics 'dsc': unknown metric"):
         patient_advantages(rows, sizes, ["calf"], ["dsc"])
 
 

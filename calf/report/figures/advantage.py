@@ -215,7 +215,7 @@ def _draw_advantage(ax: "Axes", part: "pd.DataFrame", colours: dict[str, str],
     """One panel: the strip, the zero line, and per baseline its points and curve."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    from calf.stats.run import _test_rng
+    from calf.stats.run import seeded_generator
 
     left, right, strip = limits
     ax.set_xscale("log")
@@ -231,7 +231,7 @@ def _draw_advantage(ax: "Axes", part: "pd.DataFrame", colours: dict[str, str],
         rows = part[part["baseline"] == baseline]
         identity = (*rows.iloc[0][list(GROUP_KEYS)], metric, rows.iloc[0]["calf_loss"],
                     baseline)
-        _draw_baseline(ax, rows, colours[baseline], strip, _test_rng(SEED, identity))
+        _draw_baseline(ax, rows, colours[baseline], strip, seeded_generator(SEED, identity))
     ax.set_xlim(left, right)
     ax.grid(axis="y", color="0.92", linewidth=0.6)
     patients = part.drop_duplicates(["dataset", "subject_id"])
