@@ -11,7 +11,11 @@ then times, in one run, against a baseline measured in the same run (no asserts)
 - ``load_case_metrics`` (the same reading plus validation and path identities);
 - ``compute_stats`` (every paired test with its bootstrap CI, Friedman, ranks, Nemenyi, on
   the patients' means), and again with ``by_modality`` (a group per modality as well);
-- ``write_summary_tables``; each figure of ``calf report figures``.
+- ``write_summary_tables``; each figure of ``calf report figures``;
+- ``calf analyse``'s parts (``calf.analysis``): tumour sizes and classes, the per-patient
+  advantages, the size-class tests, the interaction models, the ranking's bootstrap and
+  significance map, the robustness grid (3 presets x 4 metrics), and the analysis figures;
+  the interaction models again in ``--jobs`` worker processes.
 
 and the process's peak memory. Run: ``.venv/bin/python benchmarks/report.py [--cases 100]``.
 """
@@ -30,11 +34,15 @@ import pandas as pd
 from calf.defaults import ALPHA
 from calf.layout import RunKey
 from calf.report.figures import (
+    plot_advantage_volume,
     plot_branch_shares,
     plot_critical_difference,
     plot_dice,
     plot_imbalance,
+    plot_imbalance_advantage,
     plot_overlays,
+    plot_rank_blobs,
+    plot_significance_map,
 )
 from calf.report.tables import write_summary_tables
 from calf.stats.collect import load_case_metrics
@@ -63,6 +71,50 @@ def add_modalities(paths: list[Path], modalities: list[str], seed: int = 0) -> N
         pd.concat(copies, ignore_index=True).to_csv(path, index=False)
 
 
+def analysis_rows(cases, profiles, profiles_root, out: Path, args) -> list[tuple[str, float]]:
+    """The time of each part of ``calf analyse`` and of its figures on the study."""
+    from calf.analysis.interaction import imbalance_advantage, volume_interaction
+    from calf.analysis.ranks import rank_tables
+    from calf.analysis.robustness import robustness
+    from calf.analysis.size_effect import size_class_tests
+    from calf.analysis.strata import patient_advantages, patient_sizes, training_regimes
+
+    calf = list(CALF_VARIANTS)
+    tests = {"alpha": ALPHA, "zero_method": "wilcox", "resamples": args.resamples,
+             "seed": 12345}
+    rows = []
+    t, (sizes, _) = timed(lambda: patient_sizes(cases, 4))
+    rows.append((f"analysis: sizes and classes ({len(sizes)} patients)", t))
+    t, adv = timed(lambda: patient_advantages(cases, sizes, calf, ["dice", "hd95"]))
+    rows.append((f"analysis: per-patient advantages ({len(adv)} rows)", t))
+    t, classes = timed(lambda: size_class_tests(adv, **tests))
+    rows.append((f"analysis: size-class tests ({len(classes)})", t))
+    t, inter = timed(lambda: volume_interaction(adv, alpha=ALPHA))
+    rows.append((f"analysis: interaction models ({len(inter)} fits)", t))
+    t, _ = timed(lambda: volume_interaction(adv, alpha=ALPHA, jobs=args.jobs))
+    rows.append((f"  in {args.jobs} worker processes (calf analyse --jobs)", t))
+    regimes = training_regimes(profiles, profiles_root)
+    t, (imbalance, _) = timed(lambda: imbalance_advantage(adv, regimes))
+    rows.append(("analysis: imbalance against advantage", t))
+    t, (ranked, _) = timed(lambda: rank_tables(cases, ["dice", "hd95"],
+                                               resamples=args.rank_resamples))
+    rows.append((f"analysis: ranking bootstrap x {args.rank_resamples} "
+                 f"({len(ranked['rank_stability'])} rankings) + significance maps", t))
+    t, (robust, _, _) = timed(lambda: robustness(cases, calf_losses=calf, **tests,
+                                                 missing="error"))
+    rows.append((f"analysis: robustness grid ({len(robust)} tests)", t))
+    figures = {
+        "figure: advantage vs volume": lambda: plot_advantage_volume(adv, out / "advantage"),
+        "figure: imbalance vs advantage": lambda: plot_imbalance_advantage(
+            imbalance, out / "imbalance_advantage"),
+        "figure: rank blobs": lambda: plot_rank_blobs(
+            ranked["rank_counts"], ranked["rank_stability"], out / "blobs"),
+        "figure: significance map": lambda: plot_significance_map(
+            ranked["significance_map"], ranked["rank_stability"], out / "map"),
+    }
+    return rows + [(name, timed(fn)[0]) for name, fn in figures.items()]
+
+
 def timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -73,6 +125,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100, help="test cases per fold")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="worker processes of the interaction models' second timing")
+    parser.add_argument("--rank-resamples", type=int, default=2000,
+                        help="bootstrap resamples of the ranking's stability")
     parser.add_argument("--modalities", nargs="+", default=["t1", "t2", "flair"],
                         help="modality rows per case (default t1 t2 flair)")
     args = parser.parse_args()
@@ -116,6 +172,7 @@ def main() -> None:
         }
         for name, fn in figures.items():
             rows.append((name, timed(fn)[0]))
+        rows += analysis_rows(cases, profiles, results / "profiles", out, args)
 
     print(f"\n{'step':<52} {'seconds':>8} {'x baseline':>11}")
     for name, seconds in rows:

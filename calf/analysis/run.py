@@ -73,7 +73,8 @@ class AnalysisOptions:
     ``metrics``: of the size-class tests, the interaction model and the ranking;
     ``size_bins``: quantile classes (an integer) or ascending edges in the size unit;
     ``robustness_metrics`` x ``presets``: the verdict's robustness grid;
-    ``resamples``: of each median CI; ``rank_resamples``: of the ranking bootstrap."""
+    ``resamples``: of each median CI; ``rank_resamples``: of the ranking bootstrap;
+    ``jobs``: worker processes of the interaction fits (not a setting: no number changes)."""
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
     size_bins: int | tuple[float, ...] = DEFAULT_SIZE_BINS
@@ -85,6 +86,7 @@ class AnalysisOptions:
     resamples: int = RESAMPLES
     rank_resamples: int = 2000
     seed: int = SEED
+    jobs: int = 1  # worker processes of the interaction fits (changes no number)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", _metrics(self.metrics, "metric"))
@@ -101,7 +103,7 @@ class AnalysisOptions:
                                 f"{', '.join(allowed)}")
         if not 0 < self.alpha < 1:
             raise CalfError(f"alpha {self.alpha!r}: expected a number in (0, 1)")
-        for name in ("resamples", "rank_resamples"):
+        for name in ("resamples", "rank_resamples", "jobs"):
             if getattr(self, name) < 1:
                 raise CalfError(f"{name} {getattr(self, name)!r}: expected a positive number")
 
@@ -173,7 +175,7 @@ def compute_analysis(cases: "pd.DataFrame", *, study: str, profiles: Sequence[st
     tests = {"alpha": opts.alpha, "zero_method": opts.zero_method,
              "resamples": opts.resamples, "seed": opts.seed}
     tables["size_classes"] = size_class_tests(advantages, **tests)
-    tables["interaction"] = volume_interaction(advantages, alpha=opts.alpha)
+    tables["interaction"] = volume_interaction(advantages, alpha=opts.alpha, jobs=opts.jobs)
     if tables["regimes"] is None:
         notes.append("no training-set profiles given: no imbalance regimes")
         tables["regimes"] = pd.DataFrame(columns=list(table_columns("regimes")))

@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank-resamples", type=int, default=2000,
                         help="bootstrap resamples of the patients for the ranking")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes for the interaction models (default 1; the "
+                             "tables are the same for any number)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         robustness_metrics=args.robustness_metric or ROBUSTNESS_METRICS,
         presets=args.preset or PRESET_NAMES, alpha=args.alpha, missing=args.missing,
         zero_method=args.zero_method, resamples=args.resamples,
-        rank_resamples=args.rank_resamples, seed=args.seed)
+        rank_resamples=args.rank_resamples, seed=args.seed, jobs=args.jobs)
     write_analysis(analysis, args.out_dir, force=args.force)
     for note in analysis.notes:
         print(f"calf analyse: note: {note}", file=sys.stderr)

@@ -40,6 +40,6 @@ def test_reduced_demo_runs_through_slurm(slurm_cluster, tmp_path):  # noqa: F811
     rules = [job.rule for job in jobs]
     assert sorted(rules) == sorted(
         ["preprocess", "split_folds", "split_select", "split_select", "profile", "profile",
-         "train_calf", "train_calf", "evaluate_t", "evaluate_t"]
+         "train_calf", "train_calf", "evaluate_t", "evaluate_t", "analysis"]
     ), rules
     assert all(job.state == "COMPLETED" for job in jobs), [(j.rule, j.state) for j in jobs]

@@ -180,6 +180,18 @@ def test_comparisons_are_separate():
     assert slopes["dice_ce"] > 0 > slopes["focal"]
 
 
+def test_worker_processes_give_the_same_table():
+    parts = []
+    for i, baseline in enumerate(("dice_ce", "focal", "bce")):
+        part = planted(10 + i, 30, 0.02 * (i - 1))
+        parts.append(part.assign(baseline=baseline))
+    frame = pd.concat(parts, ignore_index=True)
+    serial = volume_interaction(frame)
+    parallel = volume_interaction(frame, jobs=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert len(serial) == 6
+
+
 def test_empty_input_gives_empty_tables():
     empty = planted(1, 5, 0.0).iloc[:0]
     assert volume_interaction(empty).empty

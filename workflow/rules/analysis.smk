@@ -1,11 +1,8 @@
 # Where CALF helps (calf analyse): CALF against each baseline per tumour-size class, the
 # change of its advantage with tumour volume, the training sets' imbalance against its
 # advantage, the ranking's bootstrap stability and significance map, and the verdicts under
-# every empty-mask preset and metric.
-
-
-localrules:
-    analysis,
+# every empty-mask preset and metric. A job of its own (not local): at the paper's scale its
+# mixed models take minutes, spread over the job's threads (calf analyse --jobs).
 
 
 rule analysis:
@@ -49,6 +46,7 @@ rule analysis:
         f"{LOGS}/analysis/{{study}}.log",
     conda:
         "../envs/calf.yaml"
+    threads: 4
     params:
         root=f"{RESULTS}/metrics",
         profiles_root=f"{RESULTS}/profiles",
@@ -60,4 +58,5 @@ rule analysis:
     shell:
         "calf analyse --metrics-root {params.root:q} --study {wildcards.study:q}"
         " --out-dir {params.out:q} --profiles-root {params.profiles_root:q}"
-        " {params.profiles:q} {params.args:q} {input.metrics:q} > {log:q} 2>&1"
+        " --jobs {threads} {params.profiles:q} {params.args:q} {input.metrics:q}"
+        " > {log:q} 2>&1"
