@@ -39,6 +39,7 @@ from calf.report.tables.render import markdown_escape
 UNTESTED = "untested"  # a test that could not run (NaN p), beside the analysis's verdicts
 METHOD_NAMES = {"mixedlm": "mixed model", "theil-sen": "Theil-Sen"}
 FULL_SLOPES = 2  # up to this many baselines every slope is given in full
+FULL_CHANGES = 2  # up to this many comparisons whose verdict changes are named
 SIGNIFICANT_DIGITS = 3  # of the class bounds
 P_FLOOR = 0.001  # smaller p-values are written "< 0.001"
 TAU_DIGITS = 2
@@ -478,20 +479,25 @@ def rank_sentence(ranks: RankStability | None, metric: str) -> str:
 
 
 def robustness_sentence(robust: Robustness | None) -> str:
-    """Whether the group's paired verdicts hold under every preset and metric."""
+    """Whether the group's paired verdicts hold under every preset and metric; with more
+    than ``FULL_CHANGES`` that do not, their number and the first ones."""
     if robust is None or not robust.n_comparisons:
         return ""
     grid = f"{robust.n_combinations} empty-mask preset and metric combinations"
     if not robust.changes:
         return f"Every paired verdict of the group holds under all {grid}."
     parts = []
-    for (calf, baseline), counts in robust.changes.items():
+    for (calf, baseline), counts in list(robust.changes.items())[:FULL_CHANGES]:
         order = [v for v in (BETTER, NO_DIFFERENCE, WORSE) if v in counts]
-        said = _and([f"{counts[v]} {'no difference' if v == NO_DIFFERENCE else v}"
-                     for v in order])
+        said = _and([f"{counts[v]} {v}" for v in order])
         parts.append(f"{calf} against {baseline} ({said})")
-    return (f"The verdict depends on the convention or metric for {_and(parts)} of the "
-            f"{grid} (verdict_changes.csv).")
+    n = len(robust.changes)
+    if n <= FULL_CHANGES:
+        return (f"The verdict depends on the convention or metric for {_and(parts)} of the "
+                f"{grid} (verdict_changes.csv).")
+    return (f"The verdicts of {n} of the {robust.n_comparisons} comparisons depend on the "
+            f"convention or metric over the {grid}, e.g. {_and(parts)} "
+            "(verdict_changes.csv).")
 
 
 def group_paragraph(answer: WhereAnswer, group: GroupWhere) -> str:
