@@ -2,10 +2,11 @@
 
 ``compute_analysis`` takes the per-case rows (``calf.stats.collect.load_case_metrics``) and
 the training sets' profiles of one study and returns a ``StudyAnalysis``: the tables
-(``TABLES``: name -> columns) and notes; ``write_analysis`` writes every table as
-``<name>.csv`` and ``analysis.json`` (settings, notes, the tables again as records) into a
-staging folder that replaces ``--out-dir`` whole (``calf._fs.atomic_dir``; a folder without
-``analysis.json`` is replaced only with ``force``).
+(``TABLE_SOURCES``: name -> the module and constant of its columns) and notes;
+``write_analysis`` writes every table as ``<name>.csv`` and ``analysis.json`` (settings,
+notes, the table files' names) into a staging folder that replaces ``--out-dir`` whole
+(``calf._fs.atomic_dir``; a folder without ``analysis.json`` is replaced only with
+``force``).
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ def _strata(rows, profiles, profiles_root, calf_losses, opts: AnalysisOptions, n
 
     sizes, size_notes = patient_sizes(rows, opts.size_bins)
     notes += size_notes
-    metrics = list(dict.fromkeys([*opts.metrics]))
-    advantages = patient_advantages(rows, sizes, calf_losses, metrics, missing=opts.missing)
+    advantages = patient_advantages(rows, sizes, calf_losses, opts.metrics,
+                                    missing=opts.missing)
     regimes = training_regimes(profiles, profiles_root) if profiles else None
     if regimes is not None:
         regimes = regimes[regimes["study"] == rows["study"].iloc[0]]
