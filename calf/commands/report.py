@@ -35,8 +35,7 @@ from calf.naming import CALF_LOSSES
 
 # the file every figures folder holds: a folder with it was written by calf report figures
 FIGURES_MARKER = "dice.png"
-# the figures drawn from calf analyse's tables (--analysis-dir), and the tables they read
-ANALYSIS_FIGURES = ("advantage_volume", "imbalance_advantage", "rank_blobs", "significance_map")
+# the tables that the figures drawn from calf analyse's tables (--analysis-dir) read
 ANALYSIS_TABLES = ("patient_advantage", "imbalance", "rank_counts", "rank_stability",
                    "significance_map")
 
@@ -74,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     figures.add_argument("--profile", action="append", default=[], metavar="JSON",
                          help="a training set's imbalance profile (repeatable)")
     figures.add_argument("--analysis-dir", default=None, metavar="DIR",
-                         help="the study's calf analyse output folder: also draws "
-                         + ", ".join(ANALYSIS_FIGURES))
+                         help="the study's calf analyse output folder: also draws its four "
+                         "figures (README, 'Analysis: where CALF helps')")
     figures.add_argument("--out-dir", required=True, help="folder for the figures")
 
     cost = actions.add_parser("cost", help="what a study's training runs cost per loss "
